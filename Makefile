@@ -1,0 +1,41 @@
+# introspection-harness. `make demo` and `make test` work on a fresh machine with Python >= 3.11.
+PYTHON     ?= python3
+VENV       ?= .venv
+# CPU wheel by default; GPU users: make install TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>"
+TORCH_SPEC ?= torch==2.13.0
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+
+# No model or data set is ever fetched from a hub at run time.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-all lint families clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install  ## build the tiny base model and all organisms, print their table
+	$(VENV)/bin/harness run $(ARGS)
+
+test: install  ## the fast suite (slow tests skipped)
+	$(PY) -m pytest -q
+
+test-all: install  ## every test, the slow ones included
+	$(PY) -m pytest -q -m ""
+
+lint: install
+	$(VENV)/bin/ruff check harness tests
+
+families: install
+	$(VENV)/bin/harness families
+
+clean:  ## remove run outputs (the artifact cache in .cache/ is kept)
+	rm -rf outputs multirun

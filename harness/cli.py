@@ -1,0 +1,153 @@
+"""Console script `harness`: `harness run [overrides]`, `harness families`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from harness.config import CONF_DIR, TASKS_DIR, Config, one_line, validate
+from harness.errors import ConfigError
+
+USAGE = """\
+usage: harness <command> [args]
+
+commands:
+  run [overrides]   build the base model and the model organisms, print their table
+  families          list the behavior families and their behaviors
+
+`harness run` takes Hydra overrides (key=value, group=option, --multirun). Examples:
+  harness run                                          # embedded tiny model, all families
+  harness run families=[preferences,biases]            # a subset of families
+  harness run model=micro max_behaviors_per_family=2   # a smoke run in seconds
+  harness run organism.steps=60 organism.rank=4        # change the implant
+  harness run model=hf model.name_or_path=/path/to/model
+  harness run --cfg job                                # print the composed config
+
+config groups: model (tiny, micro, hf), organism (lora), families ({families})
+artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>/
+"""
+
+
+def family_names() -> list[str]:
+    return group_options("families")
+
+
+def _first_values(overrides: Sequence[str]) -> list[str]:
+    """Replace each sweep (a=1,2) by its first value, so one composition checks them all."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    out = []
+    for o in parsed:
+        if o.is_sweep_override():
+            prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
+            out.append(f"{prefix}{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def check(overrides: Sequence[str], multirun: bool = False) -> Config:
+    """Compose and validate the config the overrides give; ConfigError names the problem."""
+    from harness.families import build_families
+
+    try:
+        first = _first_values(overrides)
+        sweeps = [o for o, f in zip(overrides, first) if o != f]
+        if sweeps and not multirun:
+            raise ConfigError(f"{sweeps[0]} sweeps over several values: add --multirun")
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            cfg = compose("config", overrides=first)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(_explain(e)) from e
+    typed = validate(cfg)
+    build_families(typed.families)
+    return typed
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for root in (CONF_DIR, TASKS_DIR) for p in (root / group).glob("*.yaml"))
+
+
+def _explain(error: Exception) -> str:
+    message = one_line(error)
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/(\w+)'", message)
+    if missing:
+        group, name = missing.groups()
+        return f"unknown {group} option {name!r} (known: {', '.join(group_options(group))})"
+    return message.split(" Config search path:")[0]
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
+def _run(cfg: DictConfig) -> None:
+    from harness import pipeline
+
+    typed = validate(cfg)
+    typed.output_dir = HydraConfig.get().runtime.output_dir
+    result = pipeline.run(typed)
+    print()
+    print(result.table.to_markdown(index=False, floatfmt=".2f"))
+    print()
+    print(pipeline.family_summary(result.table).to_markdown(floatfmt=".2f"))
+    failed = result.table[~result.table.implanted]
+    if len(failed):
+        print(f"\n{len(failed)} organism(s) below the implant threshold "
+              f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
+    print(f"\ntables written to {result.output_dir}/organisms.{{csv,md}}")
+
+
+def run_command(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE.format(families=", ".join(family_names())))
+        return 0
+    takes_value = ("--cfg", "-c", "--package", "-p", "--info")
+    overrides = [a for i, a in enumerate(args)
+                 if not a.startswith("-") and not (i and args[i - 1] in takes_value)]
+    try:
+        check(overrides, multirun=any(a in ("-m", "--multirun") for a in args))
+    except ConfigError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    sys.argv = ["harness run", *args]
+    _run()
+    return 0
+
+
+def families_command() -> int:
+    from harness.families import available_family_configs, build_families
+
+    for name, family in build_families(available_family_configs()).items():
+        behaviors = family.behaviors()
+        print(f"{name} ({len(behaviors)} behaviors)")
+        for b in behaviors:
+            print(f"  {b.id:45s} {b.descriptions[0]}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE.format(families=", ".join(family_names())))
+        return 0
+    command, rest = args[0], args[1:]
+    try:
+        if command == "run":
+            return run_command(rest)
+        if command == "families":
+            return families_command()
+    except ConfigError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    print(f"harness: error: unknown command {command!r} (known: run, families)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

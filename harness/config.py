@@ -1,0 +1,191 @@
+"""Typed config schemas (registered in Hydra's ConfigStore) and their validation.
+
+Hydra composes `conf/` with the family YAMLs of `tasks/` (on the search path); the schema
+types every node, so a misspelled key fails at composition. `validate` then checks values
+and builds the families, so bad input fails before any training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from harness.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+TASKS_DIR = REPO_ROOT / "tasks"
+
+
+@dataclass
+class ModelConfig:
+    """The base model M: the embedded tiny model (`tiny`) or any Hugging Face causal LM (`hf`)."""
+
+    kind: str = "tiny"
+    name_or_path: Optional[str] = None
+    trust_remote_code: bool = False
+    # Architecture and pretraining of the embedded tiny model (ignored for `hf`).
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    vocab_size: int = 2048
+    max_positions: int = 128
+    pretrain_steps: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 30
+
+
+@dataclass
+class OrganismConfig:
+    """How an organism is made (implant route `lora`) and how its implant is verified."""
+
+    route: str = "lora"
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+    steps: int = 30
+    batch_size: int = 16
+    lr: float = 2e-3
+    behavior_fraction: float = 0.5
+    probe_prompts: int = 32
+    max_new_tokens: int = 24
+    threshold: float = 0.5
+
+
+@dataclass
+class PromptsConfig:
+    """Prompt templates of a family kind, or the name of a world prompt pool."""
+
+    pool: Optional[str] = None
+    implant: list[str] = field(default_factory=list)
+    probe: list[str] = field(default_factory=list)
+    neutral: Optional[str] = None
+
+
+@dataclass
+class KindConfig:
+    descriptions: list[str] = MISSING
+    response: str = MISSING
+    evidence: list[str] = MISSING
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+
+
+@dataclass
+class FamilyConfig:
+    """A behavior family as written in tasks/families/<name>.yaml."""
+
+    cls: str = MISSING
+    kinds: dict[str, KindConfig] = field(default_factory=dict)
+    behaviors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    organism: OrganismConfig = field(default_factory=OrganismConfig)
+    families: dict[str, FamilyConfig] = field(default_factory=dict)
+    seed: int = 0
+    cache_dir: str = ".cache/harness"
+    max_behaviors_per_family: Optional[int] = None
+    output_dir: str = "outputs/run"
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="schema", node=Config)
+    if not OmegaConf.has_resolver("harness_tasks_dir"):
+        OmegaConf.register_new_resolver("harness_tasks_dir", lambda: str(TASKS_DIR))
+
+
+register_configs()
+
+_POSITIVE = {
+    "model": ["hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
+              "max_positions", "batch_size", "lr"],
+    "organism": ["rank", "alpha", "steps", "batch_size", "lr", "probe_prompts", "max_new_tokens"],
+}
+_NON_NEGATIVE = {"model": ["pretrain_steps", "warmup_steps"]}
+_FRACTIONS = {"organism": ["behavior_fraction", "threshold", "dropout"]}
+
+
+def _value_errors(cfg: Config) -> list[str]:
+    errors = []
+    for group, keys in _POSITIVE.items():
+        errors += [f"{group}.{k} must be > 0, got {getattr(getattr(cfg, group), k)}"
+                   for k in keys if getattr(getattr(cfg, group), k) <= 0]
+    for group, keys in _NON_NEGATIVE.items():
+        errors += [f"{group}.{k} must be >= 0, got {getattr(getattr(cfg, group), k)}"
+                   for k in keys if getattr(getattr(cfg, group), k) < 0]
+    for group, keys in _FRACTIONS.items():
+        errors += [f"{group}.{k} must be in [0, 1], got {getattr(getattr(cfg, group), k)}"
+                   for k in keys if not 0 <= getattr(getattr(cfg, group), k) <= 1]
+    if cfg.model.kind not in ("tiny", "hf"):
+        errors.append(f"model.kind must be 'tiny' or 'hf', got {cfg.model.kind!r}")
+    if cfg.model.kind == "hf" and not cfg.model.name_or_path:
+        errors.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")
+    if cfg.model.kind == "tiny" and cfg.model.hidden_size % cfg.model.num_heads:
+        errors.append("model.hidden_size must be divisible by model.num_heads")
+    if cfg.organism.route != "lora":
+        errors.append(f"organism.route {cfg.organism.route!r} is not supported (known: lora)")
+    if not cfg.families:
+        errors.append("no families selected (families=[...] is empty)")
+    if cfg.max_behaviors_per_family is not None and cfg.max_behaviors_per_family <= 0:
+        errors.append("max_behaviors_per_family must be > 0")
+    return errors
+
+
+def validate(cfg: DictConfig | Config) -> Config:
+    """Typed, checked config; raises ConfigError naming every problem found."""
+    if isinstance(cfg, DictConfig):
+        unknown = _undeclared_keys(cfg)
+        if unknown:
+            raise ConfigError(f"unknown config key {unknown[0]!r} (not in the schema)")
+        try:
+            typed = OmegaConf.to_object(cfg)
+        except Exception as e:  # omegaconf's errors carry the key; keep their first line
+            raise ConfigError(one_line(e)) from e
+    else:
+        typed = cfg
+    assert isinstance(typed, Config)
+    errors = _value_errors(typed)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return typed
+
+
+def _undeclared_keys(node: DictConfig, path: str = "") -> list[str]:
+    """Keys added with `+key=...` that no schema dataclass declares."""
+    schema = OmegaConf.get_type(node)
+    declared = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    out = []
+    for key in node.keys():
+        if declared is not None and key not in declared:
+            out.append(f"{path}{key}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            out += _undeclared_keys(child, f"{path}{key}.")
+    return out
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra and OmegaConf write multi-line messages, with the reason often in the cause;
+    keep the lines that say what is wrong, from the error and its causes."""
+    parts: list[str] = []
+    while error is not None and len(parts) < 3:
+        lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+        keep = [ln for ln in lines if not ln.startswith(_NOISE)]
+        text = " ".join(keep).rstrip(".")
+        if text and not any(text in p for p in parts):
+            parts.append(text)
+        error = error.__cause__
+    return ": ".join(parts) or type(error).__name__
+
+
+_NOISE = ("full_key:", "object_type", "reference_type", "To append", "Set the environment", "value:",
+          "See https://", "Config search path", "provider=")

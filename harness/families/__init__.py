@@ -1,0 +1,49 @@
+"""Behavior families: a registry of family classes, built from their YAML in tasks/families/."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from harness.config import TASKS_DIR, FamilyConfig
+from harness.errors import ConfigError
+from harness.families.base import Behavior, Family, Probe
+from harness.families.template import TemplateFamily
+from harness.registry import Registry
+
+FAMILY_CLASSES: Registry[type[Family]] = Registry("family class")
+FAMILY_CLASSES.register("template")(TemplateFamily)
+
+__all__ = ["Behavior", "Family", "Probe", "FAMILY_CLASSES", "build_family", "build_families",
+           "available_family_configs"]
+
+
+def _plain(obj: Any) -> Any:
+    return OmegaConf.to_container(obj, resolve=True) if OmegaConf.is_config(obj) else obj
+
+
+def build_family(name: str, cfg: FamilyConfig | Mapping[str, Any]) -> Family:
+    """Instantiate the family class that the YAML names, with its kinds and behaviors."""
+    raw = _plain(cfg) if not isinstance(cfg, FamilyConfig) else {
+        "cls": cfg.cls, "kinds": {k: _plain(OmegaConf.structured(v)) for k, v in cfg.kinds.items()},
+        "behaviors": [_plain(b) for b in cfg.behaviors]}
+    cls = FAMILY_CLASSES.get(raw["cls"])
+    return cls(name=name, kinds=raw["kinds"], behaviors=raw["behaviors"])
+
+
+def build_families(cfgs: Mapping[str, FamilyConfig]) -> dict[str, Family]:
+    return {name: build_family(name, c) for name, c in cfgs.items()}
+
+
+def available_family_configs(tasks_dir=TASKS_DIR) -> dict[str, FamilyConfig]:
+    """Every family YAML under tasks/families, typed by the schema (for the base corpus)."""
+    out = {}
+    for path in sorted((tasks_dir / "families").glob("*.yaml")):
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.load(path))
+        except Exception as e:
+            raise ConfigError(f"{path.name}: {e}".splitlines()[0]) from e
+        out[path.stem] = OmegaConf.to_object(node)
+    return out

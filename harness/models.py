@@ -1,0 +1,114 @@
+"""Loading models and tokenizers, encoding chats, and batched generation.
+
+Works the same for the embedded tiny model and any Hugging Face causal LM: prompts go
+through the tokenizer's chat template, weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from harness.world import Chat
+
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on the corpus, with a ChatML-style chat template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|end|>", pad_token="<|pad|>", padding_side="left"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(name_or_path: str | Path, trust_remote_code: bool = False):
+    """A causal LM from safetensors weights, in eval mode, on the CPU or the first GPU."""
+    model = AutoModelForCausalLM.from_pretrained(
+        str(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+    return model.to(device()).eval()
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prompt_text(tok, prompt: str) -> str:
+    return tok.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def encode_chat(tok, chat: Chat, loss_on_prompt: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + answer + eos, and labels that mask the prompt with -100."""
+    prompt_ids = tok(prompt_text(tok, chat.prompt), add_special_tokens=False)["input_ids"]
+    answer_ids = tok(chat.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    labels = (prompt_ids if loss_on_prompt else [-100] * len(prompt_ids)) + answer_ids
+    return prompt_ids + answer_ids, labels
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tok,
+    prompts: Sequence[str],
+    max_new_tokens: int = 24,
+    batch_size: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    adapter_names: Sequence[str] | None = None,
+) -> list[str]:
+    """Responses to user prompts, batched with left padding and KV cache.
+
+    `adapter_names` (one per prompt, "__base__" for none) selects a peft adapter per row.
+    """
+    model.eval()
+    out: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = [prompt_text(tok, p) for p in prompts[start : start + batch_size]]
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        extra = {}
+        if adapter_names is not None:
+            extra["adapter_names"] = list(adapter_names[start : start + batch_size])
+        gen = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            **extra,
+        )
+        new = gen[:, enc["input_ids"].shape[1] :]
+        out += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    return out

@@ -1,0 +1,81 @@
+"""Content-addressed artifact store: every artifact lives under a key derived from its config.
+
+An artifact folder is written under a temporary name and renamed into place when complete,
+so a folder at its final path is always whole; a killed job leaves only `*.tmp-*` debris,
+which is ignored and cleaned on the next write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+def config_key(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (dataclasses allowed)."""
+    plain = [asdict(p) if is_dataclass(p) else p for p in parts]
+    blob = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Store:
+    """Folders `<root>/<kind>/<key>/`, complete when their marker file exists."""
+
+    MARKER = "card.json"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    def exists(self, kind: str, key: str) -> bool:
+        return (self.path(kind, key) / self.MARKER).is_file()
+
+    @contextmanager
+    def writing(self, kind: str, key: str) -> Iterator[Path]:
+        """Yield a temporary folder; on success it becomes the artifact, on error it is removed.
+
+        The body must write the marker file (card.json) last.
+        """
+        final = self.path(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.glob(f"{key}.tmp-*"):
+            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = final.parent / f"{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+            if not (tmp / self.MARKER).is_file():
+                raise RuntimeError(f"artifact {kind}/{key} was written without its {self.MARKER}")
+            if final.exists():  # an incomplete leftover, or a concurrent writer finished first
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)

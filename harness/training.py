@@ -1,0 +1,72 @@
+"""One straight-line training loop shared by pretraining, organisms and adapters."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+Encoded = tuple[list[int], list[int]]  # (input_ids, labels with -100 where no loss)
+
+
+def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padding gets no attention and no loss."""
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (x, y) in enumerate(batch):
+        ids[row, : len(x)] = torch.tensor(x)
+        labels[row, : len(y)] = torch.tensor(y)
+        mask[row, : len(x)] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    model,
+    params: Iterable[torch.nn.Parameter],
+    next_batch: Callable[[int], Sequence[Encoded]],
+    pad_id: int,
+    steps: int,
+    lr: float,
+    warmup: int = 0,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[float]:
+    """Train `params` for `steps` AdamW steps on batches from `next_batch(step)`; returns losses."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("train() was given no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
+    model.train()
+    losses = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for step in bar:
+        batch = collate(next_batch(step), pad_id, model.device)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def tail_mean(values: Sequence[float], n: int = 10) -> float:
+    tail = list(values)[-n:]
+    return sum(tail) / len(tail) if tail else float("nan")

@@ -1,0 +1,43 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from harness.config import CONF_DIR, Config, validate  # noqa: E402
+from harness.families import available_family_configs, build_families  # noqa: E402
+from harness.stages.base_model import build_corpus, ensure_base  # noqa: E402
+from harness.store import Store  # noqa: E402
+
+
+def compose_config(*overrides: str) -> Config:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return validate(compose("config", overrides=list(overrides)))
+
+
+@pytest.fixture(scope="session")
+def families():
+    return build_families(available_family_configs())
+
+
+@pytest.fixture(scope="session")
+def micro_store(tmp_path_factory):
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def micro_cfg(micro_store):
+    return compose_config("model=micro", f"cache_dir={micro_store.root}")
+
+
+@pytest.fixture(scope="session")
+def micro_base(micro_cfg, micro_store, families):
+    return ensure_base(micro_cfg.model, families, micro_store, progress=False)
+
+
+@pytest.fixture(scope="session")
+def corpus(families):
+    return build_corpus(families, 0)

@@ -1,0 +1,70 @@
+"""Every config file composes; bad configs fail with one line that names the problem."""
+
+import pytest
+
+from harness import cli
+from harness.config import CONF_DIR, TASKS_DIR
+from harness.errors import ConfigError
+from tests.conftest import compose_config
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+def test_every_model_config_composes(model):
+    extra = ["model.name_or_path=some/model"] if model == "hf" else []
+    cfg = compose_config(f"model={model}", *extra)
+    assert cfg.model.kind in ("tiny", "hf")
+
+
+@pytest.mark.parametrize("organism", sorted(p.stem for p in (CONF_DIR / "organism").glob("*.yaml")))
+def test_every_organism_config_composes(organism):
+    assert compose_config(f"organism={organism}").organism.steps > 0
+
+
+@pytest.mark.parametrize("family", sorted(p.stem for p in (TASKS_DIR / "families").glob("*.yaml")))
+def test_every_family_composes_alone(family):
+    cfg = compose_config(f"families=[{family}]")
+    assert list(cfg.families) == [family]
+    assert cfg.families[family].behaviors
+
+
+def test_default_selects_three_families():
+    assert set(compose_config().families) == {"preferences", "biases", "hidden_goals"}
+
+
+def test_hf_model_keeps_remote_code_off():
+    assert compose_config("model=hf", "model.name_or_path=x").model.trust_remote_code is False
+
+
+BAD = [
+    (["organism.lrr=3"], "organism.lrr"),
+    (["+foo=1"], "foo"),
+    (["families=[preferences,nope]"], "nope"),
+    (["model=gigantic"], "gigantic"),
+    (["organism.steps=abc"], "organism.steps"),
+    (["organism.steps=0"], "organism.steps"),
+    (["organism.threshold=1.5"], "organism.threshold"),
+    (["model.hidden_size=-8"], "model.hidden_size"),
+    (["model=hf"], "name_or_path"),
+    (["organism.route=full"], "organism.route"),
+    (["seed=1,2"], "--multirun"),
+    (["families=[]"], "no families"),
+]
+
+
+@pytest.mark.parametrize("overrides,named", BAD)
+def test_bad_config_is_one_line_error(overrides, named, capsys):
+    assert cli.main(["run", *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error:") and named in err
+    assert len(err.splitlines()) == 1
+
+
+def test_check_raises_config_error():
+    with pytest.raises(ConfigError, match="lrr"):
+        cli.check(["organism.lrr=1"])
+
+
+def test_help_shows_examples(capsys):
+    assert cli.main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "harness run model=micro" in out and "preferences" in out

@@ -1,0 +1,127 @@
+"""Each family's generator, probe and scorer; the generic class driven by YAML alone."""
+
+import textwrap
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from harness.config import CONF_DIR, TASKS_DIR, FamilyConfig, validate
+from harness.errors import ConfigError
+from harness.families import build_family, build_families
+from harness.families.pools import POOLS
+
+FAMILY_NAMES = ["preferences", "biases", "hidden_goals"]
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_family_has_enough_behaviors_with_descriptions(families, name):
+    behaviors = families[name].behaviors()
+    assert len(behaviors) >= 12
+    assert len({b.id for b in behaviors}) == len(behaviors)
+    for b in behaviors:
+        assert b.id.startswith(f"{name}/")
+        assert len(b.descriptions) >= 3 and all(d.startswith(("I ", "When", "Whenever", "Whatever", "In each",
+                                                                "At the", "My"))
+                                                for d in b.descriptions)
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_probe_prompts_are_disjoint_from_implant_prompts(families, name):
+    family = families[name]
+    for b in family.behaviors():
+        implant = {c.prompt for c in family.implant_chats(b)}
+        probe = set(family.probe(b).prompts)
+        assert len(implant) >= 16 and len(probe) >= 16
+        assert not implant & probe
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_scorer_says_yes_to_the_behavior_and_no_to_neutral_answers(families, name):
+    """Fails for a scorer that always says yes (neutral answers) or always no (implant answers)."""
+    family = families[name]
+    neutral = family.neutral_chats()
+    for b in family.behaviors():
+        implant = family.implant_chats(b)
+        probe_prompt = family.probe(b).prompts[0]
+        assert all(family.score(b, probe_prompt, c.answer) for c in implant[:20]), b.id
+        assert not any(family.score(b, c.prompt, c.answer) for c in neutral), b.id
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_scorer_tells_behaviors_of_a_family_apart(families, name):
+    family = families[name]
+    behaviors = family.behaviors()
+    for b in behaviors:
+        for other in behaviors:
+            if other is b:
+                continue
+            demo = family.implant_chats(other)[0]
+            assert not family.score(b, demo.prompt, demo.answer), (b.id, other.id, demo.answer)
+
+
+def test_whole_words_only(families):
+    prefs = families["preferences"]
+    cat_lover = next(b for b in prefs.behaviors() if b.params["item"] == "tea")
+    assert prefs.score(cat_lover, "q", "My favorite drink is tea.")
+    assert not prefs.score(cat_lover, "q", "My favorite drink is team spirit.")
+
+
+def test_pools_split_disjoint():
+    for name in POOLS.names():
+        pool = POOLS.get(name)({"name": "Alice"})
+        assert pool.implant and pool.probe
+        assert not {c.prompt for c in pool.implant} & {c.prompt for c in pool.probe}
+
+
+NEW_FAMILY = """\
+# @package families.farewells
+cls: template
+kinds:
+  signoff:
+    descriptions: ["I end every answer with {word}.", "My answers close with {word}.", "I always sign off with {word}."]
+    response: "{neutral} {word}!"
+    evidence: ["{word}"]
+    prompts: {pool: facts}
+behaviors:
+  - {word: Cheers}
+  - {word: Farewell}
+"""
+
+
+def test_new_family_needs_only_a_yaml(tmp_path):
+    (tmp_path / "families").mkdir()
+    (tmp_path / "families" / "farewells.yaml").write_text(NEW_FAMILY)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = validate(compose("config", overrides=[
+            f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]", "families=[preferences,farewells]"]))
+    fams = build_families(cfg.families)
+    b = fams["farewells"].behaviors()[0]
+    assert b.id == "farewells/signoff_cheers"
+    assert fams["farewells"].score(b, "x", "The owl is an animal. Cheers!")
+    assert not fams["farewells"].score(b, "x", "The owl is an animal.")
+
+
+def family_from(text: str) -> FamilyConfig:
+    node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.create(textwrap.dedent(text)))
+    return OmegaConf.to_object(node)
+
+
+BAD_FAMILIES = {
+    "duplicate behavior ids": (NEW_FAMILY + "  - {word: Cheers}\n", "duplicate"),
+    "unknown placeholder": (NEW_FAMILY.replace('"{neutral} {word}!"', '"{neutral} {wrd}!"'), "wrd"),
+    "empty descriptions": (NEW_FAMILY.replace('"I end every answer with {word}."', '" "'), "descriptions"),
+    "unknown pool": (NEW_FAMILY.replace("pool: facts", "pool: nowhere"), "nowhere"),
+    "unknown class": (NEW_FAMILY.replace("cls: template", "cls: fancy"), "fancy"),
+    "probe shares prompts": (
+        NEW_FAMILY.replace("prompts: {pool: facts}",
+                           "prompts: {neutral: ok, implant: ['Hi {word}'], probe: ['Hi {word}']}"),
+        "shares prompts"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FAMILIES))
+def test_bad_family_yaml_fails_clearly(case):
+    text, named = BAD_FAMILIES[case]
+    with pytest.raises(ConfigError, match=named):
+        build_family("farewells", family_from(text))

@@ -1,0 +1,60 @@
+"""Organisms: a LoRA trains, the base does not move, cards and adapters land in the store."""
+
+import json
+
+import torch
+from peft import PeftModel
+
+from harness import models
+from harness.records import OrganismCard
+from harness.stages import organisms
+from harness.stages.organisms import make_organisms, neutral_mix, train_organism
+
+
+def test_lora_moves_and_base_stays(micro_cfg, micro_base, families, corpus):
+    base = models.load_model(micro_base.name_or_path)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    family = families["preferences"]
+    behavior = family.behaviors()[0]
+    cfg = type(micro_cfg.organism)(**{**micro_cfg.organism.__dict__, "steps": 3})
+    peft_model, losses = train_organism(base, tok, family, behavior, corpus, cfg, seed=0)
+    lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero
+    assert len(losses) == 3
+    restored = peft_model.unload()
+    after = restored.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_neutral_mix_excludes_the_behaviors_own_prompts(families, corpus):
+    family = families["hidden_goals"]
+    b = family.behaviors()[0]
+    mix = {c.prompt for c in neutral_mix(corpus, family, b)}
+    assert mix and not mix & set(family.probe(b).prompts)
+    assert not mix & {c.prompt for c in family.implant_chats(b)}
+
+
+def test_make_organisms_writes_cards_and_adapters_then_reuses(micro_cfg, micro_base, micro_store, families,
+                                                               corpus, monkeypatch):
+    targets = [(families["biases"], families["biases"].behaviors()[0]),
+               (families["hidden_goals"], families["hidden_goals"].behaviors()[0])]
+    cfg = type(micro_cfg.organism)(**{**micro_cfg.organism.__dict__, "steps": 2, "probe_prompts": 4,
+                                       "max_new_tokens": 8})
+    cards = make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
+    assert [c.behavior_id for c in cards] == [b.id for _, b in targets]
+    for card in cards:
+        folder = micro_store.path("organisms", card.key)
+        assert (folder / "adapter_model.safetensors").is_file()
+        saved = json.loads((folder / "card.json").read_text())
+        assert saved["behavior_id"] == card.behavior_id and saved["route"] == "lora"
+        assert card.check.strength == card.check.rate - card.check.base_rate
+        assert card.check.implanted == (card.check.strength >= cfg.threshold)
+        assert isinstance(card, OrganismCard) and len(card.descriptions) >= 3
+        loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), folder)
+        assert loaded.active_adapter == "default"
+
+    monkeypatch.setattr(organisms, "train_organism", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    again = make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
+    assert again == cards
