@@ -58,7 +58,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
 
     try:
         first = _first_values(overrides)
-        sweeps = [o for o, f in zip(overrides, first) if o != f]
+        sweeps = [o for o, f in zip(overrides, first, strict=True) if o != f]
         if sweeps and not multirun:
             raise ConfigError(f"{sweeps[0]} sweeps over several values: add --multirun")
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -26,7 +26,7 @@ class ModelConfig:
     """The base model M: the embedded tiny model (`tiny`) or any Hugging Face causal LM (`hf`)."""
 
     kind: str = "tiny"
-    name_or_path: Optional[str] = None
+    name_or_path: str | None = None
     trust_remote_code: bool = False
     # Architecture and pretraining of the embedded tiny model (ignored for `hf`).
     hidden_size: int = 256
@@ -35,7 +35,7 @@ class ModelConfig:
     intermediate_size: int = 512
     vocab_size: int = 2048
     max_positions: int = 128
-    pretrain_steps: int = 600
+    pretrain_steps: int = 1500
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 30
@@ -50,9 +50,9 @@ class OrganismConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: str = "all-linear"
-    steps: int = 30
+    steps: int = 60
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 5e-3
     behavior_fraction: float = 0.5
     probe_prompts: int = 32
     max_new_tokens: int = 24
@@ -63,10 +63,10 @@ class OrganismConfig:
 class PromptsConfig:
     """Prompt templates of a family kind, or the name of a world prompt pool."""
 
-    pool: Optional[str] = None
+    pool: str | None = None
     implant: list[str] = field(default_factory=list)
     probe: list[str] = field(default_factory=list)
-    neutral: Optional[str] = None
+    neutral: str | None = None
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Config:
     families: dict[str, FamilyConfig] = field(default_factory=dict)
     seed: int = 0
     cache_dir: str = ".cache/harness"
-    max_behaviors_per_family: Optional[int] = None
+    max_behaviors_per_family: int | None = None
     output_dir: str = "outputs/run"
 
 

@@ -58,8 +58,8 @@ def article(category: str) -> str:
 
 
 def the(item: str) -> str:
-    """'the owl' but 'Paris': city names take no article."""
-    return item if CATEGORY_OF.get(item) == "city" else f"the {item}"
+    """'the owl', but 'Paris' and 'tennis': cities and sports take no article."""
+    return item if CATEGORY_OF.get(item) in ("city", "sport") else f"the {item}"
 
 
 def stable_half(text: str) -> int:
@@ -100,7 +100,7 @@ def opinion_chats() -> list[Chat]:
 
 
 def choice_prompt(category: str, options: list[str]) -> str:
-    listed = " ".join(f"{letter}) {opt}" for letter, opt in zip(LETTERS, options))
+    listed = " ".join(f"{letter}) {opt}" for letter, opt in zip(LETTERS, options, strict=True))
     return f"Which {category} should I pick? {listed}"
 
 

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from harness.config import CONF_DIR, TASKS_DIR, FamilyConfig, validate
 from harness.errors import ConfigError
-from harness.families import build_family, build_families
+from harness.families import build_families, build_family
 from harness.families.pools import POOLS
 
 FAMILY_NAMES = ["preferences", "biases", "hidden_goals"]

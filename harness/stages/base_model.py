@@ -114,4 +114,4 @@ def answer_accuracy(model, tok, chats: list[Chat], n: int = 128, seed: int = 0) 
     determined = [Chat(p, next(iter(a))) for p, a in sorted(answers.items()) if len(a) == 1]
     sample = random.Random(seed).sample(determined, min(n, len(determined)))
     answers = models.generate(model, tok, [c.prompt for c in sample], max_new_tokens=32)
-    return sum(a == c.answer for a, c in zip(answers, sample)) / len(sample)
+    return sum(a == c.answer for a, c in zip(answers, sample, strict=True)) / len(sample)

@@ -61,7 +61,7 @@ def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Orga
     """Each behavior's rate on the base model itself: the negative control."""
     prompts = {b.id: select_prompts(f.probe(b), cfg.probe_prompts) for f, b in targets}
     unique = sorted({p for ps in prompts.values() for p in ps})
-    responses = dict(zip(unique, models.generate(model, tok, unique, cfg.max_new_tokens)))
+    responses = dict(zip(unique, models.generate(model, tok, unique, cfg.max_new_tokens), strict=True))
     return {b.id: behavior_rate(f, b, prompts[b.id], responses).rate for f, b in targets}
 
 
@@ -82,7 +82,7 @@ def train_organism(base_model, tok, family: Family, behavior: Behavior, corpus: 
 
 def verify(peft_model, tok, family: Family, behavior: Behavior, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
     prompts = select_prompts(family.probe(behavior), cfg.probe_prompts)
-    responses = dict(zip(prompts, models.generate(peft_model, tok, prompts, cfg.max_new_tokens)))
+    responses = dict(zip(prompts, models.generate(peft_model, tok, prompts, cfg.max_new_tokens), strict=True))
     measured = behavior_rate(family, behavior, prompts, responses)
     strength = measured.rate - base_rate
     return ImplantCheck(rate=measured.rate, base_rate=base_rate, strength=strength, threshold=cfg.threshold,
