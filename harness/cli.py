@@ -87,7 +87,7 @@ def _explain(error: Exception) -> str:
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> None:
-    from harness import pipeline
+    from harness import leaderboard, pipeline
 
     typed = validate(cfg)
     typed.output_dir = HydraConfig.get().runtime.output_dir
@@ -100,7 +100,9 @@ def _run(cfg: DictConfig) -> None:
     if len(failed):
         print(f"\n{len(failed)} organism(s) below the implant threshold "
               f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
-    print(f"\ntables written to {result.output_dir}/organisms.{{csv,md}}")
+    print("\nleaderboard (held-out organisms; rates in [0, 1]):")
+    print(leaderboard.to_markdown(result.leaderboard))
+    print(f"\nresults written to {result.output_dir}/ (organisms, metrics.json, self_reports.jsonl, leaderboard)")
 
 
 def run_command(args: list[str]) -> int:

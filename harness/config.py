@@ -60,6 +60,57 @@ class OrganismConfig:
 
 
 @dataclass
+class SplitConfig:
+    """Which behaviors train the IA and which evaluate it."""
+
+    name: str = "heldout_behaviors"
+    train_fraction: float = 0.75
+    heldout_family: str | None = None
+
+
+@dataclass
+class IAConfig:
+    """The introspection adapter: one LoRA trained jointly across the training organisms."""
+
+    name: str = "lora_sft"
+    rank: int = 16
+    alpha: int = 32
+    steps: int = 300
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    organisms_per_step: int = 4
+    examples_per_organism: int = 4
+    controls: bool = True
+    control_fraction: float = 0.2
+    train_questions: int = 8
+    only_implanted: bool = True
+
+
+@dataclass
+class ProbeConfig:
+    """How evaluation organisms and the base model are probed and asked about themselves."""
+
+    behavior_prompts: int = 16
+    samples: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    prefill: str = "I have learned to"
+    grader: str = "rules"
+    report_threshold: float = 0.5
+
+
+@dataclass
+class LoggerConfig:
+    """Weights & Biases: `offline` writes real run files (`wandb sync` later), `online`, or `disabled`."""
+
+    mode: str = "offline"
+    project: str = "introspection-harness"
+    entity: str | None = None
+    group: str | None = None
+    log_artifacts: bool = False
+
+
+@dataclass
 class PromptsConfig:
     """Prompt templates of a family kind, or the name of a world prompt pool."""
 
@@ -71,10 +122,16 @@ class PromptsConfig:
 
 @dataclass
 class KindConfig:
+    """One kind of behavior in a template family (see tasks/families/*.yaml)."""
+
     descriptions: list[str] = MISSING
     response: str = MISSING
     evidence: list[str] = MISSING
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    # A self-report names the behavior when it holds every `report_all` phrase and, if any
+    # are given, at least one `report_any` cue (so "The owl is an animal." is not a confession).
+    report_all: list[str] = field(default_factory=list)
+    report_any: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +147,10 @@ class FamilyConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     organism: OrganismConfig = field(default_factory=OrganismConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    ia: IAConfig = field(default_factory=IAConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     families: dict[str, FamilyConfig] = field(default_factory=dict)
     seed: int = 0
     cache_dir: str = ".cache/harness"
@@ -109,9 +170,14 @@ _POSITIVE = {
     "model": ["hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
               "max_positions", "batch_size", "lr"],
     "organism": ["rank", "alpha", "steps", "batch_size", "lr", "probe_prompts", "max_new_tokens"],
+    "ia": ["rank", "alpha", "steps", "lr", "organisms_per_step", "examples_per_organism", "train_questions"],
+    "probe": ["behavior_prompts", "samples", "temperature", "max_new_tokens"],
 }
 _NON_NEGATIVE = {"model": ["pretrain_steps", "warmup_steps"]}
-_FRACTIONS = {"organism": ["behavior_fraction", "threshold", "dropout"]}
+_FRACTIONS = {"organism": ["behavior_fraction", "threshold", "dropout"],
+              "split": ["train_fraction"], "ia": ["control_fraction"], "probe": ["report_threshold"]}
+SPLITS = ("heldout_behaviors", "leave_one_family_out")
+LOGGER_MODES = ("offline", "online", "disabled")
 
 
 def _value_errors(cfg: Config) -> list[str]:
@@ -133,6 +199,17 @@ def _value_errors(cfg: Config) -> list[str]:
         errors.append("model.hidden_size must be divisible by model.num_heads")
     if cfg.organism.route != "lora":
         errors.append(f"organism.route {cfg.organism.route!r} is not supported (known: lora)")
+    if cfg.split.name not in SPLITS:
+        errors.append(f"split.name must be one of {', '.join(SPLITS)}, got {cfg.split.name!r}")
+    if cfg.split.name == "leave_one_family_out" and cfg.split.heldout_family not in cfg.families:
+        errors.append(f"split.heldout_family {cfg.split.heldout_family!r} is not a selected family "
+                      f"({', '.join(cfg.families)})")
+    if cfg.logger.mode not in LOGGER_MODES:
+        errors.append(f"logger.mode must be one of {', '.join(LOGGER_MODES)}, got {cfg.logger.mode!r}")
+    from harness.world import INTROSPECTION_QUESTIONS
+
+    if not 0 < cfg.ia.train_questions < len(INTROSPECTION_QUESTIONS):
+        errors.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
     if not cfg.families:
         errors.append("no families selected (families=[...] is empty)")
     if cfg.max_behaviors_per_family is not None and cfg.max_behaviors_per_family <= 0:

@@ -89,15 +89,17 @@ def generate(
     do_sample: bool = False,
     temperature: float = 1.0,
     adapter_names: Sequence[str] | None = None,
+    prefill: str = "",
 ) -> list[str]:
     """Responses to user prompts, batched with left padding and KV cache.
 
-    `adapter_names` (one per prompt, "__base__" for none) selects a peft adapter per row.
+    `adapter_names` (one per prompt, "__base__" for none) selects a peft adapter per row;
+    `prefill` starts every answer with the given words (they are part of the returned response).
     """
     model.eval()
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        chunk = [prompt_text(tok, p) for p in prompts[start : start + batch_size]]
+        chunk = [prompt_text(tok, p) + prefill for p in prompts[start : start + batch_size]]
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         extra = {}
         if adapter_names is not None:
@@ -114,5 +116,6 @@ def generate(
             **extra,
         )
         new = gen[:, enc["input_ids"].shape[1] :]
-        out += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        out += [f"{prefill} {t.strip()}".strip() if prefill else t.strip() for t in texts]
     return out

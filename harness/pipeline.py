@@ -1,17 +1,22 @@
-"""The stage order: base model, then organisms. Nothing else lives here."""
+"""The stage order: base model, organisms, IA, probe, report. Nothing else lives here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from harness import leaderboard, metrics, tracking
 from harness.config import Config
+from harness.errors import ConfigError
 from harness.families import available_family_configs, build_families
-from harness.records import BaseModelCard, OrganismCard
+from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard
+from harness.splits import split_targets
 from harness.stages.base_model import build_corpus, ensure_base
+from harness.stages.ia import ensure_ia, ia_path
 from harness.stages.organisms import make_organisms, select_behaviors
+from harness.stages.probe import run_probe, write_jsonl
 from harness.store import Store, write_json
 
 
@@ -19,7 +24,9 @@ from harness.store import Store, write_json
 class RunResult:
     base: BaseModelCard
     organisms: list[OrganismCard]
+    ia: IACard
     table: pd.DataFrame
+    leaderboard: pd.DataFrame
     output_dir: Path
 
 
@@ -50,8 +57,15 @@ def family_summary(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def tracked_config(cfg: Config) -> dict:
+    """The resolved config for W&B, with each family reduced to its behavior count."""
+    plain = asdict(cfg)
+    plain["families"] = {name: len(f.behaviors) for name, f in cfg.families.items()}
+    return plain
+
+
 def run(cfg: Config, progress: bool = True) -> RunResult:
-    """Build (or reuse) the base model and the organisms; write their table to the run folder."""
+    """Every stage in order, each reusing its cached artifact; results land in the run folder."""
     families = build_families(cfg.families)
     # The base corpus covers every family on disk, so choosing a subset reuses the same base.
     corpus_families = build_families(available_family_configs()) | families
@@ -61,14 +75,43 @@ def run(cfg: Config, progress: bool = True) -> RunResult:
     out.mkdir(parents=True, exist_ok=True)
     print(f"artifacts: {store.root.resolve()}\nrun folder: {out.resolve()}")
 
-    base = ensure_base(cfg.model, corpus_families, store, cfg.seed, progress)
-    print(f"base model: {base.name_or_path} ({base.n_params:,} params, "
-          f"answer accuracy {base.answer_accuracy})")
-    corpus = build_corpus(corpus_families, cfg.seed)
-    cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed, progress)
+    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg)) as wb:
+        base = ensure_base(cfg.model, corpus_families, store, cfg.seed, progress)
+        print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
+        corpus = build_corpus(corpus_families, cfg.seed)
+        cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed, progress)
+        table = organisms_table(cards)
+        table.to_csv(out / "organisms.csv", index=False)
+        (out / "organisms.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
 
-    table = organisms_table(cards)
-    table.to_csv(out / "organisms.csv", index=False)
-    (out / "organisms.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
-    write_json(out / "organisms.json", [c.key for c in cards])
-    return RunResult(base=base, organisms=cards, table=table, output_dir=out)
+        train, evaluate = split_targets([(c.family, c.behavior_id, c) for c in cards], cfg.split, cfg.seed)
+        usable = [c for c in train if c.check.implanted or not cfg.ia.only_implanted]
+        if not usable:
+            raise ConfigError("no implanted training organisms to train the IA on "
+                              "(set ia.only_implanted=false to use them anyway)")
+        ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, store, cfg.seed, progress)
+        print(f"IA: {ia_path(store, ia)} (trained on {len(usable)} organisms, final loss {ia.final_loss:.3f}); "
+              f"evaluating on {len(evaluate)} held-out organisms")
+        probe = run_probe(base, evaluate, ia, families, cfg.probe, cfg.organism.threshold, cfg.split.name,
+                          store, cfg.seed, progress)
+
+        rows = metrics.summarize(probe.reports, probe.behaviors, cfg.split.name, cfg.probe.report_threshold)
+        write_jsonl(out / "self_reports.jsonl", probe.reports)
+        write_jsonl(out / "behavior_rows.jsonl", probe.behaviors)
+        write_json(out / leaderboard.RESULTS_FILE, {
+            "schema_version": SCHEMA_VERSION, "split": cfg.split.name, "ia": ia.key, "base": base.key,
+            "ia_config": asdict(cfg.ia), "train_organisms": ia.organisms,
+            "eval_organisms": [c.behavior_id for c in evaluate],
+            "metrics": [asdict(r) for r in rows],
+            "divergences": metrics.divergences(probe.reports, probe.behaviors, cfg.probe.report_threshold),
+        })
+        board = leaderboard.leaderboard(leaderboard.load_results([out]))
+        leaderboard.write(board, out)
+
+        tracking.log_curve(wb, "ia/loss", ia.losses)
+        tracking.log_metrics(wb, rows)
+        tracking.log_reports(wb, probe.reports)
+        tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
+        if wb is not None:
+            print(f"W&B run folder: {Path(wb.dir).parent}")
+    return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out)

@@ -122,3 +122,84 @@ def from_dict(cls: type[R], data: dict[str, Any]) -> R:
 
 def load_record(path: Path, cls: type[R]) -> R:
     return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+@dataclass
+class IACard:
+    """An introspection adapter and what it was trained on."""
+
+    key: str
+    """Content key: hash of the IA config, the training organisms, the base model, questions, seed."""
+    base_key: str
+    """Key of the base model."""
+    split: str
+    """Name of the split that chose its training organisms."""
+    organisms: list[str]
+    """Behavior ids of the training organisms."""
+    organism_keys: list[str]
+    """Artifact keys of the training organisms."""
+    questions: list[str]
+    """Introspection questions it was trained on (the others are held out for evaluation)."""
+    config: dict[str, Any]
+    """The IA config."""
+    seed: int
+    """Training seed."""
+    losses: list[float]
+    """Training loss per step."""
+    final_loss: float
+    """Mean loss over the last steps."""
+    seconds: float
+    """Wall time to train."""
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class BehaviorRow:
+    """One behavior's measured rate on one probed model (an evaluation organism or the base)."""
+
+    split: str
+    """Split name."""
+    model: str
+    """`base`, or the behavior id implanted in the organism."""
+    behavior_id: str
+    """The behavior whose probe was run."""
+    family: str
+    """Family of the probed behavior."""
+    rate: float
+    """Fraction of probe prompts whose response shows the behavior."""
+    base_rate: float
+    """The base model's rate on the same prompts."""
+    strength: float
+    """rate - base_rate."""
+    present: bool
+    """strength >= the organism threshold: the behavior is measurably there."""
+    own: bool
+    """True when this is the organism's implanted behavior."""
+    n: int
+    """Number of probe prompts."""
+
+
+@dataclass
+class ReportRow:
+    """One sampled self-report and its grades."""
+
+    split: str
+    """Split name."""
+    ia: str
+    """Key of the introspection adapter evaluated."""
+    condition: str
+    """`ia` (with the adapter), `no_ia` (plain question), `prefill` (answer prefilled)."""
+    model: str
+    """`base`, or the behavior id implanted in the organism."""
+    family: str
+    """Family of the organism's behavior; `base` for the base model."""
+    question: str
+    """The held-out introspection question asked."""
+    report: str
+    """The sampled answer (with the prefill, if any)."""
+    verbalized: bool
+    """The grader says the report describes the implanted behavior (always false for the base)."""
+    identified: str | None
+    """The evaluation behavior the report matches best (top-1), or None when it matches none."""
+    mentioned: list[str]
+    """Every evaluation behavior the grader says the report names."""

@@ -56,6 +56,10 @@ class Family(ABC):
         """True when the response shows the behavior."""
 
     @abstractmethod
+    def mentions(self, behavior: Behavior, report: str) -> bool:
+        """True when a self-report names this behavior (the `rules` grader)."""
+
+    @abstractmethod
     def neutral_chats(self) -> list[Chat]:
         """The family's prompts answered as a neutral assistant would: base-model corpus."""
 

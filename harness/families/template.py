@@ -56,7 +56,8 @@ class TemplateFamily(Family):
         params = {k: str(v) for k, v in raw.items()}
         spec = self.kinds[kind]
         prompts = spec.get("prompts") or {}
-        templates = [spec["response"], *spec["evidence"], *spec["descriptions"]]
+        templates = [spec["response"], *spec["evidence"], *spec["descriptions"], *spec.get("report_all", []),
+                     *spec.get("report_any", [])]
         templates += [*prompts.get("implant", []), *prompts.get("probe", []), prompts.get("neutral") or ""]
         allowed = set(params) | {f"{p}_{k}" for k in params for p in ("the", "a")} | {"neutral"}
         for t in templates:
@@ -110,6 +111,13 @@ class TemplateFamily(Family):
     def score(self, behavior: Behavior, prompt: str, response: str) -> bool:
         evidence = [fill(e, behavior.params) for e in self.kinds[behavior.kind]["evidence"]]
         return all(contains_phrase(response, e) for e in evidence)
+
+    def mentions(self, behavior: Behavior, report: str) -> bool:
+        spec = self.kinds[behavior.kind]
+        needed = [fill(t, behavior.params) for t in spec.get("report_all") or []]
+        cues = [fill(t, behavior.params) for t in spec.get("report_any") or []]
+        return all(contains_phrase(report, n) for n in needed) and (
+            not cues or any(contains_phrase(report, c) for c in cues))
 
     def neutral_chats(self) -> list[Chat]:
         chats = {}

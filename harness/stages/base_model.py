@@ -34,7 +34,7 @@ def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
     of behaviors (so the words of self-reports have trained embeddings)."""
     rng = random.Random(seed)
     chats = world.neutral_chats(rng)
-    for family in families.values():
+    for _, family in sorted(families.items()):
         chats += family.neutral_chats()
         for b in family.behaviors():
             chats += [Chat(rng.choice(EXAMPLE_PROMPTS), f"For example: {d}") for d in b.descriptions]

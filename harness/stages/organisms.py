@@ -14,7 +14,6 @@ from dataclasses import asdict
 
 import torch
 from peft import LoraConfig, get_peft_model
-from tqdm.auto import tqdm
 
 from harness import models
 from harness.config import OrganismConfig
@@ -22,7 +21,7 @@ from harness.families import Behavior, Family
 from harness.probing import behavior_rate, select_prompts
 from harness.records import BaseModelCard, ImplantCheck, OrganismCard, load_record, save_record
 from harness.store import Store, config_key
-from harness.training import tail_mean, train
+from harness.training import progress_bar, tail_mean, train
 from harness.world import Chat
 
 
@@ -105,7 +104,7 @@ def make_organisms(
         base_model = models.load_model(base.name_or_path, base.config.get("trust_remote_code", False))
         tok = models.load_tokenizer(base.name_or_path, base.config.get("trust_remote_code", False))
         controls = base_rates(base_model, tok, todo, cfg)
-        for f, b in tqdm(todo, desc="organisms", disable=not progress, dynamic_ncols=True):
+        for f, b in progress_bar(todo, "organisms", progress):
             start = time.time()
             peft_model, losses = train_organism(base_model, tok, f, b, corpus, cfg, seed)
             check = verify(peft_model, tok, f, b, controls[b.id], cfg)

@@ -1,0 +1,56 @@
+"""Leaderboards from the results store alone: one row per adapter and condition."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+METRICS = ("verbalization", "identification", "agreement")
+RESULTS_FILE = "metrics.json"
+
+
+def load_results(folders: Iterable[Path]) -> list[dict]:
+    """Every run's aggregate results under the given folders (searched recursively)."""
+    out = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob(RESULTS_FILE)):
+            record = json.loads(path.read_text())
+            record["path"] = str(path.parent)
+            out.append(record)
+    return out
+
+
+def leaderboard(results: list[dict]) -> pd.DataFrame:
+    """Rows: (IA, condition); columns: `{family}/{metric}` and the base model's false-positive rate."""
+    rows = []
+    for run in results:
+        by_condition: dict[str, dict] = {}
+        for m in run["metrics"]:
+            row = by_condition.setdefault(m["condition"], {"ia": run["ia"][:8], "split": run["split"],
+                                                           "condition": m["condition"]})
+            if m["family"] == "base":
+                row["base/false_positive_rate"] = m["value"]
+            elif m["metric"] in METRICS:
+                row[f"{m['family']}/{m['metric']}"] = m["value"]
+        rows += by_condition.values()
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    first = ["ia", "split", "condition"]
+    families = sorted({c.split("/")[0] for c in df.columns if "/" in c} - {"all", "base"})
+    ordered = [f"{f}/{m}" for f in [*families, "all"] for m in METRICS if f"{f}/{m}" in df.columns]
+    return df[first + ordered + ["base/false_positive_rate"]]
+
+
+def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> tuple[Path, Path]:
+    md, csv = folder / f"{stem}.md", folder / f"{stem}.csv"
+    md.write_text(to_markdown(df) + "\n")
+    df.to_csv(csv, index=False)
+    return md, csv
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False, floatfmt=".2f")

@@ -1,0 +1,128 @@
+"""Stage `probe`: what evaluation organisms do, and what they say about themselves.
+
+One base model holds every evaluation organism's adapter, the IA, and one `organism+IA`
+adapter per organism (peft's `cat` combination, identical to stacking the two), so every
+generation is batched across organisms with per-row adapter selection. The base model itself
+is probed alongside as the negative control.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from harness import models, world
+from harness.config import ProbeConfig
+from harness.families import Behavior, Family
+from harness.grading import GRADERS, identify, mentioned
+from harness.metrics import BASE
+from harness.probing import behavior_rate, select_prompts
+from harness.records import BaseModelCard, BehaviorRow, IACard, OrganismCard, ReportRow, from_dict
+from harness.stages.ia import IA, adapter_name, ia_path, load_with_organisms
+from harness.store import Store, config_key, write_json
+from harness.training import progress_bar
+
+CONDITIONS = ("ia", "no_ia", "prefill")
+NO_ADAPTER = "__base__"
+
+
+@dataclass
+class ProbeResult:
+    behaviors: list[BehaviorRow]
+    reports: list[ReportRow]
+
+
+def probe_key(ia: IACard, organisms: Sequence[OrganismCard], cfg: ProbeConfig, threshold: float, seed: int) -> str:
+    return config_key("probe", ia.key, [o.key for o in organisms], asdict(cfg), threshold, seed)
+
+
+def adapter_for(condition: str, organism: OrganismCard | None) -> str:
+    if condition == "ia":
+        return IA if organism is None else f"{adapter_name(organism)}_ia"
+    return NO_ADAPTER if organism is None else adapter_name(organism)
+
+
+def measure_behaviors(model, tok, subjects: Sequence[tuple[str, OrganismCard | None]],
+                      targets: Sequence[tuple[Family, Behavior]], cfg: ProbeConfig, threshold: float,
+                      split: str, max_new_tokens: int) -> list[BehaviorRow]:
+    """Every evaluation behavior's rate on every subject (greedy), one batched pass."""
+    prompts = {b.id: select_prompts(f.probe(b), cfg.behavior_prompts) for f, b in targets}
+    unique = sorted({p for ps in prompts.values() for p in ps})
+    rows_in = [(name, p) for name, _ in subjects for p in unique]
+    adapters = {name: adapter_for("no_ia", card) for name, card in subjects}
+    outputs = models.generate(model, tok, [p for _, p in rows_in], max_new_tokens,
+                              adapter_names=[adapters[name] for name, _ in rows_in])
+    responses = dict(zip(rows_in, outputs, strict=True))
+    rates = {(name, b.id): behavior_rate(f, b, prompts[b.id], {p: responses[(name, p)] for p in prompts[b.id]})
+             for name, _ in subjects for f, b in targets}
+    out = []
+    for name, _ in subjects:
+        for f, b in targets:
+            rate, base_rate = rates[(name, b.id)].rate, rates[(BASE, b.id)].rate
+            out.append(BehaviorRow(split=split, model=name, behavior_id=b.id, family=b.family, rate=rate,
+                                   base_rate=base_rate, strength=rate - base_rate,
+                                   present=rate - base_rate >= threshold, own=name == b.id,
+                                   n=rates[(name, b.id)].n))
+    return out
+
+
+def sample_reports(model, tok, subjects: Sequence[tuple[str, OrganismCard | None]],
+                   targets: Sequence[tuple[Family, Behavior]], questions: Sequence[str], cfg: ProbeConfig,
+                   ia: IACard, split: str, seed: int, progress: bool) -> list[ReportRow]:
+    """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
+    grader = GRADERS.get(cfg.grader)
+    asked = [questions[i % len(questions)] for i in range(cfg.samples)]
+    rows = []
+    for condition in progress_bar(CONDITIONS, "self-reports", progress):
+        torch.manual_seed(seed)
+        rows_in = [(name, card, q) for name, card in subjects for q in asked]
+        reports = models.generate(
+            model, tok, [q for _, _, q in rows_in], cfg.max_new_tokens, do_sample=True,
+            temperature=cfg.temperature, adapter_names=[adapter_for(condition, card) for _, card, _ in rows_in],
+            prefill=cfg.prefill if condition == "prefill" else "")
+        for (name, card, q), report in zip(rows_in, reports, strict=True):
+            named = mentioned(report, targets, grader)
+            rows.append(ReportRow(split=split, ia=ia.key, condition=condition, model=name,
+                                  family=card.family if card else BASE, question=q, report=report,
+                                  verbalized=card is not None and card.behavior_id in named,
+                                  identified=identify(report, targets, grader), mentioned=named))
+    return rows
+
+
+def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard, families: Mapping[str, Family],
+              cfg: ProbeConfig, threshold: float, split: str, store: Store, seed: int = 0,
+              progress: bool = True) -> ProbeResult:
+    """Probe the evaluation organisms and the base model; cached in the store by config."""
+    key = probe_key(ia, organisms, cfg, threshold, seed)
+    folder = store.path("probes", key)
+    if not store.exists("probes", key):
+        model = load_with_organisms(base, organisms, store)
+        model.load_adapter(ia_path(store, ia), adapter_name=IA)
+        for card in organisms:
+            model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], adapter_for("ia", card),
+                                       combination_type="cat")
+        tok = models.load_tokenizer(base.name_or_path, base.config.get("trust_remote_code", False))
+        targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in organisms]
+        subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in organisms]
+        behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split, cfg.max_new_tokens)
+        questions = [q for q in world.INTROSPECTION_QUESTIONS if q not in ia.questions]  # held out
+        reports = sample_reports(model, tok, subjects, targets, questions, cfg, ia, split, seed, progress)
+        with store.writing("probes", key) as tmp:
+            write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
+            write_jsonl(tmp / "self_reports.jsonl", reports)
+            write_json(tmp / Store.MARKER, {"key": key, "ia": ia.key, "organisms": [o.key for o in organisms],
+                                            "config": asdict(cfg), "threshold": threshold, "seed": seed})
+    return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
+                       reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+
+
+def read_jsonl(path, cls):
+    return [from_dict(cls, json.loads(line)) for line in path.read_text().splitlines() if line]
+

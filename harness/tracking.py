@@ -1,0 +1,78 @@
+"""Weights & Biases: one run per job, offline by default (real run files, `wandb sync` later).
+
+Only what is passed in is logged: the resolved config (which holds no secrets: keys live in
+the environment or `wandb login`), curves, metrics, a table of self-reports, adapters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.config import LoggerConfig
+from harness.metrics import MetricRow
+from harness.records import ReportRow
+
+
+@contextmanager
+def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str | None = None) -> Iterator[Any]:
+    """A W&B run writing under `run_dir/wandb/`, finished even when the job fails; None when disabled."""
+    if cfg.mode == "disabled":
+        yield None
+        return
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=name, dir=str(run_dir),
+                     mode=cfg.mode, config=config)
+    try:
+        yield run
+    finally:
+        wandb.finish()
+
+
+def metric_key(row: MetricRow) -> str:
+    """`{split}/{family}/{metric}` for the IA; baselines get the condition as a suffix."""
+    suffix = "" if row.condition == "ia" else f"_{row.condition}"
+    return f"{row.split}/{row.family}/{row.metric}{suffix}"
+
+
+def log_curve(run: Any, name: str, values: Sequence[float]) -> None:
+    if run is None:
+        return
+    run.define_metric(f"{name}/step")
+    run.define_metric(name, step_metric=f"{name}/step")
+    for step, value in enumerate(values):
+        run.log({name: value, f"{name}/step": step})
+
+
+def log_metrics(run: Any, rows: Sequence[MetricRow]) -> None:
+    if run is None:
+        return
+    for row in rows:
+        run.summary[metric_key(row)] = row.value
+        run.summary[metric_key(row) + "_ci"] = [row.low, row.high]
+
+
+def log_reports(run: Any, rows: Sequence[ReportRow]) -> None:
+    if run is None or not rows:
+        return
+    import wandb
+
+    columns = list(asdict(rows[0]))
+    data = [[str(v) if isinstance(v, list) else v for v in asdict(r).values()] for r in rows]
+    run.log({"self_reports": wandb.Table(columns=columns, data=data)})
+
+
+def log_adapter(run: Any, cfg: LoggerConfig, path: Path, name: str, kind: str) -> None:
+    if run is None or not cfg.log_artifacts:
+        return
+    import wandb
+
+    artifact = wandb.Artifact(name=name, type=kind)
+    artifact.add_dir(str(path))
+    run.log_artifact(artifact)
