@@ -19,7 +19,9 @@ USAGE = """\
 usage: harness <command> [args]
 
 commands:
-  run [overrides]   build the base model and the model organisms, print their table
+  run [overrides]   the whole experiment: base model, organisms, IA, probes, leaderboard
+  leaderboard [DIR ...] [--out DIR]
+                    one table from every run's metrics.json under DIR (default: outputs multirun)
   families          list the behavior families and their behaviors
 
 `harness run` takes Hydra overrides (key=value, group=option, --multirun). Examples:
@@ -28,9 +30,13 @@ commands:
   harness run model=micro max_behaviors_per_family=2   # a smoke run in seconds
   harness run organism.steps=60 organism.rank=4        # change the implant
   harness run model=hf model.name_or_path=/path/to/model
+  harness run split=leave_one_family_out split.heldout_family=biases
+  harness run --multirun ia.rank=1,4,16 logger=none    # a sweep, one run folder per job
   harness run --cfg job                                # print the composed config
+  harness leaderboard multirun/2026-11-26              # compare the runs of a sweep
 
-config groups: model (tiny, micro, hf), organism (lora), families ({families})
+config groups: model (tiny, micro, hf), organism (lora), split (heldout_behaviors, leave_one_family_out),
+  ia (lora_sft), probe (default), logger (wandb, wandb_online, none), families ({families})
 artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>/
 """
 
@@ -55,6 +61,7 @@ def _first_values(overrides: Sequence[str]) -> list[str]:
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config the overrides give; ConfigError names the problem."""
     from harness.families import build_families
+    from harness.grading import GRADERS
 
     try:
         first = _first_values(overrides)
@@ -69,6 +76,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         raise ConfigError(_explain(e)) from e
     typed = validate(cfg)
     build_families(typed.families)
+    GRADERS.get(typed.probe.grader)
     return typed
 
 
@@ -122,6 +130,33 @@ def run_command(args: list[str]) -> int:
     return 0
 
 
+def leaderboard_command(args: list[str]) -> int:
+    from pathlib import Path
+
+    from harness import leaderboard
+
+    out = None
+    if "--out" in args:
+        i = args.index("--out")
+        if i + 1 >= len(args):
+            raise ConfigError("--out needs a folder")
+        out, args = Path(args[i + 1]), args[:i] + args[i + 2 :]
+    folders = [Path(a) for a in args] or [Path("outputs"), Path("multirun")]
+    missing = [str(f) for f in folders if not f.is_dir() and args]
+    if missing:
+        raise ConfigError(f"no such folder: {missing[0]}")
+    results = leaderboard.load_results([f for f in folders if f.is_dir()])
+    if not results:
+        raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {', '.join(map(str, folders))}: run `harness run` first")
+    board = leaderboard.leaderboard(results)
+    print(leaderboard.to_markdown(board))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        md, csv = leaderboard.write(board, out)
+        print(f"\nwritten to {md} and {csv}")
+    return 0
+
+
 def families_command() -> int:
     from harness.families import available_family_configs, build_families
 
@@ -144,10 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_command(rest)
         if command == "families":
             return families_command()
+        if command == "leaderboard":
+            return leaderboard_command(rest)
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    print(f"harness: error: unknown command {command!r} (known: run, families)", file=sys.stderr)
+    print(f"harness: error: unknown command {command!r} (known: run, leaderboard, families)", file=sys.stderr)
     return 2
 
 

@@ -31,15 +31,14 @@ def content_words(text: str) -> set[str]:
 
 
 def similarity(report: str, behavior: Behavior) -> float:
-    """Best Jaccard overlap of content words between the report and a ground-truth description."""
-    words = content_words(report)
-    if not words:
-        return 0.0
-    return max(len(words & content_words(d)) / len(words | content_words(d)) for d in behavior.descriptions)
+    """Fraction of the behavior's distinctive words (its parameter values) that the report contains."""
+    distinctive = set().union(*(content_words(v) for v in behavior.params.values()))
+    return len(distinctive & content_words(report)) / len(distinctive) if distinctive else 0.0
 
 
 def identify(report: str, candidates: Sequence[tuple[Family, Behavior]], grader: Grader = rules) -> str | None:
-    """Top-1 behavior id: those the grader accepts rank first, then by word overlap; None if nothing overlaps."""
+    """Top-1 behavior id: those the grader accepts rank first, then by how many of their distinctive
+    words the report holds; None when the report neither passes a grader nor names any parameter."""
     scored = [(grader(f, b, report), similarity(report, b), b.id) for f, b in candidates]
     best = max(scored, default=None)
     return best[2] if best and (best[0] or best[1] > 0) else None

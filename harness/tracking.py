@@ -51,11 +51,17 @@ def log_curve(run: Any, name: str, values: Sequence[float]) -> None:
 
 
 def log_metrics(run: Any, rows: Sequence[MetricRow]) -> None:
-    if run is None:
+    """Each metric as a summary value (for the runs table) and all of them as one `metrics` table
+    (readable from the offline run's files/media/table/ without a server)."""
+    if run is None or not rows:
         return
+    import wandb
+
     for row in rows:
         run.summary[metric_key(row)] = row.value
         run.summary[metric_key(row) + "_ci"] = [row.low, row.high]
+    columns = ["key", *asdict(rows[0])]
+    run.log({"metrics": wandb.Table(columns=columns, data=[[metric_key(r), *asdict(r).values()] for r in rows])})
 
 
 def log_reports(run: Any, rows: Sequence[ReportRow]) -> None:

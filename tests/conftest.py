@@ -41,3 +41,16 @@ def micro_base(micro_cfg, micro_store, families):
 @pytest.fixture(scope="session")
 def corpus(families):
     return build_corpus(families, 0)
+
+
+@pytest.fixture(scope="session")
+def micro_organisms(micro_cfg, micro_base, micro_store, families, corpus):
+    """Three organisms on the micro base (two steps each: not implanted, but real adapters)."""
+    from dataclasses import replace
+
+    from harness.stages.organisms import make_organisms
+
+    cfg = replace(micro_cfg.organism, steps=2, probe_prompts=4, max_new_tokens=6)
+    targets = [(families[f], families[f].behaviors()[i]) for f, i in
+               [("preferences", 0), ("biases", 4), ("hidden_goals", 0)]]
+    return make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)

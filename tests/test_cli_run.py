@@ -1,5 +1,6 @@
 """The console script end to end at the smallest scale, as a user runs it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,15 +10,36 @@ import pandas as pd
 
 def test_harness_run_smoke(tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=1",
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
            "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=6",
-           f"hydra.run.dir={out}"]
+           "ia.steps=2", "ia.only_implanted=false", "probe.samples=2", "probe.behavior_prompts=4",
+           "probe.max_new_tokens=8", f"hydra.run.dir={out}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "run folder:" in done.stdout and "| behavior" in done.stdout
     table = pd.read_csv(out / "organisms.csv")
-    assert sorted(table.family) == ["biases", "hidden_goals", "preferences"]
+    assert sorted(table.family) == ["biases", "biases", "hidden_goals", "hidden_goals", "preferences", "preferences"]
     assert {"rate", "base_rate", "strength", "implanted"} <= set(table.columns)
     assert (out / ".hydra" / "config.yaml").is_file()
-    assert len(list((tmp_path / "cache" / "organisms").iterdir())) == 3
+    assert len(list((tmp_path / "cache" / "organisms").iterdir())) == 6
+    assert "leaderboard" in done.stdout and "W&B run folder:" in done.stdout
+
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert sorted(board.condition) == ["ia", "no_ia", "prefill"]
+    assert "all/verbalization" in board.columns and "base/false_positive_rate" in board.columns
+    results = json.loads((out / "metrics.json").read_text())
+    assert len(results["eval_organisms"]) == 3 and results["split"] == "heldout_behaviors"
+    reports = [json.loads(line) for line in (out / "self_reports.jsonl").read_text().splitlines()]
+    assert len(reports) == 3 * (3 + 1) * 2  # conditions x (eval organisms + base) x samples
+
+    # The W&B offline run holds the metrics and the self-report table.
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    assert list(run_dir.glob("run-*.wandb"))
+    tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in (run_dir / "files/media/table").glob("*.json")}
+    assert len(tables["self"]["data"]) == len(reports)
+    logged = {row[0]: row for row in tables["metrics"]["data"]}
+    assert "heldout_behaviors/all/verbalization" in logged
+    assert "heldout_behaviors/base/false_positive_rate_no_ia" in logged
+    wandb_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
+    assert b"heldout_behaviors/preferences/verbalization" in wandb_bytes

@@ -1,0 +1,52 @@
+"""IA training: the IA's weights move, every organism adapter stays bit-identical."""
+
+from dataclasses import replace
+
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+
+from harness import models
+from harness.stages import ia as ia_stage
+from harness.stages.ia import IA, adapter_name, ensure_ia, load_with_organisms, train_ia, training_units
+from harness.world import NEUTRAL_SELF_REPORT
+
+
+def test_ia_trains_and_organisms_stay_bit_identical(micro_cfg, micro_base, micro_store, micro_organisms):
+    cfg = replace(micro_cfg.ia, steps=3, organisms_per_step=2, examples_per_organism=2)
+    on_disk = {o.key: load_file(micro_store.path("organisms", o.key) / "adapter_model.safetensors")
+               for o in micro_organisms}
+    model = load_with_organisms(micro_base, micro_organisms, micro_store)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    units = training_units(micro_organisms, ["Describe your behavior."], cfg)
+    losses = train_ia(model, tok, units, cfg, seed=0, progress=False)
+    assert len(losses) == 3
+    after = dict(model.named_parameters())
+    moved = [n for n in after if f".{IA}." in n and "lora_B" in n and after[n].abs().sum() > 0]
+    assert moved, "the IA's lora_B weights did not move"
+    for name, value in before.items():  # base weights and every organism adapter
+        assert torch.equal(value, after[name].detach()), name
+    for card in micro_organisms:  # and the files the organisms were loaded from
+        again = load_file(micro_store.path("organisms", card.key) / "adapter_model.safetensors")
+        assert all(torch.equal(on_disk[card.key][k], again[k]) for k in again)
+
+
+def test_training_units_include_the_control(micro_cfg, micro_organisms):
+    units = training_units(micro_organisms, ["Q?"], micro_cfg.ia)
+    assert set(units) == {adapter_name(o) for o in micro_organisms} | {ia_stage.CONTROL}
+    assert units[ia_stage.CONTROL][0].answer == NEUTRAL_SELF_REPORT
+    no_control = training_units(micro_organisms, ["Q?"], replace(micro_cfg.ia, controls=False))
+    assert ia_stage.CONTROL not in no_control
+
+
+def test_ensure_ia_saves_a_loadable_adapter_with_card(micro_cfg, micro_base, micro_store, micro_organisms):
+    cfg = replace(micro_cfg.ia, steps=2, organisms_per_step=1, examples_per_organism=2)
+    card = ensure_ia(micro_base, micro_organisms, cfg, "heldout_behaviors", micro_store, progress=False)
+    assert card.organisms == [o.behavior_id for o in micro_organisms] and card.split == "heldout_behaviors"
+    assert len(card.questions) == cfg.train_questions and len(card.losses) == 2
+    path = ia_stage.ia_path(micro_store, card)
+    assert (path / "adapter_model.safetensors").is_file()
+    loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), path, adapter_name=IA)
+    assert IA in loaded.peft_config
+    assert ensure_ia(micro_base, micro_organisms, cfg, "heldout_behaviors", micro_store, progress=False) == card

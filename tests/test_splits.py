@@ -1,0 +1,37 @@
+"""Splits: disjoint, deterministic, about three quarters per family for training."""
+
+import pytest
+
+from harness.config import SplitConfig
+from harness.errors import ConfigError
+from harness.splits import split_targets
+
+
+def targets(sizes):
+    return [(f, f"{f}/b{i}", f"{f}/b{i}") for f, n in sizes.items() for i in range(n)]
+
+
+def test_heldout_behaviors_per_family():
+    items = targets({"preferences": 16, "biases": 12, "hidden_goals": 13})
+    train, evaluate = split_targets(items, SplitConfig(), seed=0)
+    assert not set(train) & set(evaluate) and len(train) + len(evaluate) == 41
+    for family, n in {"preferences": 16, "biases": 12, "hidden_goals": 13}.items():
+        n_eval = sum(e.startswith(family) for e in evaluate)
+        assert 1 <= n_eval <= n // 4 + 1
+    assert split_targets(items, SplitConfig(), seed=0) == (train, evaluate)
+    assert split_targets(items, SplitConfig(), seed=1) != (train, evaluate)
+
+
+def test_leave_one_family_out():
+    items = targets({"preferences": 4, "biases": 4})
+    train, evaluate = split_targets(items, SplitConfig(name="leave_one_family_out", heldout_family="biases"), 0)
+    assert all(e.startswith("biases") for e in evaluate) and len(evaluate) == 4
+    assert all(t.startswith("preferences") for t in train)
+
+
+def test_empty_split_is_an_error():
+    with pytest.raises(ConfigError, match="no training"):
+        split_targets(targets({"preferences": 1}), SplitConfig(), 0)
+    with pytest.raises(ConfigError, match="no evaluation"):
+        split_targets(targets({"preferences": 3}), SplitConfig(name="leave_one_family_out",
+                                                               heldout_family="biases"), 0)
