@@ -111,6 +111,9 @@ def _run(cfg: DictConfig) -> None:
     print("\nleaderboard (held-out organisms; rates in [0, 1]):")
     print(leaderboard.to_markdown(result.leaderboard))
     print(f"\nresults written to {result.output_dir}/ (organisms, metrics.json, self_reports.jsonl, leaderboard)")
+    if result.wandb_dir is not None:
+        hint = f" (upload it later: wandb sync {result.wandb_dir})" if typed.logger.mode == "offline" else ""
+        print(f"W&B run folder: {result.wandb_dir}{hint}")
 
 
 def run_command(args: list[str]) -> int:

@@ -7,18 +7,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 METRICS = ("verbalization", "identification", "agreement")
 RESULTS_FILE = "metrics.json"
 
 
 def load_results(folders: Iterable[Path]) -> list[dict]:
-    """Every run's aggregate results under the given folders (searched recursively)."""
+    """Every run's aggregate results under the given folders (searched recursively), with the
+    Hydra overrides that made the run when its `.hydra/overrides.yaml` is there."""
     out = []
     for folder in folders:
         for path in sorted(Path(folder).rglob(RESULTS_FILE)):
             record = json.loads(path.read_text())
             record["path"] = str(path.parent)
+            overrides = path.parent / ".hydra" / "overrides.yaml"
+            record["overrides"] = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else ""
             out.append(record)
     return out
 
@@ -30,6 +34,7 @@ def leaderboard(results: list[dict]) -> pd.DataFrame:
         by_condition: dict[str, dict] = {}
         for m in run["metrics"]:
             row = by_condition.setdefault(m["condition"], {"ia": run["ia"][:8], "split": run["split"],
+                                                           "overrides": run.get("overrides", ""),
                                                            "condition": m["condition"]})
             if m["family"] == "base":
                 row["base/false_positive_rate"] = m["value"]
@@ -39,7 +44,7 @@ def leaderboard(results: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    first = ["ia", "split", "condition"]
+    first = ["ia", "split", "overrides", "condition"]
     families = sorted({c.split("/")[0] for c in df.columns if "/" in c} - {"all", "base"})
     ordered = [f"{f}/{m}" for f in [*families, "all"] for m in METRICS if f"{f}/{m}" in df.columns]
     return df[first + ordered + ["base/false_positive_rate"]]

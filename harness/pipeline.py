@@ -28,6 +28,7 @@ class RunResult:
     table: pd.DataFrame
     leaderboard: pd.DataFrame
     output_dir: Path
+    wandb_dir: Path | None
 
 
 def organisms_table(cards: list[OrganismCard]) -> pd.DataFrame:
@@ -112,6 +113,6 @@ def run(cfg: Config, progress: bool = True) -> RunResult:
         tracking.log_metrics(wb, rows)
         tracking.log_reports(wb, probe.reports)
         tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
-        if wb is not None:
-            print(f"W&B run folder: {Path(wb.dir).parent}")
-    return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out)
+        wandb_dir = Path(wb.dir).parent if wb is not None else None
+    return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out,
+                     wandb_dir=wandb_dir)
