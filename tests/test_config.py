@@ -8,16 +8,19 @@ from harness.errors import ConfigError
 from tests.conftest import compose_config
 
 
-@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
-def test_every_model_config_composes(model):
-    extra = ["model.name_or_path=some/model"] if model == "hf" else []
-    cfg = compose_config(f"model={model}", *extra)
-    assert cfg.model.kind in ("tiny", "hf")
+CONFIG_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
+NEEDS = {("model", "hf"): ["model.name_or_path=some/model"],
+         ("split", "leave_one_family_out"): ["split.heldout_family=biases"]}
 
 
-@pytest.mark.parametrize("organism", sorted(p.stem for p in (CONF_DIR / "organism").glob("*.yaml")))
-def test_every_organism_config_composes(organism):
-    assert compose_config(f"organism={organism}").organism.steps > 0
+@pytest.mark.parametrize("group,option", CONFIG_FILES)
+def test_every_config_file_composes(group, option):
+    cfg = compose_config(f"{group}={option}", *NEEDS.get((group, option), []))
+    assert getattr(cfg, group) is not None
+
+
+def test_all_config_groups_are_covered():
+    assert {g for g, _ in CONFIG_FILES} == {"model", "organism", "split", "ia", "probe", "logger"}
 
 
 @pytest.mark.parametrize("family", sorted(p.stem for p in (TASKS_DIR / "families").glob("*.yaml")))
@@ -48,6 +51,12 @@ BAD = [
     (["organism.route=full"], "organism.route"),
     (["seed=1,2"], "--multirun"),
     (["families=[]"], "no families"),
+    (["split=leave_one_family_out", "split.heldout_family=nope"], "split.heldout_family"),
+    (["split.name=random"], "split.name"),
+    (["logger.mode=loud"], "logger.mode"),
+    (["probe.grader=psychic"], "psychic"),
+    (["ia.train_questions=12"], "ia.train_questions"),
+    (["probe.samples=0"], "probe.samples"),
 ]
 
 
