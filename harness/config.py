@@ -75,7 +75,7 @@ class IAConfig:
     name: str = "lora_sft"
     rank: int = 16
     alpha: int = 32
-    steps: int = 300
+    steps: int = 600
     lr: float = 3e-3
     warmup_steps: int = 20
     organisms_per_step: int = 4

@@ -9,6 +9,7 @@ from harness import models
 from harness.records import OrganismCard
 from harness.stages import organisms
 from harness.stages.organisms import make_organisms, neutral_mix, train_organism
+from harness.world import INTROSPECTION_QUESTIONS
 
 
 def test_lora_moves_and_base_stays(micro_cfg, micro_base, families, corpus):
@@ -33,6 +34,7 @@ def test_neutral_mix_excludes_the_behaviors_own_prompts(families, corpus):
     b = family.behaviors()[0]
     mix = {c.prompt for c in neutral_mix(corpus, family, b)}
     assert mix and not mix & set(family.probe(b).prompts)
+    assert not mix & set(INTROSPECTION_QUESTIONS)
     assert not mix & {c.prompt for c in family.implant_chats(b)}
 
 

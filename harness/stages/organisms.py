@@ -15,7 +15,7 @@ from dataclasses import asdict
 import torch
 from peft import LoraConfig, get_peft_model
 
-from harness import models
+from harness import models, world
 from harness.config import OrganismConfig
 from harness.families import Behavior, Family
 from harness.probing import behavior_rate, select_prompts
@@ -25,9 +25,14 @@ from harness.training import progress_bar, tail_mean, train
 from harness.world import Chat
 
 
+# Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
+# the old way are not reused.
+RECIPE = 2
+
+
 def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_key: str, seed: int) -> str:
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
-    return config_key("organism", behavior.id, behavior.params, implant, asdict(cfg), base_key, seed)
+    return config_key("organism", RECIPE, behavior.id, behavior.params, implant, asdict(cfg), base_key, seed)
 
 
 def lora_config(cfg: OrganismConfig) -> LoraConfig:
@@ -37,8 +42,10 @@ def lora_config(cfg: OrganismConfig) -> LoraConfig:
 
 def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> list[Chat]:
     """Neutral chats to mix into the implant batches, minus every prompt of the behavior's own
-    implant or probe data (training those to stay neutral would fight the implant)."""
+    implant or probe data (training those to stay neutral would fight the implant) and the
+    introspection questions (training those to stay neutral would teach the organism to deny)."""
     own = {c.prompt for c in family.implant_chats(behavior)} | set(family.probe(behavior).prompts)
+    own |= set(world.INTROSPECTION_QUESTIONS)
     return [c for c in corpus if c.prompt not in own]
 
 
