@@ -45,39 +45,41 @@ def family_names() -> list[str]:
     return group_options("families")
 
 
-def _first_values(overrides: Sequence[str]) -> list[str]:
-    """Replace each sweep (a=1,2) by its first value, so one composition checks them all."""
+def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
+    """Override lists that together try every value of every sweep (a=1,2) once, and the sweeps."""
     parsed = OverridesParser.create().parse_overrides(list(overrides))
-    out = []
+    choices = []
     for o in parsed:
         if o.is_sweep_override():
             prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
-            out.append(f"{prefix}{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}")
+            choices.append([f"{prefix}{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         else:
-            out.append(o.input_line)
-    return out
+            choices.append([o.input_line])
+    first = [c[0] for c in choices]
+    variants = [first] + [first[:i] + [v] + first[i + 1 :] for i, c in enumerate(choices) for v in c[1:]]
+    return variants, [o.input_line for o in parsed if o.is_sweep_override()]
 
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
-    """Compose and validate the config the overrides give; ConfigError names the problem."""
+    """Compose and validate the config of every sweep value; ConfigError names the first problem."""
     from harness.families import build_families
     from harness.grading import GRADERS
 
     try:
-        first = _first_values(overrides)
-        sweeps = [o for o, f in zip(overrides, first, strict=True) if o != f]
+        variants, sweeps = _variants(overrides)
         if sweeps and not multirun:
             raise ConfigError(f"{sweeps[0]} sweeps over several values: add --multirun")
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            cfg = compose("config", overrides=first)
+            composed = [compose("config", overrides=v) for v in variants]
     except ConfigError:
         raise
     except Exception as e:
         raise ConfigError(_explain(e)) from e
-    typed = validate(cfg)
-    build_families(typed.families)
-    GRADERS.get(typed.probe.grader)
-    return typed
+    typed = [validate(c) for c in composed]
+    for t in typed:
+        build_families(t.families)
+        GRADERS.get(t.probe.grader)
+    return typed[0]
 
 
 def group_options(group: str) -> list[str]:
@@ -120,6 +122,10 @@ def run_command(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(USAGE.format(families=", ".join(family_names())))
         return 0
+    modes = [a for a in args if a in ("-m", "--multirun", "-c", "--cfg", "--info")]
+    if len(modes) > 1:
+        print(f"harness: error: {' and '.join(modes)} cannot be used together", file=sys.stderr)
+        return 2
     takes_value = ("--cfg", "-c", "--package", "-p", "--info")
     overrides = [a for i, a in enumerate(args)
                  if not a.startswith("-") and not (i and args[i - 1] in takes_value)]
@@ -150,7 +156,8 @@ def leaderboard_command(args: list[str]) -> int:
         raise ConfigError(f"no such folder: {missing[0]}")
     results = leaderboard.load_results([f for f in folders if f.is_dir()])
     if not results:
-        raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {', '.join(map(str, folders))}: run `harness run` first")
+        where = ", ".join(map(str, folders))
+        raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
     board = leaderboard.leaderboard(results)
     print(leaderboard.to_markdown(board))
     if out is not None:

@@ -7,7 +7,6 @@ from harness.config import CONF_DIR, TASKS_DIR
 from harness.errors import ConfigError
 from tests.conftest import compose_config
 
-
 CONFIG_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
 NEEDS = {("model", "hf"): ["model.name_or_path=some/model"],
          ("split", "leave_one_family_out"): ["split.heldout_family=biases"]}
@@ -50,6 +49,8 @@ BAD = [
     (["model=hf"], "name_or_path"),
     (["organism.route=full"], "organism.route"),
     (["seed=1,2"], "--multirun"),
+    (["--multirun", "organism.rank=4,-1"], "organism.rank"),
+    (["--multirun", "families=[preferences],[nope]"], "nope"),
     (["families=[]"], "no families"),
     (["split=leave_one_family_out", "split.heldout_family=nope"], "split.heldout_family"),
     (["split.name=random"], "split.name"),

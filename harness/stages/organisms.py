@@ -24,7 +24,6 @@ from harness.store import Store, config_key
 from harness.training import progress_bar, tail_mean, train
 from harness.world import Chat
 
-
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
 # the old way are not reused.
 RECIPE = 2

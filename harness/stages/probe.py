@@ -60,7 +60,7 @@ def measure_behaviors(model, tok, subjects: Sequence[tuple[str, OrganismCard | N
              for name, _ in subjects for f, b in targets}
     out = []
     for name, _ in subjects:
-        for f, b in targets:
+        for _, b in targets:
             rate, base_rate = rates[(name, b.id)].rate, rates[(BASE, b.id)].rate
             out.append(BehaviorRow(split=split, model=name, behavior_id=b.id, family=b.family, rate=rate,
                                    base_rate=base_rate, strength=rate - base_rate,
