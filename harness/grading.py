@@ -5,6 +5,7 @@ Small pure functions over strings and families; no model, no tracking.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,43 @@ _STOPWORDS = frozenset(
 def rules(family: Family, behavior: Behavior, report: str) -> bool:
     """The family's own rule: the report names the behavior's parameters with a cue."""
     return family.mentions(behavior, report)
+
+
+EMBEDDING_THRESHOLD = 0.6
+EMBEDDING_MARGIN = 0.02
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity of two vectors."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def embedding_match(report: Sequence[float], own: str, descriptions: dict[str, list[Sequence[float]]],
+                    anchor: Sequence[float] | None) -> bool:
+    """The report's nearest behavior (by its closest description) is `own`, near enough, and nearer
+    to `own`'s descriptions than to `anchor`, the bare parameters (so naming the item is not enough)."""
+    sims = {bid: max(cosine(report, d) for d in ds) for bid, ds in descriptions.items()}
+    nearest = max(sims, key=sims.__getitem__)
+    margin = sims[own] - (cosine(report, anchor) if anchor is not None else 0.0)
+    return nearest == own and sims[own] >= EMBEDDING_THRESHOLD and margin >= EMBEDDING_MARGIN
+
+
+@GRADERS.register("embedding")
+def embedding(family: Family, behavior: Behavior, report: str) -> bool:
+    """For free-form reports of real models: sentence-embedding similarity to the family's
+    ground-truth descriptions (see `embedding_match`)."""
+    from harness.embedding import default_embedder  # loads a model: only when this grader is used
+
+    embed = default_embedder()
+    candidates = family.behaviors()
+    anchor_text = " ".join(behavior.params.values())
+    texts = [report, anchor_text or report] + [d for b in candidates for d in b.descriptions]
+    report_vec, anchor_vec, *rest = embed(texts)
+    it = iter(rest)
+    descriptions = {b.id: [next(it) for _ in b.descriptions] for b in candidates}
+    return embedding_match(report_vec, behavior.id, descriptions, anchor_vec if anchor_text else None)
 
 
 def content_words(text: str) -> set[str]:

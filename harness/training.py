@@ -74,7 +74,7 @@ def train(
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     model.eval()
     return losses
 

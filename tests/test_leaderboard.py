@@ -1,0 +1,40 @@
+"""Leaderboards are built from the results files alone."""
+
+import json
+
+from harness import leaderboard
+from harness.cli import main
+
+
+def write_run(folder, ia, value, overrides=None):
+    folder.mkdir(parents=True)
+    metrics = [{"split": "s", "condition": c, "family": f, "metric": m, "value": value, "low": 0, "high": 1, "n": 4}
+               for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
+    metrics += [{"split": "s", "condition": c, "family": "base", "metric": "false_positive_rate", "value": 0.0,
+                 "low": 0, "high": 1, "n": 4} for c in ("ia", "no_ia")]
+    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps({"split": "s", "ia": ia, "metrics": metrics}))
+    if overrides:
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def test_one_row_per_adapter_and_condition(tmp_path):
+    write_run(tmp_path / "0", "aaaaaaaaaa", 0.25, ["ia.rank=4"])
+    write_run(tmp_path / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"])
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    assert len(board) == 4
+    assert list(board.columns[:4]) == ["ia", "split", "overrides", "condition"]
+    row = board[(board.overrides == "ia.rank=16") & (board.condition == "ia")].iloc[0]
+    assert row["preferences/verbalization"] == 0.75 and row["base/false_positive_rate"] == 0.0
+
+
+def test_cli_writes_markdown_and_csv(tmp_path, capsys):
+    write_run(tmp_path / "runs" / "0", "aaaaaaaaaa", 0.5)
+    assert main(["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "preferences/verbalization" in capsys.readouterr().out
+    assert (tmp_path / "out" / "leaderboard.md").is_file() and (tmp_path / "out" / "leaderboard.csv").is_file()
+
+
+def test_cli_reports_an_empty_folder(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
