@@ -111,7 +111,8 @@ def run(cfg: Config, progress: bool = True) -> RunResult:
 
         tracking.log_curve(wb, "ia/loss", ia.losses)
         tracking.log_metrics(wb, rows)
-        tracking.log_reports(wb, probe.reports)
+        tracking.log_table(wb, "organisms", table)
+        tracking.log_table(wb, "self_reports", probe.reports)
         tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
         wandb_dir = Path(wb.dir).parent if wb is not None else None
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out,

@@ -15,7 +15,6 @@ from typing import Any
 
 from harness.config import LoggerConfig
 from harness.metrics import MetricRow
-from harness.records import ReportRow
 
 
 @contextmanager
@@ -64,14 +63,16 @@ def log_metrics(run: Any, rows: Sequence[MetricRow]) -> None:
     run.log({"metrics": wandb.Table(columns=columns, data=[[metric_key(r), *asdict(r).values()] for r in rows])})
 
 
-def log_reports(run: Any, rows: Sequence[ReportRow]) -> None:
-    if run is None or not rows:
+def log_table(run: Any, name: str, rows: Sequence[Any]) -> None:
+    """Dataclass rows (self-reports) or a DataFrame (organisms) as a `wandb.Table`."""
+    if run is None or len(rows) == 0:
         return
+    import pandas as pd
     import wandb
 
-    columns = list(asdict(rows[0]))
-    data = [[str(v) if isinstance(v, list) else v for v in asdict(r).values()] for r in rows]
-    run.log({"self_reports": wandb.Table(columns=columns, data=data)})
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame([asdict(r) for r in rows])
+    frame = frame.map(lambda v: str(v) if isinstance(v, list) else v)
+    run.log({name: wandb.Table(dataframe=frame)})
 
 
 def log_adapter(run: Any, cfg: LoggerConfig, path: Path, name: str, kind: str) -> None:
