@@ -22,6 +22,8 @@ commands:
   run [overrides]   the whole experiment: base model, organisms, IA, probes, leaderboard
   leaderboard [DIR ...] [--out DIR]
                     one table from every run's metrics.json under DIR (default: outputs multirun)
+  export-lm-eval [--out DIR] [overrides]
+                    write every family's probes as lm-eval tasks (default DIR: outputs/lm_eval_tasks)
   families          list the behavior families and their behaviors
 
 `harness run` takes Hydra overrides (key=value, group=option, --multirun). Examples:
@@ -167,6 +169,28 @@ def leaderboard_command(args: list[str]) -> int:
     return 0
 
 
+def export_command(args: list[str]) -> int:
+    from pathlib import Path
+
+    from harness.families import build_families
+    from harness.lm_eval_export import export
+
+    out = Path("outputs/lm_eval_tasks")
+    if "--out" in args:
+        i = args.index("--out")
+        if i + 1 >= len(args):
+            raise ConfigError("--out needs a folder")
+        out, args = Path(args[i + 1]), args[:i] + args[i + 2 :]
+    cfg = check(args)
+    tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,
+                   cfg.organism.max_new_tokens)
+    groups = " ".join(f"probe_{f}" for f in cfg.families)
+    print(f"wrote {len(tasks)} lm-eval tasks to {out}/ (tags: {groups})")
+    print(f"run one: lm_eval --model hf --model_args pretrained=<base>,peft=<organism> --apply_chat_template "
+          f"--include_path {out} --tasks {tasks[0]} --device cpu")
+    return 0
+
+
 def families_command() -> int:
     from harness.families import available_family_configs, build_families
 
@@ -191,10 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return families_command()
         if command == "leaderboard":
             return leaderboard_command(rest)
+        if command == "export-lm-eval":
+            return export_command(rest)
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    print(f"harness: error: unknown command {command!r} (known: run, leaderboard, families)", file=sys.stderr)
+    print(f"harness: error: unknown command {command!r} (known: run, leaderboard, export-lm-eval, families)", file=sys.stderr)
     return 2
 
 
