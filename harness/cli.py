@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    print(f"harness: error: unknown command {command!r} (known: run, leaderboard, export-lm-eval, families)", file=sys.stderr)
+    known = "run, leaderboard, export-lm-eval, families"
+    print(f"harness: error: unknown command {command!r} (known: {known})", file=sys.stderr)
     return 2
 
 

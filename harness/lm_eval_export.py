@@ -72,7 +72,8 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
     yaml_text = OmegaConf.to_yaml(OmegaConf.create(template(max_new_tokens)))
-    (tmp / TEMPLATE).write_text(yaml_text.replace("'!function utils.process_results'", "!function utils.process_results"))
+    hook = "!function utils.process_results"  # a YAML tag, which the dumper would quote
+    (tmp / TEMPLATE).write_text(yaml_text.replace(f"'{hook}'", hook))
     (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE))
     (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
     names = []
