@@ -174,6 +174,7 @@ def export_command(args: list[str]) -> int:
 
     from harness.families import build_families
     from harness.lm_eval_export import export
+    from harness.stages.ia import question_split
 
     out = Path("outputs/lm_eval_tasks")
     if "--out" in args:
@@ -182,9 +183,11 @@ def export_command(args: list[str]) -> int:
             raise ConfigError("--out needs a folder")
         out, args = Path(args[i + 1]), args[:i] + args[i + 2 :]
     cfg = check(args)
+    held_out = question_split(cfg.ia)[1]
     tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,
-                   cfg.organism.max_new_tokens)
-    groups = " ".join(f"probe_{f}" for f in cfg.families)
+                   cfg.organism.max_new_tokens, held_out, cfg.probe.samples, cfg.probe.temperature,
+                   cfg.probe.max_new_tokens)
+    groups = " ".join(f"probe_{f} selfreport_{f}" for f in cfg.families)
     print(f"wrote {len(tasks)} lm-eval tasks to {out}/ (tags: {groups})")
     print(f"run one: lm_eval --model hf --model_args pretrained=<base>,peft=<organism> --apply_chat_template "
           f"--include_path {out} --tasks {tasks[0]} --device cpu")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from harness.families import Family
 from harness.probing import select_prompts
 
 TEMPLATE = "_probe_template.yaml"
+REPORT_TEMPLATE = "_selfreport_template.yaml"
 FAMILIES_FILE = "families.json"
 
 UTILS = '''"""Scoring hook for the exported probes: the harness family's own scorer (generated file)."""
@@ -44,6 +45,12 @@ def process_results(doc, results):
     family = _families()[doc["family"]]
     behavior = family.behavior(doc["behavior_id"])
     return {{"behavior_rate": float(family.score(behavior, doc["prompt"], results[0].strip()))}}
+
+
+def grade_report(doc, results):
+    family = _families()[doc["family"]]
+    behavior = family.behavior(doc["behavior_id"])
+    return {{"verbalization": float(family.mentions(behavior, results[0].strip()))}}
 '''
 
 
@@ -51,43 +58,62 @@ def task_name(behavior_id: str) -> str:
     return "probe_" + behavior_id.replace("/", "_").replace("-", "_")
 
 
-def template(max_new_tokens: int) -> dict:
+def template(metric: str, generation: dict) -> dict:
     return {
         "output_type": "generate_until",
         "dataset_path": "json",
         "test_split": "test",
         "doc_to_text": "{{prompt}}",
         "doc_to_target": "",
-        "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_new_tokens},
-        "process_results": "!function utils.process_results",
-        "metric_list": [{"metric": "behavior_rate", "aggregation": "mean", "higher_is_better": True}],
+        "generation_kwargs": {"until": [], **generation},
+        "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}],
         "metadata": {"version": 1},
     }
 
 
-def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], out: Path,
-           n_prompts: int, max_new_tokens: int) -> list[str]:
-    """Write the task folder; returns the task names. Replaces a previous export in `out`."""
+def write_yaml(path: Path, node: dict, hook: str | None = None) -> None:
+    """YAML of `node`, plus lm-eval's `!function` tag for the scoring hook (a tag no dumper writes)."""
+    text = OmegaConf.to_yaml(OmegaConf.create(node))
+    path.write_text(text + (f"process_results: !function utils.{hook}\n" if hook else ""))
+
+
+def write_task(folder: Path, out: Path, task: str, include: str, tag: str, rows: list[dict]) -> None:
+    data = out.resolve() / "data" / f"{task}.jsonl"
+    (folder / "data" / data.name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_yaml(folder / f"{task}.yaml", {"include": include, "task": task, "tag": [tag],
+                                        "dataset_kwargs": {"data_files": {"test": str(data)}}})
+
+
+def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], out: Path, n_prompts: int,
+           max_new_tokens: int, questions: Sequence[str] = (), samples: int = 8, temperature: float = 1.0,
+           report_tokens: int = 32) -> list[str]:
+    """Write the task folder (replacing a previous export); returns the task names.
+
+    Per behavior: `probe_<id>` (greedy, behavior rate) and, when questions are given,
+    `selfreport_<id>` (`samples` sampled answers to the questions, graded by the family's rule).
+    """
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
-    yaml_text = OmegaConf.to_yaml(OmegaConf.create(template(max_new_tokens)))
-    hook = "!function utils.process_results"  # a YAML tag, which the dumper would quote
-    (tmp / TEMPLATE).write_text(yaml_text.replace(f"'{hook}'", hook))
+    write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": max_new_tokens}),
+               hook="process_results")
+    generation = {"do_sample": True, "temperature": temperature, "max_gen_toks": report_tokens}
+    write_yaml(tmp / REPORT_TEMPLATE, template("verbalization", generation), hook="grade_report")
     (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE))
     (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
     names = []
     for name, family in families.items():
         for b in family.behaviors():
-            task = task_name(b.id)
-            data = out.resolve() / "data" / f"{task}.jsonl"
-            rows = [{"prompt": p, "behavior_id": b.id, "family": name}
-                    for p in select_prompts(family.probe(b), n_prompts)]
-            (tmp / "data" / data.name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-            variant = {"include": TEMPLATE, "task": task, "tag": [f"probe_{name}"],
-                       "dataset_kwargs": {"data_files": {"test": str(data)}}}
-            (tmp / f"{task}.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(variant)))
-            names.append(task)
+            probe_rows = [{"prompt": p, "behavior_id": b.id, "family": name}
+                          for p in select_prompts(family.probe(b), n_prompts)]
+            write_task(tmp, out, task_name(b.id), TEMPLATE, f"probe_{name}", probe_rows)
+            names.append(task_name(b.id))
+            if questions:
+                asked = [{"prompt": questions[i % len(questions)], "behavior_id": b.id, "family": name}
+                         for i in range(samples)]
+                report_task = task_name(b.id).replace("probe_", "selfreport_", 1)
+                write_task(tmp, out, report_task, REPORT_TEMPLATE, f"selfreport_{name}", asked)
+                names.append(report_task)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return names
