@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all lint families clean
+.PHONY: install demo test test-all bench lint families clean
 
 install: $(STAMP)
 
@@ -31,8 +31,11 @@ test: install  ## the fast suite (slow tests skipped)
 test-all: install  ## every test, the slow ones included
 	$(PY) -m pytest -q -m ""
 
+bench: install  ## probe 16 organisms: batched vs set_adapter loop vs lm-eval per organism
+	$(PY) benchmarks/probe_bench.py
+
 lint: install
-	$(VENV)/bin/ruff check harness tests
+	$(VENV)/bin/ruff check harness tests benchmarks
 
 families: install
 	$(VENV)/bin/harness families

@@ -11,8 +11,9 @@ from harness.probing import behavior_rate, select_prompts
 @pytest.fixture(scope="module")
 def task_folder(tmp_path_factory, families, micro_cfg):
     out = tmp_path_factory.mktemp("lm_eval") / "tasks"
-    names = export(families, micro_cfg.families, out, n_prompts=6, max_new_tokens=8)
-    assert len(names) == sum(len(f.behaviors()) for f in families.values())
+    names = export(families, micro_cfg.families, out, n_prompts=6, max_new_tokens=8,
+                   questions=["Describe your behavior."], samples=3)
+    assert len(names) == 2 * sum(len(f.behaviors()) for f in families.values())  # a probe and a self-report each
     return out
 
 
@@ -21,6 +22,8 @@ def test_export_writes_a_template_and_variants(task_folder):
     assert "include: _probe_template.yaml" in variant and "probe_preferences" in variant
     assert "!function utils.process_results" in (task_folder / "_probe_template.yaml").read_text()
     assert len((task_folder / "data" / "probe_biases_sycophancy.jsonl").read_text().splitlines()) == 6
+    assert "!function utils.grade_report" in (task_folder / "_selfreport_template.yaml").read_text()
+    assert len((task_folder / "data" / "selfreport_biases_sycophancy.jsonl").read_text().splitlines()) == 3
 
 
 def test_lm_eval_and_harness_probe_agree(task_folder, micro_base, micro_store, micro_organisms, families):

@@ -1,0 +1,154 @@
+"""Benchmark: probing 16 organisms three ways, side by side in one run.
+
+  (a) fast probe: one model, every adapter loaded once, one batched pass with per-row adapters;
+  (b) a loop that activates each adapter in turn with `set_adapter`;
+  (c) one `lm_eval` command per organism (the exported task), as a user would run it.
+
+Prints wall time, generated tokens per second, the ratios b/a and c/a, whether the three give
+the same behavior rates, and the machine's matmul throughput beside the model's achieved FLOP/s.
+Writes everything to outputs/bench/probe_bench.json. Run: `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import zip_longest
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from harness import models
+from harness.cli import check
+from harness.families import available_family_configs, build_families
+from harness.lm_eval_export import export, task_name
+from harness.probing import behavior_rate, select_prompts
+from harness.stages.base_model import build_corpus, ensure_base
+from harness.stages.ia import adapter_name
+from harness.stages.organisms import make_organisms
+from harness.store import Store
+
+N_ORGANISMS = 16
+OUT = Path("outputs/bench")
+
+
+def interleaved(families, n):
+    """n behaviors taken in turn from each family, so every family is represented."""
+    columns = [[(f, b) for b in f.behaviors()] for f in families.values()]
+    return [t for row in zip_longest(*columns) for t in row if t][:n]
+
+
+def matmul_flops(m: int, k: int, n: int, repeat: int = 50) -> float:
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * m * k * n * repeat / (time.perf_counter() - start)
+
+
+def count_tokens(tok, texts) -> int:
+    return sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)  # +1: the end token
+
+
+def rates_from(responses, cards, prompts, families):
+    out = {}
+    for card in cards:
+        family = families[card.family]
+        behavior = family.behavior(card.behavior_id)
+        out[card.behavior_id] = behavior_rate(family, behavior, prompts[card.behavior_id],
+                                              responses[card.behavior_id]).rate
+    return out
+
+
+def main() -> int:
+    cfg = check([])
+    store = Store(cfg.cache_dir)
+    families = build_families(cfg.families)
+    base = ensure_base(cfg.model, build_families(available_family_configs()) | families, store, cfg.seed)
+    targets = interleaved(families, N_ORGANISMS)
+    corpus = build_corpus(build_families(available_family_configs()) | families, cfg.seed)
+    cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed)
+    prompts = {c.behavior_id: select_prompts(families[c.family].probe(families[c.family].behavior(c.behavior_id)),
+                                             cfg.organism.probe_prompts) for c in cards}
+    max_new = cfg.organism.max_new_tokens
+    tok = models.load_tokenizer(base.name_or_path)
+    model = PeftModel.from_pretrained(models.load_model(base.name_or_path), store.path("organisms", cards[0].key),
+                                      adapter_name=adapter_name(cards[0]))
+    for card in cards[1:]:
+        model.load_adapter(store.path("organisms", card.key), adapter_name=adapter_name(card))
+    model.eval()
+    figures: dict = {"organisms": len(cards), "prompts": sum(len(p) for p in prompts.values()),
+                     "max_new_tokens": max_new, "threads": torch.get_num_threads()}
+
+    # (a) fast probe: all organisms in one batched pass
+    start = time.perf_counter()
+    rows = [(c, p) for c in cards for p in prompts[c.behavior_id]]
+    outputs = models.generate(model, tok, [p for _, p in rows], max_new, batch_size=64,
+                              adapter_names=[adapter_name(c) for c, _ in rows])
+    fast_s = time.perf_counter() - start
+    fast = {c.behavior_id: {} for c in cards}
+    for (c, p), o in zip(rows, outputs, strict=True):
+        fast[c.behavior_id][p] = o
+
+    # (b) set_adapter loop
+    start = time.perf_counter()
+    loop = {}
+    for card in cards:
+        model.set_adapter(adapter_name(card))
+        ps = prompts[card.behavior_id]
+        loop[card.behavior_id] = dict(zip(ps, models.generate(model, tok, ps, max_new, batch_size=64), strict=True))
+    loop_s = time.perf_counter() - start
+
+    # (c) one lm_eval command per organism
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "tasks"
+        export(families, cfg.families, folder, cfg.organism.probe_prompts, max_new)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        lm_rates = {}
+        start = time.perf_counter()
+        for card in cards:
+            task = task_name(card.behavior_id)
+            result_dir = Path(tmp) / "results" / task
+            cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "hf", "--model_args",
+                   f"pretrained={base.name_or_path},peft={store.path('organisms', card.key)}",
+                   "--apply_chat_template", "--include_path", str(folder), "--tasks", task, "--device", "cpu",
+                   "--batch_size", "16", "--output_path", str(result_dir)]
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            result = json.loads(next(result_dir.rglob("results_*.json")).read_text())
+            lm_rates[card.behavior_id] = result["results"][task]["behavior_rate,none"]
+        lm_s = time.perf_counter() - start
+
+    fast_rates, loop_rates = rates_from(fast, cards, prompts, families), rates_from(loop, cards, prompts, families)
+    tokens = count_tokens(tok, outputs)
+    n_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    hidden = model.config.hidden_size
+    figures |= {
+        "fast_probe_s": round(fast_s, 2), "set_adapter_loop_s": round(loop_s, 2),
+        "lm_eval_per_organism_s": round(lm_s, 2),
+        "loop_over_fast": round(loop_s / fast_s, 2), "lm_eval_over_fast": round(lm_s / fast_s, 2),
+        "generated_tokens": tokens, "fast_tokens_per_s": round(tokens / fast_s, 1),
+        "loop_tokens_per_s": round(count_tokens(tok, [o for r in loop.values() for o in r.values()]) / loop_s, 1),
+        "rates_equal_fast_loop": fast_rates == loop_rates,
+        "rates_equal_fast_lm_eval": all(abs(fast_rates[k] - lm_rates[k]) < 1e-9 for k in fast_rates),
+        "responses_equal_fast_loop": fast == loop,
+        "rates": {k: {"fast": fast_rates[k], "loop": loop_rates[k], "lm_eval": lm_rates[k]} for k in fast_rates},
+        "model_params": n_params,
+        "model_achieved_gflops": round(2 * n_params * tokens / fast_s / 1e9, 3),
+        "matmul_gflops_model_shape": round(matmul_flops(64, hidden, 2 * hidden) / 1e9, 2),
+        "matmul_gflops_1024": round(matmul_flops(1024, 1024, 1024, repeat=10) / 1e9, 2),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "probe_bench.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if k != "rates"}, indent=2))
+    print(f"\nwritten to {OUT / 'probe_bench.json'}")
+    return 0 if figures["rates_equal_fast_loop"] and figures["rates_equal_fast_lm_eval"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
