@@ -112,8 +112,8 @@ def _run(cfg: DictConfig) -> None:
     if len(failed):
         print(f"\n{len(failed)} organism(s) below the implant threshold "
               f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
-    print("\nleaderboard (held-out organisms; rates in [0, 1]):")
-    print(leaderboard.to_markdown(result.leaderboard))
+    print("\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):")
+    print(leaderboard.to_markdown(leaderboard.compact(result.leaderboard)))
     print(f"\nresults written to {result.output_dir}/ (organisms, metrics.json, self_reports.jsonl, leaderboard)")
     if result.wandb_dir is not None:
         hint = f" (upload it later: wandb sync {result.wandb_dir})" if typed.logger.mode == "offline" else ""

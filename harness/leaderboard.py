@@ -50,6 +50,16 @@ def leaderboard(results: list[dict]) -> pd.DataFrame:
     return df[first + ordered + ["base/false_positive_rate"]]
 
 
+def compact(df: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader looks at first: verbalization per family, then the pooled figures."""
+    keep = [c for c in df.columns if c in ("overrides", "condition") or c.endswith("/verbalization")
+            or c in ("all/identification", "all/agreement", "base/false_positive_rate")]
+    if "overrides" in keep and not df["overrides"].astype(bool).any():
+        keep.remove("overrides")
+    return df[keep].rename(columns=lambda c: c.replace("/verbalization", "").replace("base/false_positive_rate",
+                                                                                       "base FPR"))
+
+
 def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> tuple[Path, Path]:
     md, csv = folder / f"{stem}.md", folder / f"{stem}.csv"
     md.write_text(to_markdown(df) + "\n")

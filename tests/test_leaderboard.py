@@ -38,3 +38,10 @@ def test_cli_writes_markdown_and_csv(tmp_path, capsys):
 def test_cli_reports_an_empty_folder(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_compact_keeps_verbalization_and_pooled_figures(tmp_path):
+    write_run(tmp_path / "0", "aaaaaaaaaa", 0.5)
+    small = leaderboard.compact(leaderboard.leaderboard(leaderboard.load_results([tmp_path])))
+    assert list(small.columns) == ["condition", "preferences", "all", "all/identification", "all/agreement",
+                                   "base FPR"]
