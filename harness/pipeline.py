@@ -11,12 +11,12 @@ from harness import leaderboard, metrics, tracking
 from harness.config import Config
 from harness.errors import ConfigError
 from harness.families import available_family_configs, build_families
-from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard
+from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard, write_jsonl
 from harness.splits import split_targets
 from harness.stages.base_model import build_corpus, ensure_base
 from harness.stages.ia import ensure_ia, ia_path
 from harness.stages.organisms import make_organisms, select_behaviors
-from harness.stages.probe import run_probe, write_jsonl
+from harness.stages.probe import run_probe
 from harness.store import Store, write_json
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
-from harness.store import write_json
+from harness.store import write_json, write_text
 
 SCHEMA_VERSION = 1
 R = TypeVar("R")
@@ -122,6 +122,15 @@ def from_dict(cls: type[R], data: dict[str, Any]) -> R:
 
 def load_record(path: Path, cls: type[R]) -> R:
     return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> None:
+    """One record per line (the per-sample results format)."""
+    write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path, cls: type[R]) -> list[R]:
+    return [from_dict(cls, json.loads(line)) for line in Path(path).read_text().splitlines() if line]
 
 
 @dataclass

@@ -8,7 +8,6 @@ is probed alongside as the negative control.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -20,7 +19,7 @@ from harness.families import Behavior, Family
 from harness.grading import GRADERS, identify, mentioned
 from harness.metrics import BASE
 from harness.probing import behavior_rate, select_prompts
-from harness.records import BaseModelCard, BehaviorRow, IACard, OrganismCard, ReportRow, from_dict
+from harness.records import BaseModelCard, BehaviorRow, IACard, OrganismCard, ReportRow, read_jsonl, write_jsonl
 from harness.stages.ia import IA, adapter_name, ia_path, load_with_organisms
 from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
@@ -35,8 +34,9 @@ class ProbeResult:
     reports: list[ReportRow]
 
 
-def probe_key(ia: IACard, organisms: Sequence[OrganismCard], cfg: ProbeConfig, threshold: float, seed: int) -> str:
-    return config_key("probe", ia.key, [o.key for o in organisms], asdict(cfg), threshold, seed)
+def probe_key(ia: IACard, organisms: Sequence[OrganismCard], cfg: ProbeConfig, threshold: float, split: str,
+              seed: int) -> str:
+    return config_key("probe", ia.key, [o.key for o in organisms], asdict(cfg), threshold, split, seed)
 
 
 def adapter_for(condition: str, organism: OrganismCard | None) -> str:
@@ -47,13 +47,13 @@ def adapter_for(condition: str, organism: OrganismCard | None) -> str:
 
 def measure_behaviors(model, tok, subjects: Sequence[tuple[str, OrganismCard | None]],
                       targets: Sequence[tuple[Family, Behavior]], cfg: ProbeConfig, threshold: float,
-                      split: str, max_new_tokens: int) -> list[BehaviorRow]:
+                      split: str) -> list[BehaviorRow]:
     """Every evaluation behavior's rate on every subject (greedy), one batched pass."""
     prompts = {b.id: select_prompts(f.probe(b), cfg.behavior_prompts) for f, b in targets}
     unique = sorted({p for ps in prompts.values() for p in ps})
     rows_in = [(name, p) for name, _ in subjects for p in unique]
     adapters = {name: adapter_for("no_ia", card) for name, card in subjects}
-    outputs = models.generate(model, tok, [p for _, p in rows_in], max_new_tokens,
+    outputs = models.generate(model, tok, [p for _, p in rows_in], cfg.max_new_tokens,
                               adapter_names=[adapters[name] for name, _ in rows_in])
     responses = dict(zip(rows_in, outputs, strict=True))
     rates = {(name, b.id): behavior_rate(f, b, prompts[b.id], {p: responses[(name, p)] for p in prompts[b.id]})
@@ -96,7 +96,7 @@ def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard
               cfg: ProbeConfig, threshold: float, split: str, store: Store, seed: int = 0,
               progress: bool = True) -> ProbeResult:
     """Probe the evaluation organisms and the base model; cached in the store by config."""
-    key = probe_key(ia, organisms, cfg, threshold, seed)
+    key = probe_key(ia, organisms, cfg, threshold, split, seed)
     folder = store.path("probes", key)
     if not store.exists("probes", key):
         model = load_with_organisms(base, organisms, store)
@@ -107,7 +107,7 @@ def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard
         tok = models.load_tokenizer(base.name_or_path, base.config.get("trust_remote_code", False))
         targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in organisms]
         subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in organisms]
-        behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split, cfg.max_new_tokens)
+        behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split)
         questions = [q for q in world.INTROSPECTION_QUESTIONS if q not in ia.questions]  # held out
         reports = sample_reports(model, tok, subjects, targets, questions, cfg, ia, split, seed, progress)
         with store.writing("probes", key) as tmp:
@@ -117,12 +117,4 @@ def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard
                                             "config": asdict(cfg), "threshold": threshold, "seed": seed})
     return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
                        reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
-
-
-def write_jsonl(path, rows) -> None:
-    path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
-
-
-def read_jsonl(path, cls):
-    return [from_dict(cls, json.loads(line)) for line in path.read_text().splitlines() if line]
 
