@@ -45,10 +45,19 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
     return fast
 
 
+# For base models that ship without a chat template (e.g. GPT-2): plain role markers.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
     tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if not tok.chat_template:
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
 
