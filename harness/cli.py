@@ -161,7 +161,8 @@ def leaderboard_command(args: list[str]) -> int:
         where = ", ".join(map(str, folders))
         raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
     board = leaderboard.leaderboard(results)
-    print(leaderboard.to_markdown(board))
+    print("verbalization rate per family, by run and condition (every column: --out DIR)")
+    print(leaderboard.to_markdown(leaderboard.compact(board)))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         md, csv = leaderboard.write(board, out)

@@ -31,8 +31,10 @@ def test_one_row_per_adapter_and_condition(tmp_path):
 def test_cli_writes_markdown_and_csv(tmp_path, capsys):
     write_run(tmp_path / "runs" / "0", "aaaaaaaaaa", 0.5)
     assert main(["leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
-    assert "preferences/verbalization" in capsys.readouterr().out
-    assert (tmp_path / "out" / "leaderboard.md").is_file() and (tmp_path / "out" / "leaderboard.csv").is_file()
+    printed = capsys.readouterr().out
+    assert "preferences" in printed and "all/identification" in printed
+    assert "preferences/verbalization" in (tmp_path / "out" / "leaderboard.md").read_text()
+    assert (tmp_path / "out" / "leaderboard.csv").is_file()
 
 
 def test_cli_reports_an_empty_folder(tmp_path, capsys):
