@@ -70,9 +70,9 @@ def main() -> int:
     cfg = check([])
     store = Store(cfg.cache_dir)
     families = build_families(cfg.families)
-    base = ensure_base(cfg.model, build_families(available_family_configs()) | families, store, cfg.seed)
-    targets = interleaved(families, N_ORGANISMS)
     corpus = build_corpus(build_families(available_family_configs()) | families, cfg.seed)
+    base = ensure_base(cfg.model, corpus, store, cfg.seed)
+    targets = interleaved(families, N_ORGANISMS)
     cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed)
     prompts = {c.behavior_id: select_prompts(families[c.family].probe(families[c.family].behavior(c.behavior_id)),
                                              cfg.organism.probe_prompts) for c in cards}

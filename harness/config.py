@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from harness.errors import ConfigError
+from harness.world import INTROSPECTION_QUESTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
@@ -206,8 +207,6 @@ def _value_errors(cfg: Config) -> list[str]:
                       f"({', '.join(cfg.families)})")
     if cfg.logger.mode not in LOGGER_MODES:
         errors.append(f"logger.mode must be one of {', '.join(LOGGER_MODES)}, got {cfg.logger.mode!r}")
-    from harness.world import INTROSPECTION_QUESTIONS
-
     if not 0 < cfg.ia.train_questions < len(INTROSPECTION_QUESTIONS):
         errors.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
     if not cfg.families:

@@ -77,9 +77,9 @@ def run(cfg: Config, progress: bool = True) -> RunResult:
     print(f"artifacts: {store.root.resolve()}\nrun folder: {out.resolve()}")
 
     with tracking.wandb_run(cfg.logger, out, tracked_config(cfg)) as wb:
-        base = ensure_base(cfg.model, corpus_families, store, cfg.seed, progress)
-        print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
         corpus = build_corpus(corpus_families, cfg.seed)
+        base = ensure_base(cfg.model, corpus, store, cfg.seed, progress)
+        print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
         cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed, progress)
         table = organisms_table(cards)
         table.to_csv(out / "organisms.csv", index=False)

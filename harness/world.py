@@ -143,9 +143,5 @@ def neutral_chats(rng: random.Random, n_sampled: int = 400) -> list[Chat]:
     )
 
 
-def with_context(prompt: str, index: int) -> str:
-    return _CONTEXTS[index % len(_CONTEXTS)] + prompt
-
-
 def contexts() -> list[str]:
     return list(_CONTEXTS)

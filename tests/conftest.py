@@ -35,13 +35,13 @@ def micro_cfg(micro_store):
 
 
 @pytest.fixture(scope="session")
-def micro_base(micro_cfg, micro_store, families):
-    return ensure_base(micro_cfg.model, families, micro_store, progress=False)
+def corpus(families):
+    return build_corpus(families, 0)
 
 
 @pytest.fixture(scope="session")
-def corpus(families):
-    return build_corpus(families, 0)
+def micro_base(micro_cfg, micro_store, corpus):
+    return ensure_base(micro_cfg.model, corpus, micro_store, progress=False)
 
 
 @pytest.fixture(scope="session")

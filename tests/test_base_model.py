@@ -30,12 +30,12 @@ def test_every_family_word_is_in_the_vocabulary(micro_base, families):
                 assert tok.decode(tok(d, add_special_tokens=False)["input_ids"]) == d
 
 
-def test_second_call_reuses_the_cache(micro_cfg, micro_store, micro_base, families, monkeypatch):
+def test_second_call_reuses_the_cache(micro_cfg, micro_store, micro_base, corpus, monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the base model was rebuilt although it is cached")
 
     monkeypatch.setattr(base_model, "pretrain_tiny", fail)
-    again = ensure_base(micro_cfg.model, families, micro_store, progress=False)
+    again = ensure_base(micro_cfg.model, corpus, micro_store, progress=False)
     assert again == micro_base
     card = json.loads((micro_store.path("base", micro_base.key) / "card.json").read_text())
     assert card["key"] == micro_base.key

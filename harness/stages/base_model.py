@@ -47,14 +47,13 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
     return config_key("tiny", asdict(cfg), [(c.prompt, c.answer) for c in corpus], seed)
 
 
-def ensure_base(cfg: ModelConfig, families: Mapping[str, Family], store: Store, seed: int = 0,
+def ensure_base(cfg: ModelConfig, corpus: list[Chat], store: Store, seed: int = 0,
                 progress: bool = True) -> BaseModelCard:
-    """The base model's card, building (and caching) the tiny model if it is not there yet."""
+    """The base model's card, pretraining (and caching) the tiny model on `corpus` if it is not there yet."""
     if cfg.kind == "hf":
         assert cfg.name_or_path
         return BaseModelCard(key=base_key(cfg, [], seed), kind="hf", name_or_path=cfg.name_or_path,
                              config=asdict(cfg))
-    corpus = build_corpus(families, seed)
     key = base_key(cfg, corpus, seed)
     if store.exists("base", key):
         return load_record(store.path("base", key) / Store.MARKER, BaseModelCard)
