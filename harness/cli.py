@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -64,9 +65,10 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
-    from harness.families import build_families
+    from harness.families import available_family_configs, build_families
     from harness.grading import GRADERS
 
+    build_families(available_family_configs())  # the base corpus reads every family on disk
     try:
         variants, sweeps = _variants(overrides)
         if sweeps and not multirun:
@@ -103,7 +105,11 @@ def _run(cfg: DictConfig) -> None:
 
     typed = validate(cfg)
     typed.output_dir = HydraConfig.get().runtime.output_dir
-    result = pipeline.run(typed)
+    try:
+        result = pipeline.run(typed)
+    except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
+        print(f"harness: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print()
     print(result.table.to_markdown(index=False, floatfmt=".2f"))
     print()
@@ -141,24 +147,27 @@ def run_command(args: list[str]) -> int:
     return 0
 
 
-def leaderboard_command(args: list[str]) -> int:
-    from pathlib import Path
+def pop_out(args: list[str], default: Path | None) -> tuple[Path | None, list[str]]:
+    """The folder given with `--out DIR` (or the default), and the remaining arguments."""
+    if "--out" not in args:
+        return default, args
+    i = args.index("--out")
+    if i + 1 >= len(args):
+        raise ConfigError("--out needs a folder")
+    return Path(args[i + 1]), args[:i] + args[i + 2 :]
 
+
+def leaderboard_command(args: list[str]) -> int:
     from harness import leaderboard
 
-    out = None
-    if "--out" in args:
-        i = args.index("--out")
-        if i + 1 >= len(args):
-            raise ConfigError("--out needs a folder")
-        out, args = Path(args[i + 1]), args[:i] + args[i + 2 :]
-    folders = [Path(a) for a in args] or [Path("outputs"), Path("multirun")]
-    missing = [str(f) for f in folders if not f.is_dir() and args]
+    out, args = pop_out(args, None)
+    missing = [a for a in args if not Path(a).is_dir()]
     if missing:
         raise ConfigError(f"no such folder: {missing[0]}")
-    results = leaderboard.load_results([f for f in folders if f.is_dir()])
+    folders = [Path(a) for a in args] or [f for f in (Path("outputs"), Path("multirun")) if f.is_dir()]
+    results = leaderboard.load_results(folders)
     if not results:
-        where = ", ".join(map(str, folders))
+        where = ", ".join(map(str, folders)) or "outputs, multirun"
         raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
     board = leaderboard.leaderboard(results)
     print("verbalization rate per family, by run and condition (every column: --out DIR)")
@@ -171,18 +180,11 @@ def leaderboard_command(args: list[str]) -> int:
 
 
 def export_command(args: list[str]) -> int:
-    from pathlib import Path
-
     from harness.families import build_families
     from harness.lm_eval_export import export
     from harness.stages.ia import question_split
 
-    out = Path("outputs/lm_eval_tasks")
-    if "--out" in args:
-        i = args.index("--out")
-        if i + 1 >= len(args):
-            raise ConfigError("--out needs a folder")
-        out, args = Path(args[i + 1]), args[:i] + args[i + 2 :]
+    out, args = pop_out(args, Path("outputs/lm_eval_tasks"))
     cfg = check(args)
     held_out = question_split(cfg.ia)[1]
     tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,

@@ -44,3 +44,17 @@ def test_harness_run_smoke(tmp_path):
     assert "heldout_behaviors/base/false_positive_rate_no_ia" in logged
     wandb_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"heldout_behaviors/preferences/verbalization" in wandb_bytes
+
+
+def test_an_error_found_during_the_job_is_one_line(tmp_path):
+    """Micro organisms never implant, so with the default ia.only_implanted there is nothing to train
+    the IA on: the job stops with one line, after writing the organisms table and before any result."""
+    out = tmp_path / "run"
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
+           "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", "logger=none",
+           f"hydra.run.dir={out}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("harness: error: no implanted training organisms")
+    assert (out / "organisms.csv").is_file() and not (out / "metrics.json").exists()

@@ -1,6 +1,7 @@
 """Every config file composes; bad configs fail with one line that names the problem."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from harness import cli
 from harness.config import CONF_DIR, TASKS_DIR
@@ -15,7 +16,11 @@ NEEDS = {("model", "hf"): ["model.name_or_path=some/model"],
 @pytest.mark.parametrize("group,option", CONFIG_FILES)
 def test_every_config_file_composes(group, option):
     cfg = compose_config(f"{group}={option}", *NEEDS.get((group, option), []))
-    assert getattr(cfg, group) is not None
+    written = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+    overridden = " ".join(NEEDS.get((group, option), []))
+    for key in written:  # every value the file sets arrives, typed, in the composed config
+        if not OmegaConf.is_missing(written, key) and f"{group}.{key}=" not in overridden:
+            assert getattr(getattr(cfg, group), key) == written[key], key
 
 
 def test_all_config_groups_are_covered():
@@ -78,3 +83,41 @@ def test_help_shows_examples(capsys):
     assert cli.main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     assert "harness run model=micro" in out and "preferences" in out
+
+
+MALFORMED_FAMILIES = {
+    "broken_yaml": ("cls: template\nkinds: [unclosed\n", "broken_yaml.yaml"),
+    "no_kinds": ("cls: template\nbehaviors:\n  - {x: 1}\n", "no kinds"),
+    "misspelled": ("cls: template\nkindz: {}\n", "kindz"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_FAMILIES))
+def test_malformed_task_file_is_one_line_error(name, tmp_path, capsys):
+    body, named = MALFORMED_FAMILIES[name]
+    (tmp_path / "families").mkdir()
+    (tmp_path / "families" / f"{name}.yaml").write_text(f"# @package families.{name}\n{body}")
+    search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
+    assert cli.main(["run", search, f"families=[preferences,{name}]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error:") and named in err and len(err.splitlines()) == 1
+
+
+def test_malformed_file_on_disk_is_named(tmp_path):
+    from harness.families import available_family_configs
+
+    (tmp_path / "families").mkdir()
+    (tmp_path / "families" / "broken.yaml").write_text("cls: [\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        available_family_configs(tmp_path)
+
+
+def test_families_command_lists_every_behavior(capsys):
+    assert cli.main(["families"]) == 0
+    out = capsys.readouterr().out
+    assert "preferences (16 behaviors)" in out and "biases/sycophancy" in out and "hidden_goals (13 behaviors)" in out
+
+
+def test_unknown_command(capsys):
+    assert cli.main(["train"]) == 2
+    assert "unknown command 'train'" in capsys.readouterr().err

@@ -49,3 +49,12 @@ def test_lm_eval_and_harness_probe_agree(task_folder, micro_base, micro_store, m
     theirs = {s["doc"]["prompt"]: s["resps"][0][0].strip() for s in result["samples"][task]}
     assert theirs == ours  # greedy decoding: the same text, prompt by prompt
     assert result["results"][task]["behavior_rate,none"] == pytest.approx(our_rate)
+
+
+def test_export_command(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["export-lm-eval", "--out", str(tmp_path / "tasks"), "families=[biases]"]) == 0
+    assert "wrote 24 lm-eval tasks" in capsys.readouterr().out  # 12 behaviors x (probe, self-report)
+    assert len(list((tmp_path / "tasks").glob("probe_biases_*.yaml"))) == 12
+    assert not (tmp_path / "tasks.tmp").exists()

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from harness.config import TASKS_DIR, FamilyConfig
+from harness.config import TASKS_DIR, FamilyConfig, one_line
 from harness.errors import ConfigError
 from harness.families.base import Behavior, Family, Probe
 from harness.families.template import TemplateFamily
@@ -44,6 +44,6 @@ def available_family_configs(tasks_dir=TASKS_DIR) -> dict[str, FamilyConfig]:
         try:
             node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.load(path))
         except Exception as e:
-            raise ConfigError(f"{path.name}: {e}".splitlines()[0]) from e
+            raise ConfigError(f"{path.name}: {one_line(e)}") from e
         out[path.stem] = OmegaConf.to_object(node)
     return out
