@@ -14,7 +14,7 @@ def test_harness_run_smoke(tmp_path):
     cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
            "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=6",
            "ia.steps=2", "ia.only_implanted=false", "probe.samples=2", "probe.behavior_prompts=4",
-           "probe.max_new_tokens=8", f"hydra.run.dir={out}"]
+           "probe.max_new_tokens=8", "logger.log_artifacts=true", f"hydra.run.dir={out}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "run folder:" in done.stdout and "| behavior" in done.stdout
@@ -44,6 +44,7 @@ def test_harness_run_smoke(tmp_path):
     assert "heldout_behaviors/base/false_positive_rate_no_ia" in logged
     wandb_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"heldout_behaviors/preferences/verbalization" in wandb_bytes
+    assert b"introspection-adapter" in wandb_bytes  # the IA logged as an artifact
 
 
 def test_an_error_found_during_the_job_is_one_line(tmp_path):

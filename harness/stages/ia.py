@@ -39,6 +39,11 @@ def question_split(cfg: IAConfig) -> tuple[list[str], list[str]]:
     return list(pool[: cfg.train_questions]), list(pool[cfg.train_questions :])
 
 
+def heldout_questions(card: IACard) -> list[str]:
+    """The questions of the pool that the IA never saw in training."""
+    return [q for q in world.INTROSPECTION_QUESTIONS if q not in card.questions]
+
+
 def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard], seed: int) -> str:
     return config_key("ia", asdict(cfg), base.key, sorted(o.key for o in organisms), question_split(cfg)[0], seed)
 

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from harness import models, world
+from harness import models
 from harness.config import ProbeConfig
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, identify, mentioned
 from harness.metrics import BASE
 from harness.probing import behavior_rate, select_prompts
 from harness.records import BaseModelCard, BehaviorRow, IACard, OrganismCard, ReportRow, read_jsonl, write_jsonl
-from harness.stages.ia import IA, adapter_name, ia_path, load_with_organisms
+from harness.stages.ia import IA, adapter_name, heldout_questions, ia_path, load_with_organisms
 from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
 
@@ -108,8 +108,7 @@ def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard
         targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in organisms]
         subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in organisms]
         behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split)
-        questions = [q for q in world.INTROSPECTION_QUESTIONS if q not in ia.questions]  # held out
-        reports = sample_reports(model, tok, subjects, targets, questions, cfg, ia, split, seed, progress)
+        reports = sample_reports(model, tok, subjects, targets, heldout_questions(ia), cfg, ia, split, seed, progress)
         with store.writing("probes", key) as tmp:
             write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
             write_jsonl(tmp / "self_reports.jsonl", reports)
