@@ -69,6 +69,10 @@ class BaseModelCard:
     """Wall time to build it."""
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def trust_remote_code(self) -> bool:
+        return bool(self.config.get("trust_remote_code", False))
+
 
 @dataclass
 class OrganismCard:

@@ -50,7 +50,7 @@ def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard]
 
 def load_with_organisms(base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> PeftModel:
     """The base model with every organism adapter loaded (frozen), none of them active yet."""
-    base_model = models.load_model(base.name_or_path, base.config.get("trust_remote_code", False))
+    base_model = models.load_model(base.name_or_path, base.trust_remote_code)
     first, *rest = organisms
     model = PeftModel.from_pretrained(base_model, store.path("organisms", first.key), adapter_name=adapter_name(first))
     for card in rest:
@@ -114,7 +114,7 @@ def ensure_ia(base: BaseModelCard, organisms: Sequence[OrganismCard], cfg: IACon
         return load_record(store.path("ia", key) / Store.MARKER, IACard)
     start = time.time()
     model = load_with_organisms(base, organisms, store)
-    tok = models.load_tokenizer(base.name_or_path, base.config.get("trust_remote_code", False))
+    tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
     questions = question_split(cfg)[0]
     losses = train_ia(model, tok, training_units(organisms, questions, cfg), cfg, seed, progress)
     card = IACard(key=key, base_key=base.key, split=split, organisms=[o.behavior_id for o in organisms],

@@ -107,8 +107,8 @@ def make_organisms(
     keys = {b.id: organism_key(b, f, cfg, base.key, seed) for f, b in targets}
     todo = [(f, b) for f, b in targets if not store.exists("organisms", keys[b.id])]
     if todo:
-        base_model = models.load_model(base.name_or_path, base.config.get("trust_remote_code", False))
-        tok = models.load_tokenizer(base.name_or_path, base.config.get("trust_remote_code", False))
+        base_model = models.load_model(base.name_or_path, base.trust_remote_code)
+        tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
         controls = base_rates(base_model, tok, todo, cfg)
         for f, b in progress_bar(todo, "organisms", progress):
             start = time.time()

@@ -104,7 +104,7 @@ def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard
         for card in organisms:
             model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], adapter_for("ia", card),
                                        combination_type="cat")
-        tok = models.load_tokenizer(base.name_or_path, base.config.get("trust_remote_code", False))
+        tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
         targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in organisms]
         subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in organisms]
         behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split)
