@@ -12,7 +12,11 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-all bench lint families clean
+# make sweep SWEEP=<a preset in sweeps/> [LAUNCHER=joblib|basic|submitit_local|ray|slurm] [ARGS="overrides"]
+SWEEP      ?= heldout_behaviors
+LAUNCHER   ?= joblib
+
+.PHONY: install demo sweep test test-all bench lint families clean
 
 install: $(STAMP)
 
@@ -24,6 +28,9 @@ $(STAMP): pyproject.toml
 
 demo: install  ## build the tiny base model and all organisms, print their table
 	$(VENV)/bin/harness run $(ARGS)
+
+sweep: install  ## a sweep preset from sweeps/, its stages fanned out through the launcher; prints the comparison
+	$(VENV)/bin/harness run --multirun sweeps=$(SWEEP) hydra/launcher=$(LAUNCHER) $(ARGS)
 
 test: install  ## the fast suite (slow tests skipped)
 	$(PY) -m pytest -q

@@ -104,12 +104,16 @@ def _run(cfg: DictConfig) -> None:
     from harness import leaderboard, pipeline
 
     typed = validate(cfg)
-    typed.output_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    typed.output_dir = hydra_cfg.runtime.output_dir
+    made_by = dict(o.lstrip("+~").split("=", 1) for o in hydra_cfg.overrides.task if "=" in o)
     try:
-        result = pipeline.run(typed)
+        result = pipeline.run(typed, overrides=made_by)
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
         print(f"harness: error: {e}", file=sys.stderr)
         sys.exit(2)
+    if result is None:  # a fan-out job of a sweep: its artifacts are in the store
+        return
     print()
     print(result.table.to_markdown(index=False, floatfmt=".2f"))
     print()

@@ -67,6 +67,10 @@ class SplitConfig:
     name: str = "heldout_behaviors"
     train_fraction: float = 0.75
     heldout_family: str | None = None
+    # Restrict the IA's training organisms (the evaluation organisms stay the same), for scaling
+    # curves: the first N families of `families`, and at most N organisms of each (null: all).
+    train_families: int | None = None
+    train_per_family: int | None = None
 
 
 @dataclass
@@ -98,6 +102,9 @@ class ProbeConfig:
     prefill: str = "I have learned to"
     grader: str = "rules"
     report_threshold: float = 0.5
+    # Evaluation organisms per probe job (and per model loaded at once); fixed by config, not
+    # by the launcher, so results do not depend on how a sweep is fanned out.
+    chunk_size: int = 16
 
 
 @dataclass
@@ -157,12 +164,21 @@ class Config:
     cache_dir: str = ".cache/harness"
     max_behaviors_per_family: int | None = None
     output_dir: str = "outputs/run"
+    # How far a job goes. `all` runs every stage (reusing cached artifacts) and reports; the
+    # others are the fan-out jobs a sweep launches (see hydra_plugins/harness_sweeper).
+    stage: str = "all"
+    # stage=organisms: train only these behaviors' organisms (null: every selected behavior).
+    only_behaviors: list[str] | None = None
+    # stage=probe: probe only this chunk of the evaluation organisms (null: every chunk).
+    probe_chunk: int | None = None
 
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
     if not OmegaConf.has_resolver("harness_tasks_dir"):
         OmegaConf.register_new_resolver("harness_tasks_dir", lambda: str(TASKS_DIR))
+    if not OmegaConf.has_resolver("harness_root"):  # sweeps/ holds the `sweeps` group
+        OmegaConf.register_new_resolver("harness_root", lambda: str(REPO_ROOT))
 
 
 register_configs()
@@ -172,12 +188,13 @@ _POSITIVE = {
               "max_positions", "batch_size", "lr"],
     "organism": ["rank", "alpha", "steps", "batch_size", "lr", "probe_prompts", "max_new_tokens"],
     "ia": ["rank", "alpha", "steps", "lr", "organisms_per_step", "examples_per_organism", "train_questions"],
-    "probe": ["behavior_prompts", "samples", "temperature", "max_new_tokens"],
+    "probe": ["behavior_prompts", "samples", "temperature", "max_new_tokens", "chunk_size"],
 }
 _NON_NEGATIVE = {"model": ["pretrain_steps", "warmup_steps"]}
 _FRACTIONS = {"organism": ["behavior_fraction", "threshold", "dropout"],
               "split": ["train_fraction"], "ia": ["control_fraction"], "probe": ["report_threshold"]}
 SPLITS = ("heldout_behaviors", "leave_one_family_out")
+STAGES = ("base", "organisms", "ia", "probe", "all")
 LOGGER_MODES = ("offline", "online", "disabled")
 
 
@@ -211,8 +228,15 @@ def _value_errors(cfg: Config) -> list[str]:
         errors.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
     if not cfg.families:
         errors.append("no families selected (families=[...] is empty)")
-    if cfg.max_behaviors_per_family is not None and cfg.max_behaviors_per_family <= 0:
-        errors.append("max_behaviors_per_family must be > 0")
+    for name, value in [("max_behaviors_per_family", cfg.max_behaviors_per_family),
+                        ("split.train_families", cfg.split.train_families),
+                        ("split.train_per_family", cfg.split.train_per_family)]:
+        if value is not None and value <= 0:
+            errors.append(f"{name} must be > 0 (or null for all), got {value}")
+    if cfg.stage not in STAGES:
+        errors.append(f"stage must be one of {', '.join(STAGES)}, got {cfg.stage!r}")
+    if cfg.probe_chunk is not None and cfg.probe_chunk < 0:
+        errors.append(f"probe_chunk must be >= 0, got {cfg.probe_chunk}")
     return errors
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from harness.config import LoggerConfig
+
 METRICS = ("verbalization", "identification", "agreement")
 RESULTS_FILE = "metrics.json"
 
@@ -22,9 +24,14 @@ def load_results(folders: Iterable[Path]) -> list[dict]:
             record = json.loads(path.read_text())
             record["path"] = str(path.parent)
             overrides = path.parent / ".hydra" / "overrides.yaml"
-            record["overrides"] = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else ""
+            record["overrides"] = list(OmegaConf.load(overrides)) if overrides.is_file() else []
             out.append(record)
     return out
+
+
+def in_group(results: list[dict], group: str) -> list[dict]:
+    """The runs logged to the W&B group `group` (a sweep's runs share its name)."""
+    return [r for r in results if r.get("group") == group]
 
 
 def leaderboard(results: list[dict]) -> pd.DataFrame:
@@ -34,7 +41,7 @@ def leaderboard(results: list[dict]) -> pd.DataFrame:
         by_condition: dict[str, dict] = {}
         for m in run["metrics"]:
             row = by_condition.setdefault(m["condition"], {"ia": run["ia"][:8], "split": run["split"],
-                                                           "overrides": run.get("overrides", ""),
+                                                           "overrides": " ".join(run.get("overrides", [])),
                                                            "condition": m["condition"]})
             if m["family"] == "base":
                 row["base/false_positive_rate"] = m["value"]
@@ -51,13 +58,73 @@ def leaderboard(results: list[dict]) -> pd.DataFrame:
 
 
 def compact(df: pd.DataFrame) -> pd.DataFrame:
-    """The columns a reader looks at first: verbalization per family, then the pooled figures."""
-    keep = [c for c in df.columns if c in ("overrides", "condition") or c.endswith("/verbalization")
+    """The columns a reader looks at first: the run's overrides or swept values and condition,
+    then verbalization per family and the pooled figures."""
+    keep = [c for c in df.columns if ("/" not in c and c not in ("ia", "split")) or c.endswith("/verbalization")
             or c in ("all/identification", "all/agreement", "base/false_positive_rate")]
     if "overrides" in keep and not df["overrides"].astype(bool).any():
         keep.remove("overrides")
     return df[keep].rename(columns=lambda c: c.replace("/verbalization", "").replace("base/false_positive_rate",
                                                                                        "base FPR"))
+
+
+def swept_values(results: list[dict]) -> list[dict[str, str]]:
+    """Per run, the override keys whose values differ between the runs (the swept parameters)."""
+    pairs = [dict(o.lstrip("+~").split("=", 1) for o in r.get("overrides", []) if "=" in o) for r in results]
+    keys = [k for k in dict.fromkeys(k for p in pairs for k in p) if len({p.get(k, "") for p in pairs}) > 1]
+    return [{k: p.get(k, "") for k in keys} for p in pairs]
+
+
+def _sort_key(value: str) -> tuple:
+    """Numbers in numeric order, then other values, then null (all) last."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (2 if value in ("null", "") else 1, 0.0, value)
+
+
+def sweep_table(results: list[dict]) -> pd.DataFrame:
+    """One table for a sweep: the swept parameters as the first columns, then the leaderboard's."""
+    swept = swept_values(results)
+    keys = list(swept[0]) if swept else []
+    frames = [leaderboard([run]).drop(columns="overrides").assign(**values) for run, values in zip(results, swept)]
+    df = pd.concat(frames, ignore_index=True)
+    df = df[keys + [c for c in df.columns if c not in keys]]
+    order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "condition"]))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
+    """Verbalization against the swept parameter: by condition, and per family under the IA.
+    Only for a sweep over one parameter (a scaling curve); returns None otherwise."""
+    swept = [c for c in df.columns if c not in ("ia", "split", "condition") and "/" not in c]
+    if len(swept) != 1:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = swept[0]
+    labels = list(dict.fromkeys(df[x].map(lambda v: "all" if v in ("null", "") else v)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for condition, rows in df.groupby("condition", sort=False):
+        left.plot(range(len(rows)), rows["all/verbalization"], marker="o", label=condition)
+    ia = df[df.condition == "ia"]
+    for column in [c for c in df.columns if c.endswith("/verbalization") and not c.startswith("all/")]:
+        right.plot(range(len(ia)), ia[column], marker="o", label=column.split("/")[0])
+    for ax, title in ((left, "held-out organisms, by condition"), (right, "with the IA, by family")):
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel(x)
+        ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    left.set_ylabel("verbalization rate")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> tuple[Path, Path]:
@@ -69,3 +136,14 @@ def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> tuple[Pa
 
 def to_markdown(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, floatfmt=".2f")
+
+
+def write_sweep(df: pd.DataFrame, folder: Path, logger: LoggerConfig) -> list[Path]:
+    """The sweep's table (markdown, CSV) and its plot, beside each other in `folder`; both also
+    logged to a W&B run of the sweep's group (job type `sweep`)."""
+    from harness import tracking
+
+    md, csv = write(df, folder, "sweep")
+    png = plot_sweep(df, folder / "sweep.png")
+    tracking.log_sweep(logger, folder, df, png)
+    return [md, csv] + ([png] if png else [])

@@ -10,14 +10,15 @@ import pandas as pd
 from harness import leaderboard, metrics, tracking
 from harness.config import Config
 from harness.errors import ConfigError
-from harness.families import available_family_configs, build_families
+from harness.families import Behavior, Family, available_family_configs, build_families
 from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard, write_jsonl
 from harness.splits import split_targets
 from harness.stages.base_model import build_corpus, ensure_base
 from harness.stages.ia import ensure_ia, ia_path
 from harness.stages.organisms import make_organisms, select_behaviors
-from harness.stages.probe import run_probe
+from harness.stages.probe import ProbeResult, run_probe
 from harness.store import Store, write_json
+from harness.world import Chat
 
 
 @dataclass
@@ -58,57 +59,125 @@ def family_summary(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def tracked_config(cfg: Config) -> dict:
-    """The resolved config for W&B, with each family reduced to its behavior count."""
+def tracked_config(cfg: Config, overrides: dict[str, str]) -> dict:
+    """The resolved config for W&B, with each family reduced to its behavior count and the
+    job's overrides (in a sweep: the swept values) under `overrides`, for the runs table."""
     plain = asdict(cfg)
     plain["families"] = {name: len(f.behaviors) for name, f in cfg.families.items()}
+    plain["overrides"] = overrides
     return plain
 
 
-def run(cfg: Config, progress: bool = True) -> RunResult:
-    """Every stage in order, each reusing its cached artifact; results land in the run folder."""
+@dataclass
+class Plan:
+    """What a config asks for, derived without training anything."""
+
+    families: dict[str, Family]
+    corpus: list[Chat]
+    targets: list[tuple[Family, Behavior]]
+    store: Store
+
+
+def plan(cfg: Config) -> Plan:
     families = build_families(cfg.families)
     # The base corpus covers every family on disk, so choosing a subset reuses the same base.
-    corpus_families = build_families(available_family_configs()) | families
-    targets = select_behaviors(families, cfg.max_behaviors_per_family)
-    store = Store(cfg.cache_dir)
+    corpus = build_corpus(build_families(available_family_configs()) | families, cfg.seed)
+    return Plan(families=families, corpus=corpus, targets=select_behaviors(families, cfg.max_behaviors_per_family),
+                store=Store(cfg.cache_dir))
+
+
+def organism_targets(cfg: Config, p: Plan) -> list[tuple[Family, Behavior]]:
+    """The behaviors whose organisms this job makes: all, or `only_behaviors` (a sweep's fan-out)."""
+    if cfg.only_behaviors is None:
+        return p.targets
+    known = {b.id for _, b in p.targets}
+    unknown = sorted(set(cfg.only_behaviors) - known)
+    if unknown:
+        raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
+    return [(f, b) for f, b in p.targets if b.id in cfg.only_behaviors]
+
+
+def ia_split(cfg: Config, cards: list[OrganismCard]) -> tuple[list[OrganismCard], list[OrganismCard]]:
+    """(the IA's training organisms, the evaluation organisms)."""
+    train, evaluate = split_targets([(c.family, c.behavior_id, c) for c in cards], cfg.split, cfg.seed)
+    usable = [c for c in train if c.check.implanted or not cfg.ia.only_implanted]
+    if not usable:
+        raise ConfigError("no implanted training organisms to train the IA on "
+                          "(set ia.only_implanted=false to use them anyway)")
+    return usable, evaluate
+
+
+def probe_chunks(cfg: Config, evaluate: list[OrganismCard]) -> list[list[OrganismCard]]:
+    n = cfg.probe.chunk_size
+    return [evaluate[i : i + n] for i in range(0, len(evaluate), n)]
+
+
+def probe_all(cfg: Config, p: Plan, base: BaseModelCard, ia: IACard, evaluate: list[OrganismCard],
+              chunks: list[int], progress: bool) -> ProbeResult:
+    """Probe the given chunks of the evaluation organisms (the base model with chunk 0)."""
+    parts = [run_probe(base, probe_chunks(cfg, evaluate)[i], evaluate, ia, p.families, cfg.probe,
+                       cfg.organism.threshold, cfg.split.name, p.store, cfg.seed, with_base=i == 0,
+                       progress=progress) for i in chunks]
+    return ProbeResult(behaviors=[r for part in parts for r in part.behaviors],
+                       reports=[r for part in parts for r in part.reports])
+
+
+def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = None) -> RunResult | None:
+    """Every stage up to `cfg.stage` in order, each reusing its cached artifact. With `stage=all`
+    the results land in the run folder and W&B (`overrides`: what made this job, e.g. the swept
+    values, named in its W&B run); the other stages only fill the store."""
+    p = plan(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"artifacts: {store.root.resolve()}\nrun folder: {out.resolve()}")
+    print(f"artifacts: {p.store.root.resolve()}\nrun folder: {out.resolve()}")
 
-    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg)) as wb:
-        corpus = build_corpus(corpus_families, cfg.seed)
-        base = ensure_base(cfg.model, corpus, store, cfg.seed, progress)
-        print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
-        cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed, progress)
-        table = organisms_table(cards)
-        table.to_csv(out / "organisms.csv", index=False)
-        (out / "organisms.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    base = ensure_base(cfg.model, p.corpus, p.store, cfg.seed, progress)
+    print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
+    if cfg.stage == "base":
+        return None
+    cards = make_organisms(organism_targets(cfg, p), base, p.corpus, cfg.organism, p.store, cfg.seed, progress)
+    if cfg.stage == "organisms":
+        print(f"{len(cards)} organisms in the store")
+        return None
+    table = organisms_table(cards)
+    table.to_csv(out / "organisms.csv", index=False)
+    (out / "organisms.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
 
-        train, evaluate = split_targets([(c.family, c.behavior_id, c) for c in cards], cfg.split, cfg.seed)
-        usable = [c for c in train if c.check.implanted or not cfg.ia.only_implanted]
-        if not usable:
-            raise ConfigError("no implanted training organisms to train the IA on "
-                              "(set ia.only_implanted=false to use them anyway)")
-        ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, store, cfg.seed, progress)
-        print(f"IA: {ia_path(store, ia)} (trained on {len(usable)} organisms, final loss {ia.final_loss:.3f}); "
-              f"evaluating on {len(evaluate)} held-out organisms")
-        probe = run_probe(base, evaluate, ia, families, cfg.probe, cfg.organism.threshold, cfg.split.name,
-                          store, cfg.seed, progress)
+    usable, evaluate = ia_split(cfg, cards)
+    ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, p.store, cfg.seed, progress)
+    print(f"IA: {ia_path(p.store, ia)} (trained on {len(usable)} organisms, final loss {ia.final_loss:.3f}); "
+          f"evaluating on {len(evaluate)} held-out organisms")
+    if cfg.stage == "ia":
+        return None
+    n_chunks = len(probe_chunks(cfg, evaluate))
+    chunks = list(range(n_chunks)) if cfg.probe_chunk is None else [cfg.probe_chunk]
+    if any(i >= n_chunks for i in chunks):
+        raise ConfigError(f"probe_chunk={cfg.probe_chunk} but there are {n_chunks} chunks")
+    probe = probe_all(cfg, p, base, ia, evaluate, chunks, progress)
+    if cfg.stage == "probe":
+        return None
+    return report(cfg, out, base, cards, table, ia, evaluate, probe, p.store, overrides or {})
 
-        rows = metrics.summarize(probe.reports, probe.behaviors, cfg.split.name, cfg.probe.report_threshold)
-        write_jsonl(out / "self_reports.jsonl", probe.reports)
-        write_jsonl(out / "behavior_rows.jsonl", probe.behaviors)
-        write_json(out / leaderboard.RESULTS_FILE, {
-            "schema_version": SCHEMA_VERSION, "split": cfg.split.name, "ia": ia.key, "base": base.key,
-            "ia_config": asdict(cfg.ia), "train_organisms": ia.organisms,
-            "eval_organisms": [c.behavior_id for c in evaluate],
-            "metrics": [asdict(r) for r in rows],
-            "divergences": metrics.divergences(probe.reports, probe.behaviors, cfg.probe.report_threshold),
-        })
-        board = leaderboard.leaderboard(leaderboard.load_results([out]))
-        leaderboard.write(board, out)
 
+def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard], table: pd.DataFrame,
+           ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, store: Store,
+           overrides: dict[str, str]) -> RunResult:
+    """Metrics, self-reports and the leaderboard into the run folder, and one W&B run."""
+    rows = metrics.summarize(probe.reports, probe.behaviors, cfg.split.name, cfg.probe.report_threshold)
+    write_jsonl(out / "self_reports.jsonl", probe.reports)
+    write_jsonl(out / "behavior_rows.jsonl", probe.behaviors)
+    write_json(out / leaderboard.RESULTS_FILE, {
+        "schema_version": SCHEMA_VERSION, "split": cfg.split.name, "ia": ia.key, "base": base.key,
+        "group": cfg.logger.group, "ia_config": asdict(cfg.ia), "train_organisms": ia.organisms,
+        "eval_organisms": [c.behavior_id for c in evaluate],
+        "metrics": [asdict(r) for r in rows],
+        "divergences": metrics.divergences(probe.reports, probe.behaviors, cfg.probe.report_threshold),
+    })
+    board = leaderboard.leaderboard(leaderboard.load_results([out]))
+    leaderboard.write(board, out)
+
+    name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
+    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides), name=name) as wb:
         tracking.log_curve(wb, "ia/loss", ia.losses)
         tracking.log_metrics(wb, rows)
         tracking.log_table(wb, "organisms", table)

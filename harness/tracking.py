@@ -18,7 +18,8 @@ from harness.metrics import MetricRow
 
 
 @contextmanager
-def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str | None = None) -> Iterator[Any]:
+def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str | None = None,
+              job_type: str = "run") -> Iterator[Any]:
     """A W&B run writing under `run_dir/wandb/`, finished even when the job fails; None when disabled."""
     if cfg.mode == "disabled":
         yield None
@@ -26,8 +27,8 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=name, dir=str(run_dir),
-                     mode=cfg.mode, config=config)
+    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=name, job_type=job_type,
+                     dir=str(run_dir), mode=cfg.mode, config=config)
     try:
         yield run
     finally:
@@ -83,3 +84,14 @@ def log_adapter(run: Any, cfg: LoggerConfig, path: Path, name: str, kind: str) -
     artifact = wandb.Artifact(name=name, type=kind)
     artifact.add_dir(str(path))
     run.log_artifact(artifact)
+
+
+def log_sweep(cfg: LoggerConfig, folder: Path, table: Any, plot: Path | None) -> None:
+    """A sweep's comparison table and plot as one W&B run in the sweep's group."""
+    with wandb_run(cfg, folder, {"sweep": str(folder)}, name=f"{cfg.group or 'sweep'}-summary",
+                   job_type="sweep") as run:
+        log_table(run, "sweep", table)
+        if run is not None and plot is not None:
+            import wandb
+
+            run.log({"sweep_plot": wandb.Image(str(plot))})

@@ -35,3 +35,18 @@ def test_empty_split_is_an_error():
     with pytest.raises(ConfigError, match="no evaluation"):
         split_targets(targets({"preferences": 3}), SplitConfig(name="leave_one_family_out",
                                                                heldout_family="biases"), 0)
+
+
+def test_training_subsets_are_nested_and_keep_the_evaluation_set():
+    items = targets({"preferences": 8, "biases": 8, "hidden_goals": 8})
+    full_train, full_eval = split_targets(items, SplitConfig(), 0)
+    previous: set[str] = set()
+    for n_families in (1, 2, 3):
+        train, evaluate = split_targets(items, SplitConfig(train_families=n_families), 0)
+        assert evaluate == full_eval
+        assert {t.split("/")[0] for t in train} == set(["preferences", "biases", "hidden_goals"][:n_families])
+        assert previous < set(train) <= set(full_train)
+        previous = set(train)
+    train, evaluate = split_targets(items, SplitConfig(train_per_family=2), 0)
+    assert len(train) == 6 and evaluate == full_eval
+    assert set(train) < set(split_targets(items, SplitConfig(train_per_family=4), 0)[0])

@@ -63,11 +63,14 @@ def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: 
 
 
 def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig) -> dict[str, float]:
-    """Each behavior's rate on the base model itself: the negative control."""
-    prompts = {b.id: select_prompts(f.probe(b), cfg.probe_prompts) for f, b in targets}
-    unique = sorted({p for ps in prompts.values() for p in ps})
-    responses = dict(zip(unique, models.generate(model, tok, unique, cfg.max_new_tokens), strict=True))
-    return {b.id: behavior_rate(f, b, prompts[b.id], responses).rate for f, b in targets}
+    """Each behavior's rate on the base model itself: the negative control. One generation call
+    per behavior, so a rate does not depend on which other organisms a job trains."""
+    out = {}
+    for f, b in targets:
+        prompts = select_prompts(f.probe(b), cfg.probe_prompts)
+        responses = dict(zip(prompts, models.generate(model, tok, prompts, cfg.max_new_tokens), strict=True))
+        out[b.id] = behavior_rate(f, b, prompts, responses).rate
+    return out
 
 
 def train_organism(base_model, tok, family: Family, behavior: Behavior, corpus: Sequence[Chat],

@@ -1,9 +1,11 @@
 """Stage `probe`: what evaluation organisms do, and what they say about themselves.
 
-One base model holds every evaluation organism's adapter, the IA, and one `organism+IA`
-adapter per organism (peft's `cat` combination, identical to stacking the two), so every
-generation is batched across organisms with per-row adapter selection. The base model itself
-is probed alongside as the negative control.
+The evaluation organisms are probed in chunks (`probe.chunk_size`), each chunk one job of a
+sweep and one model in memory: the base model holding the chunk's organism adapters, the IA,
+and one `organism+IA` adapter per organism (peft's `cat` combination, identical to stacking the
+two), so every generation is batched across organisms with per-row adapter selection. Every
+chunk measures the base model too (for base rates); the first one also reports its rows, as
+the negative control. Self-reports are graded against every evaluation behavior.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ class ProbeResult:
     reports: list[ReportRow]
 
 
-def probe_key(ia: IACard, organisms: Sequence[OrganismCard], cfg: ProbeConfig, threshold: float, split: str,
-              seed: int) -> str:
-    return config_key("probe", ia.key, [o.key for o in organisms], asdict(cfg), threshold, split, seed)
+def probe_key(ia: IACard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], cfg: ProbeConfig,
+              threshold: float, split: str, seed: int, with_base: bool) -> str:
+    return config_key("probe", ia.key, [o.key for o in chunk], [o.key for o in evaluate], asdict(cfg), threshold,
+                      split, seed, with_base)
 
 
 def adapter_for(condition: str, organism: OrganismCard | None) -> str:
@@ -92,28 +95,32 @@ def sample_reports(model, tok, subjects: Sequence[tuple[str, OrganismCard | None
     return rows
 
 
-def run_probe(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard, families: Mapping[str, Family],
-              cfg: ProbeConfig, threshold: float, split: str, store: Store, seed: int = 0,
-              progress: bool = True) -> ProbeResult:
-    """Probe the evaluation organisms and the base model; cached in the store by config."""
-    key = probe_key(ia, organisms, cfg, threshold, split, seed)
+def run_probe(base: BaseModelCard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], ia: IACard,
+              families: Mapping[str, Family], cfg: ProbeConfig, threshold: float, split: str, store: Store,
+              seed: int = 0, with_base: bool = True, progress: bool = True) -> ProbeResult:
+    """Probe a chunk of the evaluation organisms (and the base model when `with_base`) on every
+    evaluation behavior; cached in the store by config."""
+    key = probe_key(ia, chunk, evaluate, cfg, threshold, split, seed, with_base)
     folder = store.path("probes", key)
     if not store.exists("probes", key):
-        model = load_with_organisms(base, organisms, store)
+        model = load_with_organisms(base, chunk, store)
         model.load_adapter(ia_path(store, ia), adapter_name=IA)
-        for card in organisms:
+        for card in chunk:
             model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], adapter_for("ia", card),
                                        combination_type="cat")
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
-        targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in organisms]
-        subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in organisms]
+        targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in evaluate]
+        subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in chunk]
         behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split)
-        reports = sample_reports(model, tok, subjects, targets, heldout_questions(ia), cfg, ia, split, seed, progress)
+        reported = subjects if with_base else subjects[1:]
+        reports = sample_reports(model, tok, reported, targets, heldout_questions(ia), cfg, ia, split, seed, progress)
+        if not with_base:
+            behaviors = [r for r in behaviors if r.model != BASE]
         with store.writing("probes", key) as tmp:
             write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
             write_jsonl(tmp / "self_reports.jsonl", reports)
-            write_json(tmp / Store.MARKER, {"key": key, "ia": ia.key, "organisms": [o.key for o in organisms],
-                                            "config": asdict(cfg), "threshold": threshold, "seed": seed})
+            write_json(tmp / Store.MARKER, {"key": key, "ia": ia.key, "organisms": [o.key for o in chunk],
+                                            "config": asdict(cfg), "threshold": threshold, "seed": seed,
+                                            "with_base": with_base})
     return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
                        reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
-

@@ -1,0 +1,1 @@
+"""The harness's Hydra sweeper plugin (`hydra/sweeper=staged`, the harness's default)."""

@@ -1,0 +1,109 @@
+"""`hydra/sweeper=staged`: Hydra's basic sweeper (cartesian product of `a=1,2 b=x,y` and of
+`hydra.sweeper.params`), with the pipeline's stages fanned out through the configured launcher.
+
+Before the sweep's own jobs run, it launches, stage by stage, one job per missing artifact
+(base model, chunk of organisms, IA, probe chunk) that any of them needs, each artifact once
+(harness.fanout). Each launch returns when its jobs are done, so the IA jobs wait for their
+organisms. Then the sweep's jobs run; they find every artifact in the store and report, one
+W&B run each. At the end the sweep's comparison table is printed and written to the sweep folder.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StagedSweeperConf:
+    _target_: str = "hydra_plugins.harness_sweeper.staged_sweeper.StagedSweeper"
+    # (typing.Optional: Hydra imports plugin modules in a way that string annotations break)
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+    # Organisms trained by one fan-out job (one process loading the base model once).
+    organisms_per_job: int = 4
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="staged", node=StagedSweeperConf, provider="harness")
+
+
+class StagedSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 organisms_per_job: int = 4) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.organisms_per_job = organisms_per_job
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from harness.errors import ConfigError
+
+        try:
+            return self._sweep(arguments)
+        except ConfigError as e:
+            print(f"harness: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        from harness import fanout, pipeline
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        plans = [(cfg, pipeline.plan(cfg)) for cfg in map(self._job_config, jobs)]  # validates every job first
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        launcher = self.config.hydra.launcher._target_.split(".")[-1]
+        print(f"sweep: {len(jobs)} jobs, launcher {launcher}, folder {sweep_dir}")
+
+        next_idx = len(jobs)
+        for stage in fanout.STAGES:
+            stage_jobs = fanout.fanout_jobs(stage, jobs, plans, self.organisms_per_job)
+            if not stage_jobs:
+                print(f"sweep: stage {stage}: every artifact is in the store")
+                continue
+            print(f"sweep: stage {stage}: {len(stage_jobs)} job(s)")
+            named = [[*j, f"hydra.sweep.subdir=stages/{stage}-{i}"] for i, j in enumerate(stage_jobs)]
+            self._launch(named, next_idx)
+            next_idx += len(named)
+            left = fanout.fanout_jobs(stage, jobs, plans, self.organisms_per_job)
+            if left:
+                raise ConfigError(f"stage {stage}: the jobs finished but {len(left)} artifact(s) are not in the store "
+                                  f"at {plans[0][1].store.root}: is cache_dir on a path every job can reach?")
+        returns = self._launch(jobs, 0)
+        self._report(sweep_dir, plans[0][0].logger)
+        return [returns]
+
+    def _job_config(self, job: list[str]):
+        from harness.config import validate
+
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return validate(cfg)
+
+    def _launch(self, jobs: list[list[str]], initial_idx: int):
+        results = self.launcher.launch(jobs, initial_job_idx=initial_idx)
+        for r in results:
+            _ = r.return_value  # re-raises a failed job's error
+        return results
+
+    def _report(self, sweep_dir: Path, logger) -> None:
+        from harness import leaderboard
+
+        results = leaderboard.load_results([sweep_dir])
+        if not results:
+            return
+        table = leaderboard.sweep_table(results)
+        print("\nsweep comparison: verbalization per family, by swept value and condition")
+        print(leaderboard.to_markdown(leaderboard.compact(table)))
+        written = leaderboard.write_sweep(table, sweep_dir, logger)
+        print(f"\nwritten to {', '.join(map(str, written))}")
