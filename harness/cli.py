@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from harness.config import CONF_DIR, TASKS_DIR, Config, one_line, validate
+from harness.config import CONF_DIR, REPO_ROOT, TASKS_DIR, Config, one_line, validate
 from harness.errors import ConfigError
 
 USAGE = """\
@@ -21,8 +21,9 @@ usage: harness <command> [args]
 
 commands:
   run [overrides]   the whole experiment: base model, organisms, IA, probes, leaderboard
-  leaderboard [DIR ...] [--out DIR]
-                    one table from every run's metrics.json under DIR (default: outputs multirun)
+  leaderboard [DIR ...] [--sweep DIR | --group NAME] [--out DIR]
+                    one table from every run's metrics.json under DIR (default: outputs multirun);
+                    --sweep: a sweep's runs, swept values as columns, and a plot; --group: runs of a W&B group
   export-lm-eval [--out DIR] [overrides]
                     write every family's probes as lm-eval tasks (default DIR: outputs/lm_eval_tasks)
   families          list the behavior families and their behaviors
@@ -35,17 +36,21 @@ commands:
   harness run model=hf model.name_or_path=/path/to/model
   harness run split=leave_one_family_out split.heldout_family=biases
   harness run --multirun ia.rank=1,4,16 logger=none    # a sweep, one run folder per job
+  harness run --multirun sweeps=ia_rank hydra/launcher=joblib   # a preset from sweeps/, 2 local processes
+  harness run --multirun sweeps=scaling_families hydra/launcher=slurm hydra.launcher.partition=gpu
   harness run --cfg job                                # print the composed config
-  harness leaderboard multirun/2026-11-26              # compare the runs of a sweep
+  harness leaderboard multirun/2026-11-26              # every run under a folder, one table
+  harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
 
-config groups: model (tiny, micro, hf), organism (lora), split (heldout_behaviors, leave_one_family_out),
-  ia (lora_sft), probe (default), logger (wandb, wandb_online, none), families ({families})
+config groups: model ({model}), organism (lora), split (heldout_behaviors, leave_one_family_out),
+  ia (lora_sft), probe (default), logger (wandb, wandb_online, none), families ({families}),
+  sweeps ({sweeps}), hydra/launcher (basic, joblib, submitit_local, submitit_slurm, slurm, ray, ray_cluster)
 artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>/
 """
 
 
-def family_names() -> list[str]:
-    return group_options("families")
+def usage() -> str:
+    return USAGE.format(**{g: ", ".join(group_options(g)) for g in ("model", "families", "sweeps")})
 
 
 def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
@@ -73,6 +78,9 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         variants, sweeps = _variants(overrides)
         if sweeps and not multirun:
             raise ConfigError(f"{sweeps[0]} sweeps over several values: add --multirun")
+        preset = next((o for o in overrides if o.lstrip("+").startswith("sweeps=")), None)
+        if preset and not multirun:
+            raise ConfigError(f"{preset} is a sweep preset: add --multirun")
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             composed = [compose("config", overrides=v) for v in variants]
     except ConfigError:
@@ -87,7 +95,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for root in (CONF_DIR, TASKS_DIR) for p in (root / group).glob("*.yaml"))
+    return sorted(p.stem for root in (CONF_DIR, TASKS_DIR, REPO_ROOT) for p in (root / group).glob("*.yaml"))
 
 
 def _explain(error: Exception) -> str:
@@ -132,7 +140,7 @@ def _run(cfg: DictConfig) -> None:
 
 def run_command(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
-        print(USAGE.format(families=", ".join(family_names())))
+        print(usage())
         return 0
     modes = [a for a in args if a in ("-m", "--multirun", "-c", "--cfg", "--info")]
     if len(modes) > 1:
@@ -151,28 +159,53 @@ def run_command(args: list[str]) -> int:
     return 0
 
 
+def pop_option(args: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """The value given with `flag VALUE`, and the remaining arguments."""
+    if flag not in args:
+        return None, args
+    i = args.index(flag)
+    if i + 1 >= len(args) or args[i + 1].startswith("--"):
+        raise ConfigError(f"{flag} needs a value")
+    return args[i + 1], args[:i] + args[i + 2 :]
+
+
 def pop_out(args: list[str], default: Path | None) -> tuple[Path | None, list[str]]:
     """The folder given with `--out DIR` (or the default), and the remaining arguments."""
-    if "--out" not in args:
-        return default, args
-    i = args.index("--out")
-    if i + 1 >= len(args):
-        raise ConfigError("--out needs a folder")
-    return Path(args[i + 1]), args[:i] + args[i + 2 :]
+    value, rest = pop_option(args, "--out")
+    return (default if value is None else Path(value)), rest
 
 
 def leaderboard_command(args: list[str]) -> int:
     from harness import leaderboard
+    from harness.config import LoggerConfig
 
     out, args = pop_out(args, None)
+    sweep, args = pop_option(args, "--sweep")
+    group, args = pop_option(args, "--group")
+    if sweep is not None:
+        if args or group:
+            raise ConfigError("--sweep takes one sweep folder and no other folder or --group")
+        args = [sweep]
     missing = [a for a in args if not Path(a).is_dir()]
     if missing:
         raise ConfigError(f"no such folder: {missing[0]}")
     folders = [Path(a) for a in args] or [f for f in (Path("outputs"), Path("multirun")) if f.is_dir()]
     results = leaderboard.load_results(folders)
+    if group is not None:
+        results = leaderboard.in_group(results, group)
     if not results:
         where = ", ".join(map(str, folders)) or "outputs, multirun"
-        raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
+        what = f" of W&B group {group!r}" if group else ""
+        raise ConfigError(f"no {leaderboard.RESULTS_FILE}{what} under {where}: run `harness run` first")
+    if sweep is not None or group is not None:
+        board = leaderboard.sweep_table(results)
+        print(f"{len(results)} runs; verbalization per family, by swept value and condition")
+        print(leaderboard.to_markdown(leaderboard.compact(board)))
+        target = out or Path(sweep or f"multirun/{group}")
+        target.mkdir(parents=True, exist_ok=True)
+        written = leaderboard.write_sweep(board, target, LoggerConfig(group=group or results[0].get("group")))
+        print(f"\nwritten to {', '.join(map(str, written))}")
+        return 0
     board = leaderboard.leaderboard(results)
     print("verbalization rate per family, by run and condition (every column: --out DIR)")
     print(leaderboard.to_markdown(leaderboard.compact(board)))
@@ -215,7 +248,7 @@ def families_command() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(USAGE.format(families=", ".join(family_names())))
+        print(usage())
         return 0
     command, rest = args[0], args[1:]
     try:

@@ -1,0 +1,132 @@
+"""Sweeps: presets compose; the staged sweeper fans stages out through real Hydra launchers;
+a sweep killed with SIGKILL resumes to the same results without training anything twice."""
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from harness import leaderboard
+from harness.config import CONF_DIR, REPO_ROOT, validate
+
+PRESETS = sorted(p.stem for p in (REPO_ROOT / "sweeps").glob("*.yaml"))
+# The smallest scale of a sweep: the micro model, two behaviors per family (one trains, one evaluates).
+SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=20", "organism.probe_prompts=4",
+         "organism.max_new_tokens=6", "ia.steps=4", "ia.only_implanted=false", "probe.samples=2",
+         "probe.behavior_prompts=4", "probe.max_new_tokens=8"]
+
+
+def preset_jobs(name: str) -> list[list[str]]:
+    """The job override lists a preset expands to (cartesian product of its sweeper params)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=[f"sweeps={name}"], return_hydra_config=True)
+        params = OmegaConf.to_container(cfg.hydra.sweeper.params) or {}
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+        axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+                else [o.input_line] for o in parsed]
+        return [[f"sweeps={name}", *combo] for combo in itertools.product(*axes)], cfg
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_composes_into_valid_jobs(name):
+    jobs, cfg = preset_jobs(name)
+    assert len(jobs) >= 2, "a preset sweeps over at least two values"
+    assert cfg.hydra.sweeper._target_.endswith("StagedSweeper")
+    assert cfg.logger.group == name and name in cfg.hydra.sweep.dir
+    header = (REPO_ROOT / "sweeps" / f"{name}.yaml").read_text()
+    assert f"make sweep SWEEP={name}" in header and f"sweeps={name}" in header
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        configs = [validate(compose("config", overrides=job)) for job in jobs]
+    swept = [tuple(o for o in job if not o.startswith("sweeps=")) for job in jobs]
+    assert len(set(swept)) == len(jobs)
+    assert len({json.dumps(OmegaConf.to_container(OmegaConf.structured(c)), sort_keys=True, default=str)
+                for c in configs}) == len(jobs), "every job of a preset has a different config"
+
+
+def sweep(tmp_path: Path, launcher: str, *extra: str, cache: Path | None = None, **popen) -> subprocess.Popen:
+    env = {**os.environ, "HARNESS_CACHE": str(cache or tmp_path / "cache"), "WANDB_MODE": "offline",
+           "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "harness.cli", "run", "--multirun", "sweeps=scaling_families",
+           f"hydra/launcher={launcher}", *SMALL, f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 400) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def results(tmp_path: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The sweep's comparison table and every run's self-reports (text), by run folder."""
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    reports = {p.parent.name: [json.loads(line)["report"] for line in p.read_text().splitlines()]
+               for p in sorted((tmp_path / "sweep").glob("[0-9]*/self_reports.jsonl"))}
+    return table.drop(columns="ia"), reports
+
+
+@pytest.fixture(scope="module")
+def joblib_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("joblib")
+    out = finish(sweep(tmp, "joblib"))
+    return tmp, out
+
+
+def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
+    tmp, out = joblib_sweep
+    assert "sweep: stage organisms: 2 job(s)" in out and "sweep: stage ia: 3 job(s)" in out
+    table, reports = results(tmp)
+    assert list(table.columns[:3]) == ["split.train_families", "split", "condition"]
+    assert sorted(set(table["split.train_families"])) == [1, 2, 3] and len(table) == 9
+    assert "sweep comparison" in out and (tmp / "sweep" / "sweep.png").stat().st_size > 10_000
+    # One W&B run per sweep job, in the sweep's group, plus the sweep's summary run.
+    runs = sorted((tmp / "sweep").glob("*/wandb/offline-run-*")) + sorted((tmp / "sweep").glob("wandb/offline-run-*"))
+    assert len(runs) == 4
+    for run in runs:
+        assert b"scaling_families" in next(run.glob("run-*.wandb")).read_bytes()
+    # Every organism was trained exactly once, by the fan-out jobs, not by the sweep's jobs.
+    assert len(list((tmp / "cache" / "organisms").glob("*/card.json"))) == 6
+    assert sorted(p.name for p in (tmp / "sweep" / "stages").iterdir()) == [
+        "base-0", "ia-0", "ia-1", "ia-2", "organisms-0", "organisms-1", "probe-0", "probe-1", "probe-2"]
+    assert len(reports) == 3
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_sweep_with_other_launchers_gives_the_same_table(joblib_sweep, tmp_path, launcher):
+    finish(sweep(tmp_path, launcher))
+    assert results(tmp_path)[0].equals(results(joblib_sweep[0])[0])
+
+
+def test_killed_sweep_resumes_without_retraining(joblib_sweep, tmp_path):
+    cards = tmp_path / "cache" / "organisms"
+    proc = sweep(tmp_path, "basic", "hydra.sweeper.organisms_per_job=6", start_new_session=True)
+    deadline = time.time() + 300
+    while len(list(cards.glob("*/card.json"))) < 2:  # mid-way through the organisms job
+        assert proc.poll() is None and time.time() < deadline, "the sweep ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in cards.glob("*/card.json")}
+    assert 2 <= len(before) < 6
+    # Nothing at a final path looks complete without being so: only *.tmp-<pid> folders lack a card.
+    assert all((d / "card.json").is_file() for d in cards.iterdir() if ".tmp-" not in d.name)
+    assert not (tmp_path / "sweep" / "sweep.csv").exists()
+
+    out = finish(sweep(tmp_path, "basic", "hydra.sweeper.organisms_per_job=6"))
+    after = {p.parent.name: p.stat().st_mtime_ns for p in cards.glob("*/card.json")}
+    assert len(after) == 6 and {k: after[k] for k in before} == before, "an organism was trained twice"
+    assert not [d for d in cards.iterdir() if ".tmp-" in d.name], "debris of the killed job was not cleaned"
+    assert "sweep: stage base: every artifact is in the store" in out
+    table, reports = results(tmp_path)
+    reference_table, reference_reports = results(joblib_sweep[0])
+    assert table.equals(reference_table) and reports == reference_reports
