@@ -42,7 +42,7 @@ bench: install  ## probe 16 organisms: batched vs set_adapter loop vs lm-eval pe
 	$(PY) benchmarks/probe_bench.py
 
 lint: install
-	$(VENV)/bin/ruff check harness tests benchmarks
+	$(VENV)/bin/ruff check harness hydra_plugins tests benchmarks
 
 families: install
 	$(VENV)/bin/harness families

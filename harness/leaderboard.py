@@ -87,7 +87,8 @@ def sweep_table(results: list[dict]) -> pd.DataFrame:
     """One table for a sweep: the swept parameters as the first columns, then the leaderboard's."""
     swept = swept_values(results)
     keys = list(swept[0]) if swept else []
-    frames = [leaderboard([run]).drop(columns="overrides").assign(**values) for run, values in zip(results, swept)]
+    frames = [leaderboard([run]).drop(columns="overrides").assign(**values)
+              for run, values in zip(results, swept, strict=True)]
     df = pd.concat(frames, ignore_index=True)
     df = df[keys + [c for c in df.columns if c not in keys]]
     order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "condition"]))

@@ -6,13 +6,14 @@ from harness import leaderboard
 from harness.cli import main
 
 
-def write_run(folder, ia, value, overrides=None):
+def write_run(folder, ia, value, overrides=None, group=None):
     folder.mkdir(parents=True)
     metrics = [{"split": "s", "condition": c, "family": f, "metric": m, "value": value, "low": 0, "high": 1, "n": 4}
                for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
     metrics += [{"split": "s", "condition": c, "family": "base", "metric": "false_positive_rate", "value": 0.0,
                  "low": 0, "high": 1, "n": 4} for c in ("ia", "no_ia")]
-    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps({"split": "s", "ia": ia, "metrics": metrics}))
+    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps({"split": "s", "ia": ia, "metrics": metrics,
+                                                                "group": group}))
     if overrides:
         (folder / ".hydra").mkdir()
         (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
@@ -47,3 +48,31 @@ def test_compact_keeps_verbalization_and_pooled_figures(tmp_path):
     small = leaderboard.compact(leaderboard.leaderboard(leaderboard.load_results([tmp_path])))
     assert list(small.columns) == ["condition", "preferences", "all", "all/identification", "all/agreement",
                                    "base FPR"]
+
+
+def test_sweep_table_has_swept_values_as_columns_in_numeric_order(tmp_path):
+    for i, (rank, value) in enumerate([(16, 0.75), (4, 0.5), ("null", 0.9), (64, 0.25)]):
+        write_run(tmp_path / str(i), f"ia{i}", value, ["sweeps=ia_rank", f"ia.rank={rank}", "model=micro"])
+    table = leaderboard.sweep_table(leaderboard.load_results([tmp_path]))
+    assert list(table.columns[:4]) == ["ia.rank", "ia", "split", "condition"]  # constant overrides are not columns
+    ia_rows = table[table.condition == "ia"]
+    assert list(ia_rows["ia.rank"]) == ["4", "16", "64", "null"]
+    assert list(ia_rows["preferences/verbalization"]) == [0.5, 0.75, 0.25, 0.9]
+    assert leaderboard.plot_sweep(table, tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_cli_sweep_and_group(tmp_path, capsys):
+    for i, rank in enumerate([1, 4]):
+        write_run(tmp_path / "sweep" / str(i), f"ia{i}", 0.2 * (i + 1), [f"ia.rank={rank}"], group="ia_rank")
+    write_run(tmp_path / "other" / "0", "ib", 0.1, ["ia.rank=8"], group="something_else")
+    args = ["leaderboard", "--out", str(tmp_path / "out")]
+    assert main([*args, "--sweep", str(tmp_path / "sweep")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 runs" in printed and "ia.rank" in printed
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"sweep.md", "sweep.csv", "sweep.png"}
+    assert main(["leaderboard", str(tmp_path), "--group", "ia_rank", "--out", str(tmp_path / "g")]) == 0
+    assert "2 runs" in capsys.readouterr().out
+    assert main(["leaderboard", str(tmp_path), "--group", "nope"]) == 2
+    assert "of W&B group 'nope'" in capsys.readouterr().err
+    assert main(["leaderboard", "--sweep"]) == 2
+    assert "--sweep needs a value" in capsys.readouterr().err

@@ -16,7 +16,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from harness import leaderboard
 from harness.config import CONF_DIR, REPO_ROOT, validate
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "sweeps").glob("*.yaml"))

@@ -6,28 +6,27 @@ Before the sweep's own jobs run, it launches, stage by stage, one job per missin
 (harness.fanout). Each launch returns when its jobs are done, so the IA jobs wait for their
 organisms. Then the sweep's jobs run; they find every artifact in the store and report, one
 W&B run each. At the end the sweep's comparison table is printed and written to the sweep folder.
+
+No `from __future__ import annotations` here: Hydra imports plugin modules in a way that breaks
+dataclasses with string annotations.
 """
 
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class StagedSweeperConf:
     _target_: str = "hydra_plugins.harness_sweeper.staged_sweeper.StagedSweeper"
-    # (typing.Optional: Hydra imports plugin modules in a way that string annotations break)
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
     # Organisms trained by one fan-out job (one process loading the base model once).
     organisms_per_job: int = 4
 
@@ -52,6 +51,7 @@ class StagedSweeper(BasicSweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         from harness import fanout, pipeline
+        from harness.errors import ConfigError
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
