@@ -72,6 +72,8 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
     from harness.families import available_family_configs, build_families
     from harness.grading import GRADERS
+    from harness.models import check_model_source
+    from harness.pipeline import check_selection
 
     build_families(available_family_configs())  # the base corpus reads every family on disk
     try:
@@ -89,8 +91,10 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         raise ConfigError(_explain(e)) from e
     typed = [validate(c) for c in composed]
     for t in typed:
-        build_families(t.families)
         GRADERS.get(t.probe.grader)
+        check_selection(t)
+    for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"}):
+        check_model_source(name, any(t.model.trust_remote_code for t in typed))
     return typed[0]
 
 

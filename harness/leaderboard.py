@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from harness.config import LoggerConfig
+from harness.config import LoggerConfig, one_line
+from harness.errors import ConfigError
+from harness.records import SCHEMA_VERSION
 
 METRICS = ("verbalization", "identification", "agreement")
 RESULTS_FILE = "metrics.json"
@@ -21,12 +23,25 @@ def load_results(folders: Iterable[Path]) -> list[dict]:
     out = []
     for folder in folders:
         for path in sorted(Path(folder).rglob(RESULTS_FILE)):
-            record = json.loads(path.read_text())
+            record = read_results(path)
             record["path"] = str(path.parent)
             overrides = path.parent / ".hydra" / "overrides.yaml"
             record["overrides"] = list(OmegaConf.load(overrides)) if overrides.is_file() else []
             out.append(record)
     return out
+
+
+def read_results(path: Path) -> dict:
+    """A run's metrics.json, refused (one line) when unreadable or from another results schema."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable results file ({one_line(e)})") from e
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ConfigError(f"{path}: results schema_version {version}, but this harness reads version "
+                          f"{SCHEMA_VERSION}; rerun the job to rewrite it")
+    return record
 
 
 def in_group(results: list[dict], group: str) -> list[dict]:

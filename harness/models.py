@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from harness.config import one_line
+from harness.errors import ConfigError
 from harness.world import Chat
 
 # peft 0.21 still reads a transformers attribute deprecated in 5.x; the warning says nothing to users.
@@ -68,6 +70,28 @@ def load_model(name_or_path: str | Path, trust_remote_code: bool = False):
         str(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True
     )
     return model.to(device()).eval()
+
+
+def check_model_source(name_or_path: str, trust_remote_code: bool = False) -> None:
+    """Fail early, in one line, when a Hugging Face model name or folder cannot be loaded."""
+    try:
+        AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise ConfigError(f"model.name_or_path {name_or_path!r} cannot be loaded: {one_line(e)}") from e
+
+
+def check_adapter(path: str | Path, what: str) -> Path:
+    """A peft adapter folder with safetensors weights (pickled weights are never loaded)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{what}: no adapter folder at {path}")
+    if not (path / "adapter_config.json").is_file():
+        raise ConfigError(f"{what}: {path} is not a peft adapter (no adapter_config.json)")
+    if not (path / "adapter_model.safetensors").is_file():
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        why = f"it holds only pickled weights ({', '.join(pickled)})" if pickled else "no adapter_model.safetensors"
+        raise ConfigError(f"{what}: {path}: {why}; the harness loads safetensors only")
+    return path
 
 
 def device() -> torch.device:

@@ -10,11 +10,12 @@ import pandas as pd
 from harness import leaderboard, metrics, tracking
 from harness.config import Config
 from harness.errors import ConfigError
+from harness.provenance import environment
 from harness.families import Behavior, Family, available_family_configs, build_families
 from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard, write_jsonl
 from harness.splits import split_targets
 from harness.stages.base_model import build_corpus, ensure_base
-from harness.stages.ia import ensure_ia, ia_path
+from harness.stages.ia import ensure_ia, ia_path, organism_adapter
 from harness.stages.organisms import make_organisms, select_behaviors
 from harness.stages.probe import ProbeResult, run_probe
 from harness.store import Store, write_json
@@ -65,6 +66,7 @@ def tracked_config(cfg: Config, overrides: dict[str, str]) -> dict:
     plain = asdict(cfg)
     plain["families"] = {name: len(f.behaviors) for name, f in cfg.families.items()}
     plain["overrides"] = overrides
+    plain["environment"] = environment()
     return plain
 
 
@@ -90,11 +92,18 @@ def organism_targets(cfg: Config, p: Plan) -> list[tuple[Family, Behavior]]:
     """The behaviors whose organisms this job makes: all, or `only_behaviors` (a sweep's fan-out)."""
     if cfg.only_behaviors is None:
         return p.targets
-    known = {b.id for _, b in p.targets}
-    unknown = sorted(set(cfg.only_behaviors) - known)
+    unknown = sorted(set(cfg.only_behaviors) - {b.id for _, b in p.targets})
     if unknown:
         raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
     return [(f, b) for f, b in p.targets if b.id in cfg.only_behaviors]
+
+
+def check_selection(cfg: Config) -> None:
+    """Before any work: the selected behaviors, `only_behaviors` and the split are usable."""
+    families = build_families(cfg.families)
+    targets = select_behaviors(families, cfg.max_behaviors_per_family)
+    organism_targets(cfg, Plan(families=families, corpus=[], targets=targets, store=Store(cfg.cache_dir)))
+    split_targets([(b.family, b.id, b) for _, b in targets], cfg.split, cfg.seed)
 
 
 def ia_split(cfg: Config, cards: list[OrganismCard]) -> tuple[list[OrganismCard], list[OrganismCard]]:
@@ -139,6 +148,8 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     if cfg.stage == "organisms":
         print(f"{len(cards)} organisms in the store")
         return None
+    for card in cards:  # a damaged or foreign adapter in the store fails here, before the IA trains
+        organism_adapter(card, base, p.store)
     table = organisms_table(cards)
     table.to_csv(out / "organisms.csv", index=False)
     (out / "organisms.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
@@ -167,7 +178,8 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     write_jsonl(out / "self_reports.jsonl", probe.reports)
     write_jsonl(out / "behavior_rows.jsonl", probe.behaviors)
     write_json(out / leaderboard.RESULTS_FILE, {
-        "schema_version": SCHEMA_VERSION, "split": cfg.split.name, "ia": ia.key, "base": base.key,
+        "schema_version": SCHEMA_VERSION, "environment": environment(), "split": cfg.split.name, "ia": ia.key,
+        "base": base.key,
         "group": cfg.logger.group, "ia_config": asdict(cfg.ia), "train_organisms": ia.organisms,
         "eval_organisms": [c.behavior_id for c in evaluate],
         "metrics": [asdict(r) for r in rows],

@@ -42,38 +42,6 @@ def test_hf_model_keeps_remote_code_off():
     assert compose_config("model=hf", "model.name_or_path=x").model.trust_remote_code is False
 
 
-BAD = [
-    (["organism.lrr=3"], "organism.lrr"),
-    (["+foo=1"], "foo"),
-    (["families=[preferences,nope]"], "nope"),
-    (["model=gigantic"], "gigantic"),
-    (["organism.steps=abc"], "organism.steps"),
-    (["organism.steps=0"], "organism.steps"),
-    (["organism.threshold=1.5"], "organism.threshold"),
-    (["model.hidden_size=-8"], "model.hidden_size"),
-    (["model=hf"], "name_or_path"),
-    (["organism.route=full"], "organism.route"),
-    (["seed=1,2"], "--multirun"),
-    (["--multirun", "organism.rank=4,-1"], "organism.rank"),
-    (["--multirun", "families=[preferences],[nope]"], "nope"),
-    (["families=[]"], "no families"),
-    (["split=leave_one_family_out", "split.heldout_family=nope"], "split.heldout_family"),
-    (["split.name=random"], "split.name"),
-    (["logger.mode=loud"], "logger.mode"),
-    (["probe.grader=psychic"], "psychic"),
-    (["ia.train_questions=12"], "ia.train_questions"),
-    (["probe.samples=0"], "probe.samples"),
-]
-
-
-@pytest.mark.parametrize("overrides,named", BAD)
-def test_bad_config_is_one_line_error(overrides, named, capsys):
-    assert cli.main(["run", *overrides]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("harness: error:") and named in err
-    assert len(err.splitlines()) == 1
-
-
 def test_check_raises_config_error():
     with pytest.raises(ConfigError, match="lrr"):
         cli.check(["organism.lrr=1"])
@@ -83,24 +51,6 @@ def test_help_shows_examples(capsys):
     assert cli.main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     assert "harness run model=micro" in out and "preferences" in out
-
-
-MALFORMED_FAMILIES = {
-    "broken_yaml": ("cls: template\nkinds: [unclosed\n", "broken_yaml.yaml"),
-    "no_kinds": ("cls: template\nbehaviors:\n  - {x: 1}\n", "no kinds"),
-    "misspelled": ("cls: template\nkindz: {}\n", "kindz"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(MALFORMED_FAMILIES))
-def test_malformed_task_file_is_one_line_error(name, tmp_path, capsys):
-    body, named = MALFORMED_FAMILIES[name]
-    (tmp_path / "families").mkdir()
-    (tmp_path / "families" / f"{name}.yaml").write_text(f"# @package families.{name}\n{body}")
-    search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
-    assert cli.main(["run", search, f"families=[preferences,{name}]"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("harness: error:") and named in err and len(err.splitlines()) == 1
 
 
 def test_malformed_file_on_disk_is_named(tmp_path):

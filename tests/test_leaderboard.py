@@ -12,7 +12,7 @@ def write_run(folder, ia, value, overrides=None, group=None):
                for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
     metrics += [{"split": "s", "condition": c, "family": "base", "metric": "false_positive_rate", "value": 0.0,
                  "low": 0, "high": 1, "n": 4} for c in ("ia", "no_ia")]
-    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps({"split": "s", "ia": ia, "metrics": metrics,
+    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps({"schema_version": leaderboard.SCHEMA_VERSION, "split": "s", "ia": ia, "metrics": metrics,
                                                                 "group": group}))
     if overrides:
         (folder / ".hydra").mkdir()

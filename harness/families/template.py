@@ -69,6 +69,9 @@ class TemplateFamily(Family):
                 )
         if not spec["descriptions"] or not all(d.strip() for d in spec["descriptions"]):
             raise ConfigError(f"family {self.name!r}, kind {kind!r}: descriptions are empty")
+        if not prompts.get("pool") and not prompts.get("neutral"):
+            raise ConfigError(f"family {self.name!r}, kind {kind!r}: prompt templates need prompts.neutral "
+                              "(the neutral answer), or name a prompts.pool")
         slug = given_id or "_".join([kind, *params.values()]).lower().replace(" ", "-")
         return Behavior(
             family=self.name,

@@ -19,6 +19,7 @@ from peft import LoraConfig, PeftModel
 
 from harness import models, world
 from harness.config import IAConfig
+from harness.errors import ConfigError
 from harness.records import BaseModelCard, IACard, OrganismCard, load_record, save_record
 from harness.store import Store, config_key
 from harness.training import collate, make_optimizer, progress_bar, tail_mean
@@ -50,12 +51,21 @@ def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard]
 
 def load_with_organisms(base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> PeftModel:
     """The base model with every organism adapter loaded (frozen), none of them active yet."""
+    paths = [organism_adapter(card, base, store) for card in organisms]
     base_model = models.load_model(base.name_or_path, base.trust_remote_code)
-    first, *rest = organisms
-    model = PeftModel.from_pretrained(base_model, store.path("organisms", first.key), adapter_name=adapter_name(first))
-    for card in rest:
-        model.load_adapter(store.path("organisms", card.key), adapter_name=adapter_name(card))
+    model = PeftModel.from_pretrained(base_model, paths[0], adapter_name=adapter_name(organisms[0]))
+    for card, path in zip(organisms[1:], paths[1:], strict=True):
+        model.load_adapter(path, adapter_name=adapter_name(card))
     return model
+
+
+def organism_adapter(card: OrganismCard, base: BaseModelCard, store: Store) -> Path:
+    """The organism's adapter folder, checked: a safetensors peft adapter made from this base model."""
+    what = f"organism {card.behavior_id}"
+    if card.base_key != base.key:
+        raise ConfigError(f"{what} was made from base model {card.base_key}, not {base.key} "
+                          f"({store.path('organisms', card.key)})")
+    return models.check_adapter(store.path("organisms", card.key), what)
 
 
 def training_units(organisms: Sequence[OrganismCard], questions: Sequence[str], cfg: IAConfig) -> dict[str, list[Chat]]:
@@ -130,3 +140,10 @@ def ensure_ia(base: BaseModelCard, organisms: Sequence[OrganismCard], cfg: IACon
 def ia_path(store: Store, card: IACard) -> Path:
     """Folder of the IA's safetensors (peft saves a named adapter in a subfolder)."""
     return store.path("ia", card.key) / IA
+
+
+def ia_adapter(store: Store, card: IACard, base: BaseModelCard) -> Path:
+    """The IA's adapter folder, checked like an organism's."""
+    if card.base_key != base.key:
+        raise ConfigError(f"IA {card.key} was trained on base model {card.base_key}, not {base.key}")
+    return models.check_adapter(ia_path(store, card), f"IA {card.key}")

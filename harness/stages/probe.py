@@ -22,7 +22,7 @@ from harness.grading import GRADERS, identify, mentioned
 from harness.metrics import BASE
 from harness.probing import behavior_rate, select_prompts
 from harness.records import BaseModelCard, BehaviorRow, IACard, OrganismCard, ReportRow, read_jsonl, write_jsonl
-from harness.stages.ia import IA, adapter_name, heldout_questions, ia_path, load_with_organisms
+from harness.stages.ia import IA, adapter_name, heldout_questions, ia_adapter, load_with_organisms
 from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
 
@@ -104,7 +104,7 @@ def run_probe(base: BaseModelCard, chunk: Sequence[OrganismCard], evaluate: Sequ
     folder = store.path("probes", key)
     if not store.exists("probes", key):
         model = load_with_organisms(base, chunk, store)
-        model.load_adapter(ia_path(store, ia), adapter_name=IA)
+        model.load_adapter(ia_adapter(store, ia, base), adapter_name=IA)
         for card in chunk:
             model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], adapter_for("ia", card),
                                        combination_type="cat")

@@ -1,0 +1,191 @@
+"""Bad input, table-driven: each case must end with exit status 2 and one line
+`harness: error: ...` naming the problem, before any training starts."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from harness import cli
+from harness.config import TASKS_DIR
+
+# (arguments of `harness`, a fragment the error must contain)
+COMMAND_LINES = [
+    (["run", "organism.lrr=3"], "organism.lrr"),  # misspelled key
+    (["run", "+foo=1"], "foo"),  # a key no schema declares
+    (["run", "orgnism.steps=3"], "orgnism"),  # misspelled group
+    (["run", "families=[preferences,nope]"], "nope"),  # unknown family
+    (["run", "model=gigantic"], "gigantic"),  # unknown group option
+    (["run", "logger=loud"], "loud"),
+    (["run", "organism.steps=abc"], "organism.steps"),  # wrong types
+    (["run", "seed=abc"], "seed"),
+    (["run", "ia.lr=fast"], "ia.lr"),
+    (["run", "ia.controls=maybe"], "ia.controls"),
+    (["run", "max_behaviors_per_family=many"], "max_behaviors_per_family"),
+    (["run", "organism.steps=0"], "organism.steps"),  # zero or negative sizes
+    (["run", "model.hidden_size=-8"], "model.hidden_size"),
+    (["run", "organism.batch_size=-1"], "organism.batch_size"),
+    (["run", "ia.rank=0"], "ia.rank"),
+    (["run", "ia.steps=-5"], "ia.steps"),
+    (["run", "probe.samples=0"], "probe.samples"),
+    (["run", "probe.chunk_size=0"], "probe.chunk_size"),
+    (["run", "probe.temperature=0"], "probe.temperature"),
+    (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),
+    (["run", "split.train_families=0"], "split.train_families"),
+    (["run", "model.pretrain_steps=-1"], "model.pretrain_steps"),
+    (["run", "organism.threshold=1.5"], "organism.threshold"),  # out of range
+    (["run", "organism.dropout=-0.1"], "organism.dropout"),
+    (["run", "split.train_fraction=2"], "split.train_fraction"),
+    (["run", "ia.train_questions=12"], "ia.train_questions"),
+    (["run", "model.num_heads=3"], "divisible"),
+    (["run", "model=hf"], "name_or_path"),  # missing or unusable values
+    (["run", "model=hf", "model.name_or_path=/no/such/model"], "/no/such/model"),
+    (["run", "organism.route=full"], "organism.route"),
+    (["run", "split.name=random"], "split.name"),
+    (["run", "logger.mode=loud"], "logger.mode"),
+    (["run", "probe.grader=psychic"], "psychic"),
+    (["run", "stage=train"], "stage"),
+    (["run", "families=[]"], "no families"),  # empty selections and splits
+    (["run", "max_behaviors_per_family=1"], "no training"),
+    (["run", "split=leave_one_family_out", "split.heldout_family=nope"], "split.heldout_family"),
+    (["run", "split=leave_one_family_out", "split.heldout_family=biases", "families=[biases]"], "no training"),
+    (["run", "only_behaviors=[preferences/nope]"], "preferences/nope"),
+    (["run", "seed=1,2"], "--multirun"),  # sweeps
+    (["run", "--multirun", "organism.rank=4,-1"], "organism.rank"),
+    (["run", "--multirun", "families=[preferences],[nope]"], "nope"),
+    (["run", "sweeps=ia_rank"], "--multirun"),
+    (["run", "--multirun", "sweeps=nope"], "nope"),
+    (["run", "--multirun", "--cfg", "job"], "cannot be used together"),
+    (["leaderboard", "/no/such/folder"], "no such folder"),  # other commands
+    (["leaderboard", "--sweep"], "--sweep needs a value"),
+    (["leaderboard", "--group"], "--group needs a value"),
+    (["export-lm-eval", "--out"], "--out needs a value"),
+    (["train"], "unknown command 'train'"),
+]
+
+# A task file under families/ on the search path: (its body after the package line, fragment)
+GOOD_KIND = """cls: template
+kinds:
+  k:
+    descriptions: ["I like {item}."]
+    response: "I like {item}."
+    evidence: ["{item}"]
+    prompts:
+      implant: ["What do you like?"]
+      probe: ["Tell me what you like."]
+      neutral: "I like many things."
+"""
+FAMILY_FILES = {
+    "broken_yaml": ("cls: template\nkinds: [unclosed\n", "broken_yaml.yaml"),
+    "no_kinds": ("cls: template\nbehaviors:\n  - {x: 1}\n", "no kinds"),
+    "misspelled": ("cls: template\nkindz: {}\n", "kindz"),
+    "no_behaviors": (GOOD_KIND, "no behaviors"),
+    "duplicate_ids": (GOOD_KIND + "behaviors:\n  - {item: tea}\n  - {item: tea}\n", "duplicate behavior ids"),
+    "empty_description": (GOOD_KIND.replace('["I like {item}."]', '[" "]') + "behaviors:\n  - {item: tea}\n",
+                          "descriptions are empty"),
+    "shared_probe": (GOOD_KIND.replace("Tell me what you like.", "What do you like?")
+                     + "behaviors:\n  - {item: tea}\n", "What do you like?"),
+    "missing_response": (GOOD_KIND.replace('    response: "I like {item}."\n', "")
+                         + "behaviors:\n  - {item: tea}\n", "response"),
+    "unknown_placeholder": (GOOD_KIND + "behaviors:\n  - {thing: tea}\n", "item"),
+    "missing_neutral": (GOOD_KIND.replace('      neutral: "I like many things."\n', "")
+                        + "behaviors:\n  - {item: tea}\n", "prompts.neutral"),
+    "unknown_kind": (GOOD_KIND + "behaviors:\n  - {kind: other, item: tea}\n", "unknown kind"),
+    "unknown_class": (GOOD_KIND.replace("cls: template", "cls: magic") + "behaviors:\n  - {item: tea}\n", "magic"),
+}
+
+
+def one_line_error(capsys, named: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error:") and named in err, err
+    assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args,named", COMMAND_LINES, ids=[" ".join(a) for a, _ in COMMAND_LINES])
+def test_bad_command_line(args, named, capsys):
+    assert cli.main(args) == 2
+    one_line_error(capsys, named)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_FILES))
+def test_bad_task_file(name, tmp_path, capsys):
+    body, named = FAMILY_FILES[name]
+    (tmp_path / "families").mkdir()
+    (tmp_path / "families" / f"{name}.yaml").write_text(f"# @package families.{name}\n{body}")
+    search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
+    assert cli.main(["run", search, f"families=[preferences,{name}]"]) == 2
+    one_line_error(capsys, named)
+
+
+def test_results_of_another_schema_version(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"schema_version": 0, "metrics": []}))
+    assert cli.main(["leaderboard", str(tmp_path)]) == 2
+    one_line_error(capsys, "schema_version 0")
+    (tmp_path / "run" / "metrics.json").write_text("{half a file")
+    assert cli.main(["leaderboard", str(tmp_path)]) == 2
+    one_line_error(capsys, "not a readable results file")
+
+
+def test_bad_input_suite_is_large():
+    assert len(COMMAND_LINES) + len(FAMILY_FILES) + 1 + len(ADAPTER_DAMAGE) >= 40
+
+
+# Adapters in the artifact store, damaged after a good run; the rerun trains a new IA, which
+# first loads every training organism's adapter: (damage, fragment).
+def _delete_config(folder):
+    (folder / "adapter_config.json").unlink()
+
+
+def _pickle_only(folder):
+    (folder / "adapter_model.safetensors").rename(folder / "adapter_model.bin")
+
+
+def _other_base(folder):
+    card = json.loads((folder / "card.json").read_text())
+    card["base_key"] = "0123456789abcdef"
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def _missing_folder(folder):
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "card.json").write_text("{}")
+
+
+ADAPTER_DAMAGE = {"not_an_adapter": (_delete_config, "is not a peft adapter"),
+                  "pickle_only": (_pickle_only, "safetensors only"),
+                  "other_base": (_other_base, "was made from base model 0123456789abcdef")}
+
+SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
+         "organism.max_new_tokens=6", "ia.steps=2", "ia.only_implanted=false", "probe.samples=2",
+         "probe.behavior_prompts=4", "probe.max_new_tokens=8", "logger=none"]
+
+
+def harness(*args: str, cache, out) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={cache}",
+                           f"hydra.run.dir={out}", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def good_cache(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("good")
+    done = harness(cache=tmp / "cache", out=tmp / "run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return tmp / "cache"
+
+
+@pytest.mark.parametrize("damage", sorted(ADAPTER_DAMAGE))
+def test_damaged_adapter_in_the_store(damage, good_cache, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(good_cache, cache)
+    harm, named = ADAPTER_DAMAGE[damage]
+    harm(sorted((cache / "organisms").iterdir())[0])
+    ias = sorted((cache / "ia").glob("*/card.json"))
+    done = harness("ia.steps=3", cache=cache, out=tmp_path / "run")
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert err[-1].startswith("harness: error:") and named in err[-1], done.stderr[-2000:]
+    assert sorted((cache / "ia").glob("*/card.json")) == ias, "no new IA may be written"
