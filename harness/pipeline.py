@@ -10,8 +10,8 @@ import pandas as pd
 from harness import leaderboard, metrics, tracking
 from harness.config import Config
 from harness.errors import ConfigError
-from harness.provenance import environment
 from harness.families import Behavior, Family, available_family_configs, build_families
+from harness.provenance import environment
 from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard, write_jsonl
 from harness.splits import split_targets
 from harness.stages.base_model import build_corpus, ensure_base

@@ -12,8 +12,9 @@ def write_run(folder, ia, value, overrides=None, group=None):
                for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
     metrics += [{"split": "s", "condition": c, "family": "base", "metric": "false_positive_rate", "value": 0.0,
                  "low": 0, "high": 1, "n": 4} for c in ("ia", "no_ia")]
-    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps({"schema_version": leaderboard.SCHEMA_VERSION, "split": "s", "ia": ia, "metrics": metrics,
-                                                                "group": group}))
+    record = {"schema_version": leaderboard.SCHEMA_VERSION, "split": "s", "ia": ia, "metrics": metrics,
+              "group": group}
+    (folder / leaderboard.RESULTS_FILE).write_text(json.dumps(record))
     if overrides:
         (folder / ".hydra").mkdir()
         (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
