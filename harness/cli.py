@@ -124,6 +124,9 @@ def _run(cfg: DictConfig) -> None:
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
         print(f"harness: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # disk full, no permission: finished artifacts and results are left as they were
+        print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
+        sys.exit(2)
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return
     print()

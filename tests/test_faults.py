@@ -1,0 +1,108 @@
+"""kill -9 at chosen points of a small run (organism training, IA training, probing, writing
+results); after each, nothing claims to be complete that is not, and a rerun ends with the same
+results as an uninterrupted run. Three trials in the fast suite, twenty in the slow one."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.store import Store
+
+SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=40", "organism.probe_prompts=8",
+         "organism.max_new_tokens=6", "ia.steps=60", "ia.only_implanted=false", "probe.samples=4",
+         "probe.behavior_prompts=8", "probe.max_new_tokens=8", "logger=none"]
+KINDS = ("organisms", "base", "ia", "probes")
+
+
+def command(tmp: Path) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={tmp / 'cache'}",
+            f"hydra.run.dir={tmp / 'run'}"]
+
+
+def results(tmp: Path) -> tuple[str, str]:
+    return ((tmp / "run" / "leaderboard.csv").read_text().replace(str(tmp), ""),
+            (tmp / "run" / "self_reports.jsonl").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(command(tmp), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return results(tmp)
+
+
+# When to kill: the moment a stage starts, seen from outside as the previous stage's artifacts.
+def cards(tmp: Path, kind: str) -> int:
+    return len(list((tmp / "cache" / kind).glob("*/card.json")))
+
+
+def organism_training(tmp: Path) -> bool:
+    return cards(tmp, "organisms") >= 2  # of 6
+
+
+def ia_training(tmp: Path) -> bool:
+    return cards(tmp, "organisms") == 6
+
+
+def probing(tmp: Path) -> bool:
+    return cards(tmp, "ia") == 1
+
+
+def writing_results(tmp: Path) -> bool:
+    return cards(tmp, "probes") == 1
+
+
+MOMENTS = [organism_training, ia_training, probing, writing_results]
+
+
+def check_nothing_half_written(tmp: Path) -> None:
+    store = Store(tmp / "cache")
+    for kind in KINDS:
+        for folder in (store.root / kind).glob("*") if (store.root / kind).is_dir() else []:
+            if ".tmp-" in folder.name:
+                continue  # debris of the killed writer: ignored, cleaned by the next write
+            card = folder / Store.MARKER
+            assert card.is_file(), f"{folder} has no {Store.MARKER}"
+            json.loads(card.read_text())
+    for name in ("metrics.json", "leaderboard.csv", "self_reports.jsonl"):
+        path = tmp / "run" / name
+        if path.exists() and name.endswith(".json"):
+            json.loads(path.read_text())
+
+
+def trial(tmp: Path, moment, delay: float, reference) -> None:
+    proc = subprocess.Popen(command(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not moment(tmp) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    assert proc.poll() is None, f"the run ended before the kill ({moment.__name__} + {delay:.2f} s)"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    check_nothing_half_written(tmp)
+    done = subprocess.run(command(tmp), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert results(tmp) == reference
+    leftovers = [p for kind in KINDS for p in (tmp / "cache" / kind).glob("*.tmp-*")]
+    assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("moment", MOMENTS[:3], ids=lambda m: m.__name__)
+def test_kill_and_rerun(moment, tmp_path, reference):
+    trial(tmp_path, moment, 0.0, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", range(20))
+def test_kill_at_random_points_and_rerun(number, tmp_path, reference):
+    rng = random.Random(number)
+    trial(tmp_path, MOMENTS[number % len(MOMENTS)], rng.uniform(0.0, 0.5), reference)

@@ -1,0 +1,92 @@
+"""Determinism, provenance, secrets and write faults."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import store as store_module
+from harness.store import Store, write_text
+
+SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=20", "organism.probe_prompts=4",
+         "organism.max_new_tokens=6", "ia.steps=4", "ia.only_implanted=false", "probe.samples=2",
+         "probe.behavior_prompts=4", "probe.max_new_tokens=8", "logger.log_artifacts=true"]
+SECRETS = {"WANDB_API_KEY": "planted-wandb-key-3f9a1c", "HF_TOKEN": "hf_plantedtoken7e21",
+           "OPENAI_API_KEY": "sk-planted-judge-key-88d0"}
+
+
+def run(tmp: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **env_extra}
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={tmp / 'cache'}",
+                           f"hydra.run.dir={tmp / 'run'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The same config and seed twice, in separate caches; the first with planted secrets."""
+    a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+    return (a, run(a, SECRETS)), (b, run(b, {}))
+
+
+def test_same_config_and_seed_gives_identical_results(two_runs):
+    (a, _), (b, _) = two_runs
+    metrics_a, metrics_b = (json.loads((t / "run" / "metrics.json").read_text()) for t in (a, b))
+    assert metrics_a == metrics_b
+    for name in ("self_reports.jsonl", "behavior_rows.jsonl", "leaderboard.csv"):  # (it names its cache_dir)
+        assert (a / "run" / name).read_text().replace(str(a), "") == (b / "run" / name).read_text().replace(
+            str(b), ""), name
+    # organisms.csv: all but the last column (wall time)
+    rows = [[line.rsplit(",", 1)[0] for line in (t / "run" / "organisms.csv").read_text().splitlines()] for t in (a, b)]
+    assert rows[0] == rows[1]
+
+
+def test_results_carry_versions_and_commit(two_runs):
+    (a, _), _ = two_runs
+    env = json.loads((a / "run" / "metrics.json").read_text())["environment"]
+    assert env["torch"] and env["transformers"] and env["peft"]
+    assert env["git_commit"] is None or len(env["git_commit"].split("+")[0]) == 40
+
+
+def test_no_secret_reaches_any_output(two_runs):
+    (a, done), _ = two_runs
+    files = [p for p in a.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files) and any(p.name == "config.yaml" for p in files)
+    for secret in SECRETS.values():
+        assert secret not in done.stdout + done.stderr
+        leaked = [p for p in files if secret.encode() in p.read_bytes()]
+        assert not leaked, f"{secret} found in {leaked}"
+
+
+def test_only_safetensors_weights_are_written(two_runs):
+    (a, _), _ = two_runs
+    weights = [p for p in (a / "cache").rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".pkl")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)
+
+
+def no_space(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    target.write_text("finished results")
+    monkeypatch.setattr(store_module.os, "replace", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        write_text(target, "new results")
+    assert target.read_text() == "finished results"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_failed_artifact_write_leaves_no_artifact(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        with store.writing("organisms", "k") as tmp:
+            (tmp / "card.json").write_text("{}")
+            no_space()
+    assert not store.exists("organisms", "k") and list((tmp_path / "organisms").iterdir()) == []
