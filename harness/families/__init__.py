@@ -43,7 +43,7 @@ def available_family_configs(tasks_dir=TASKS_DIR) -> dict[str, FamilyConfig]:
     for path in sorted((tasks_dir / "families").glob("*.yaml")):
         try:
             node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.load(path))
+            out[path.stem] = OmegaConf.to_object(node)
         except Exception as e:
             raise ConfigError(f"{path.name}: {one_line(e)}") from e
-        out[path.stem] = OmegaConf.to_object(node)
     return out

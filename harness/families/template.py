@@ -27,7 +27,10 @@ def fill(template: str, params: Mapping[str, str], **extra: str) -> str:
 
 
 def placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as e:  # a lone brace
+        raise ConfigError(f"template {template!r} is not a valid format string ({e})") from e
 
 
 class TemplateFamily(Family):
