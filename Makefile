@@ -38,8 +38,9 @@ test: install  ## the fast suite (slow tests skipped)
 test-all: install  ## every test, the slow ones included
 	$(PY) -m pytest -q -m ""
 
-bench: install  ## probe 16 organisms: batched vs set_adapter loop vs lm-eval per organism
+bench: install  ## probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms
 	$(PY) benchmarks/probe_bench.py
+	$(PY) benchmarks/memory_bench.py
 
 lint: install
 	$(VENV)/bin/ruff check harness hydra_plugins tests benchmarks

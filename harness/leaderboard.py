@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from omegaconf import OmegaConf
 from harness.config import LoggerConfig, one_line
 from harness.errors import ConfigError
 from harness.records import SCHEMA_VERSION
+from harness.store import write_text
 
 METRICS = ("verbalization", "identification", "agreement")
 RESULTS_FILE = "metrics.json"
@@ -138,15 +140,17 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
         ax.legend()
     left.set_ylabel("verbalization rate")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    os.replace(tmp, path)  # atomic, like every result file
     return path
 
 
 def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> tuple[Path, Path]:
     md, csv = folder / f"{stem}.md", folder / f"{stem}.csv"
-    md.write_text(to_markdown(df) + "\n")
-    df.to_csv(csv, index=False)
+    write_text(md, to_markdown(df) + "\n")
+    write_text(csv, df.to_csv(index=False))
     return md, csv
 
 

@@ -18,7 +18,7 @@ from harness.stages.base_model import build_corpus, ensure_base
 from harness.stages.ia import ensure_ia, ia_path, organism_adapter
 from harness.stages.organisms import make_organisms, select_behaviors
 from harness.stages.probe import ProbeResult, run_probe
-from harness.store import Store, write_json
+from harness.store import Store, write_json, write_text
 from harness.world import Chat
 
 
@@ -88,21 +88,20 @@ def plan(cfg: Config) -> Plan:
                 store=Store(cfg.cache_dir))
 
 
-def organism_targets(cfg: Config, p: Plan) -> list[tuple[Family, Behavior]]:
-    """The behaviors whose organisms this job makes: all, or `only_behaviors` (a sweep's fan-out)."""
-    if cfg.only_behaviors is None:
-        return p.targets
-    unknown = sorted(set(cfg.only_behaviors) - {b.id for _, b in p.targets})
+def select_only(targets: list[tuple[Family, Behavior]], only: list[str] | None) -> list[tuple[Family, Behavior]]:
+    """The targets whose organisms a job makes: all, or the `only_behaviors` of a sweep's fan-out job."""
+    if only is None:
+        return targets
+    unknown = sorted(set(only) - {b.id for _, b in targets})
     if unknown:
         raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
-    return [(f, b) for f, b in p.targets if b.id in cfg.only_behaviors]
+    return [(f, b) for f, b in targets if b.id in only]
 
 
 def check_selection(cfg: Config) -> None:
     """Before any work: the selected behaviors, `only_behaviors` and the split are usable."""
-    families = build_families(cfg.families)
-    targets = select_behaviors(families, cfg.max_behaviors_per_family)
-    organism_targets(cfg, Plan(families=families, corpus=[], targets=targets, store=Store(cfg.cache_dir)))
+    targets = select_behaviors(build_families(cfg.families), cfg.max_behaviors_per_family)
+    select_only(targets, cfg.only_behaviors)
     split_targets([(b.family, b.id, b) for _, b in targets], cfg.split, cfg.seed)
 
 
@@ -144,15 +143,16 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
     if cfg.stage == "base":
         return None
-    cards = make_organisms(organism_targets(cfg, p), base, p.corpus, cfg.organism, p.store, cfg.seed, progress)
+    targets = select_only(p.targets, cfg.only_behaviors)
+    cards = make_organisms(targets, base, p.corpus, cfg.organism, p.store, cfg.seed, progress)
     if cfg.stage == "organisms":
         print(f"{len(cards)} organisms in the store")
         return None
     for card in cards:  # a damaged or foreign adapter in the store fails here, before the IA trains
         organism_adapter(card, base, p.store)
     table = organisms_table(cards)
-    table.to_csv(out / "organisms.csv", index=False)
-    (out / "organisms.md").write_text(table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    write_text(out / "organisms.csv", table.to_csv(index=False))
+    write_text(out / "organisms.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
 
     usable, evaluate = ia_split(cfg, cards)
     ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, p.store, cfg.seed, progress)

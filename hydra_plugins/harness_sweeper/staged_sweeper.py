@@ -83,12 +83,16 @@ class StagedSweeper(BasicSweeper):
         return [returns]
 
     def _job_config(self, job: list[str]):
+        """A sweep job's typed config, checked as `harness run` checks its own before any work."""
         from harness.config import validate
+        from harness.pipeline import check_selection
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
         with open_dict(cfg):
             del cfg["hydra"]
-        return validate(cfg)
+        typed = validate(cfg)
+        check_selection(typed)
+        return typed
 
     def _launch(self, jobs: list[list[str]], initial_idx: int):
         results = self.launcher.launch(jobs, initial_job_idx=initial_idx)
