@@ -118,9 +118,8 @@ def _run(cfg: DictConfig) -> None:
     typed = validate(cfg)
     hydra_cfg = HydraConfig.get()
     typed.output_dir = hydra_cfg.runtime.output_dir
-    made_by = dict(o.lstrip("+~").split("=", 1) for o in hydra_cfg.overrides.task if "=" in o)
     try:
-        result = pipeline.run(typed, overrides=made_by)
+        result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)))
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
         print(f"harness: error: {e}", file=sys.stderr)
         sys.exit(2)

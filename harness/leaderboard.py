@@ -85,9 +85,14 @@ def compact(df: pd.DataFrame) -> pd.DataFrame:
                                                                                        "base FPR"))
 
 
+def override_pairs(overrides: list[str]) -> dict[str, str]:
+    """`key=value` overrides (`+`/`~` prefixes dropped) as a dict."""
+    return dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+
+
 def swept_values(results: list[dict]) -> list[dict[str, str]]:
     """Per run, the override keys whose values differ between the runs (the swept parameters)."""
-    pairs = [dict(o.lstrip("+~").split("=", 1) for o in r.get("overrides", []) if "=" in o) for r in results]
+    pairs = [override_pairs(r.get("overrides", [])) for r in results]
     keys = [k for k in dict.fromkeys(k for p in pairs for k in p) if len({p.get(k, "") for p in pairs}) > 1]
     return [{k: p.get(k, "") for k in keys} for p in pairs]
 
