@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,26 @@ def test_a_failed_artifact_write_leaves_no_artifact(tmp_path):
             (tmp / "card.json").write_text("{}")
             no_space()
     assert not store.exists("organisms", "k") and list((tmp_path / "organisms").iterdir()) == []
+
+
+def test_disk_full_during_a_rerun_keeps_the_finished_results(two_runs, tmp_path):
+    """The job fails with one line when metrics.json cannot be written; the earlier file stays."""
+    (a, _), _ = two_runs
+    run_dir = tmp_path / "run"
+    shutil.copytree(a / "run", run_dir)
+    finished = (run_dir / "metrics.json").read_text()
+    full_disk = ("import errno, os, sys; replace = os.replace\n"
+                 "def failing(src, dst):\n"
+                 "    if str(dst).endswith('metrics.json'):\n"
+                 "        raise OSError(errno.ENOSPC, 'No space left on device', dst)\n"
+                 "    replace(src, dst)\n"
+                 "os.replace = failing\n"
+                 "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", full_disk, "run", *SMALL, "probe.samples=3",
+                           f"cache_dir={a / 'cache'}", f"hydra.run.dir={run_dir}"],
+                          env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()[-1]
+    assert err.startswith("harness: error: No space left on device") and "metrics.json" in err
+    assert (run_dir / "metrics.json").read_text() == finished
+    assert not list(run_dir.glob("*.tmp-*"))

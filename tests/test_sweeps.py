@@ -129,3 +129,16 @@ def test_killed_sweep_resumes_without_retraining(joblib_sweep, tmp_path):
     table, reports = results(tmp_path)
     reference_table, reference_reports = results(joblib_sweep[0])
     assert table.equals(reference_table) and reports == reference_reports
+
+
+LAUNCHERS = [("slurm", "partition", None), ("ray_cluster", "ray.init.address", "auto"), ("joblib", "n_jobs", -1),
+             ("submitit_local", "timeout_min", 60), ("ray", "ray.init.address", None)]
+
+
+@pytest.mark.parametrize("launcher,key,value", LAUNCHERS)
+def test_launcher_configs_compose(launcher, key, value):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert OmegaConf.select(cfg.hydra.launcher, key) == value
+    if launcher == "slurm":
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
