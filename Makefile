@@ -16,9 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 SWEEP      ?= heldout_behaviors
 LAUNCHER   ?= joblib
 
-.PHONY: install demo sweep test test-all bench lint families clean
+.PHONY: help install demo sweep test test-all bench lint families clean
 
-install: $(STAMP)
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
+
+install: $(STAMP)  ## create .venv: torch (CPU wheel) first, then the harness with dev tools
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-demo: install  ## build the tiny base model and all organisms, print their table
+demo: install  ## the whole experiment on the embedded tiny model: base, organisms, IA, probes, leaderboard
 	$(VENV)/bin/harness run $(ARGS)
 
 sweep: install  ## a sweep preset from sweeps/, its stages fanned out through the launcher; prints the comparison
@@ -42,10 +45,10 @@ bench: install  ## probe 16 organisms (batched vs loop vs lm-eval); peak memory 
 	$(PY) benchmarks/probe_bench.py
 	$(PY) benchmarks/memory_bench.py
 
-lint: install
+lint: install  ## ruff
 	$(VENV)/bin/ruff check harness hydra_plugins tests benchmarks
 
-families: install
+families: install  ## list the behavior families and their behaviors
 	$(VENV)/bin/harness families
 
 clean:  ## remove run outputs (the artifact cache in .cache/ is kept)

@@ -26,6 +26,9 @@ commands:
                     --sweep: a sweep's runs, swept values as columns, and a plot; --group: runs of a W&B group
   export-lm-eval [--out DIR] [overrides]
                     write every family's probes as lm-eval tasks (default DIR: outputs/lm_eval_tasks)
+  audit --model PATH --ia PATH [--base NAME_OR_PATH] [--out DIR] [overrides]
+                    probe a fine-tune (peft adapter or checkpoint) for every behavior, ask it with and
+                    without the IA, print its audit card; exit 1 when a measured behavior goes unreported
   families          list the behavior families and their behaviors
 
 `harness run` takes Hydra overrides (key=value, group=option, --multirun). Examples:
@@ -41,6 +44,8 @@ commands:
   harness run --cfg job                                # print the composed config
   harness leaderboard multirun/2026-11-26              # every run under a folder, one table
   harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
+  harness audit --model .cache/harness/organisms/<key> --ia .cache/harness/ia/<key>/ia
+  harness audit --model my-peft-lora/ --ia my-ia/ --base Qwen/Qwen3-0.6B model=hf model.name_or_path=Qwen/Qwen3-0.6B
 
 config groups: model ({model}), organism (lora), split (heldout_behaviors, leave_one_family_out),
   ia (lora_sft), probe (default), logger (wandb, wandb_online, none), families ({families}),
@@ -240,6 +245,30 @@ def export_command(args: list[str]) -> int:
     return 0
 
 
+def audit_command(args: list[str]) -> int:
+    from dataclasses import asdict
+
+    from harness import audit
+    from harness.families import build_families
+    from harness.store import write_json, write_text
+
+    model, args = pop_option(args, "--model")
+    ia, args = pop_option(args, "--ia")
+    base, args = pop_option(args, "--base")
+    if model is None or ia is None:
+        raise ConfigError("audit needs --model PATH (a peft adapter or a checkpoint) and --ia PATH (the IA adapter)")
+    out, args = pop_out(args, Path("outputs/audit") / Path(model).resolve().name)
+    cfg = check(args)
+    card = audit.audit(Path(model), Path(ia), base, build_families(cfg.families), cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    text = audit.to_markdown(card)
+    write_json(out / "audit.json", asdict(card))
+    write_text(out / "audit.md", text)
+    print(text)
+    print(f"audit card written to {out / 'audit.md'} and {out / 'audit.json'}")
+    return 1 if card.with_verdict("hidden") else 0
+
+
 def families_command() -> int:
     from harness.families import available_family_configs, build_families
 
@@ -266,10 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return leaderboard_command(rest)
         if command == "export-lm-eval":
             return export_command(rest)
+        if command == "audit":
+            return audit_command(rest)
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    known = "run, leaderboard, export-lm-eval, families"
+    known = "run, leaderboard, export-lm-eval, audit, families"
     print(f"harness: error: unknown command {command!r} (known: {known})", file=sys.stderr)
     return 2
 
