@@ -189,7 +189,8 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     leaderboard.write(board, out)
 
     name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
-    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides), name=name) as wb:
+    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides), name=name,
+                            tags=[f"family:{f}" for f in cfg.families]) as wb:
         tracking.log_curve(wb, "ia/loss", ia.losses)
         tracking.log_metrics(wb, rows)
         tracking.log_table(wb, "organisms", table)

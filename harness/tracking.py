@@ -19,7 +19,7 @@ from harness.metrics import MetricRow
 
 @contextmanager
 def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str | None = None,
-              job_type: str = "run") -> Iterator[Any]:
+              job_type: str = "evaluate", tags: Sequence[str] = ()) -> Iterator[Any]:
     """A W&B run writing under `run_dir/wandb/`, finished even when the job fails; None when disabled."""
     if cfg.mode == "disabled":
         yield None
@@ -28,7 +28,7 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=name, job_type=job_type,
-                     dir=str(run_dir), mode=cfg.mode, config=config)
+                     tags=list(tags), dir=str(run_dir), mode=cfg.mode, config=config)
     try:
         yield run
     finally:

@@ -38,6 +38,8 @@ def test_harness_run_smoke(tmp_path):
     assert list(run_dir.glob("run-*.wandb"))
     tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in (run_dir / "files/media/table").glob("*.json")}
     assert len(tables["self"]["data"]) == len(reports)
+    run_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
+    assert b"family:preferences" in run_bytes and b"evaluate" in run_bytes  # tags per family, job type
     assert len(tables["organisms"]["data"]) == 6
     logged = {row[0]: row for row in tables["metrics"]["data"]}
     assert "heldout_behaviors/all/verbalization" in logged
