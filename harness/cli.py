@@ -29,6 +29,9 @@ commands:
   audit --model PATH --ia PATH [--base NAME_OR_PATH] [--out DIR] [overrides]
                     probe a fine-tune (peft adapter or checkpoint) for every behavior, ask it with and
                     without the IA, print its audit card; exit 1 when a measured behavior goes unreported
+  report [DIR] [--out DIR]
+                    one static HTML page (report.html, plots in report_files/) for a run or a sweep folder
+                    (default: the newest run under outputs/)
   families          list the behavior families and their behaviors
 
 `harness run` takes Hydra overrides (key=value, group=option, --multirun). Examples:
@@ -269,6 +272,32 @@ def audit_command(args: list[str]) -> int:
     return 1 if card.with_verdict("hidden") else 0
 
 
+def report_command(args: list[str]) -> int:
+    from harness import leaderboard, tracking
+    from harness.config import LoggerConfig
+    from harness.report import write_report
+
+    out, args = pop_out(args, None)
+    if len(args) > 1:
+        raise ConfigError("report takes one run or sweep folder")
+    if args:
+        folder = Path(args[0])
+    else:
+        runs = sorted(Path("outputs").glob("*/*/metrics.json"))
+        if not runs:
+            raise ConfigError("no run under outputs/: run `harness run` first, or name a folder")
+        folder = runs[-1].parent
+    if not folder.is_dir():
+        raise ConfigError(f"no such folder: {folder}")
+    path = write_report(folder, out)
+    images = sorted((path.parent / "report_files").glob("*.png"))
+    group = next((r.get("group") for r in leaderboard.load_results([folder]) if r.get("group")), None)
+    tracking.log_report(LoggerConfig(group=group), path.parent, images)
+    print(f"report written to {path} (open it in a browser; {len(images)} plots in {path.parent / 'report_files'}, "
+          "also logged to W&B under wandb/)")
+    return 0
+
+
 def families_command() -> int:
     from harness.families import available_family_configs, build_families
 
@@ -297,10 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return export_command(rest)
         if command == "audit":
             return audit_command(rest)
+        if command == "report":
+            return report_command(rest)
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    known = "run, leaderboard, export-lm-eval, audit, families"
+    known = "run, leaderboard, export-lm-eval, audit, report, families"
     print(f"harness: error: unknown command {command!r} (known: {known})", file=sys.stderr)
     return 2
 

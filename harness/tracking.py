@@ -95,3 +95,13 @@ def log_sweep(cfg: LoggerConfig, folder: Path, table: Any, plot: Path | None) ->
             import wandb
 
             run.log({"sweep_plot": wandb.Image(str(plot))})
+
+
+def log_report(cfg: LoggerConfig, folder: Path, images: Sequence[Path]) -> None:
+    """A report's plots as one W&B run (job type `report`) of the run's or sweep's group."""
+    with wandb_run(cfg, folder, {"report": str(folder)}, name=f"{cfg.group or 'run'}-report", job_type="report") as run:
+        if run is None:
+            return
+        import wandb
+
+        run.log({p.stem: wandb.Image(str(p)) for p in images})

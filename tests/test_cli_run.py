@@ -2,10 +2,14 @@
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 
 def test_harness_run_smoke(tmp_path):
@@ -61,3 +65,63 @@ def test_an_error_found_during_the_job_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("harness: error: no implanted training organisms")
     assert (out / "organisms.csv").is_file() and not (out / "metrics.json").exists()
+
+
+def page_images(page: Path) -> list[Path]:
+    return [page.parent / src for src in re.findall(r'<img src="([^"]+)"', page.read_text())]
+
+
+def test_report_page_of_a_run_and_a_sweep(tmp_path, capsys):
+    from harness.cli import main
+    from tests.test_leaderboard import write_run
+
+    run = tmp_path / "sweep" / "0"
+    write_run(run, "aaaaaaaaaa", 0.5, ["ia.rank=4"])
+    write_run(tmp_path / "sweep" / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"])
+    reports = [{"condition": c, "model": m, "question": "q?", "report": f"<b>{m}</b> says", "verbalized": True,
+                "mentioned": [m] if m != "base" else []}
+               for c in ("ia", "no_ia", "prefill") for m in ("base", "preferences/x", "preferences/y")]
+    for folder in (run, tmp_path / "sweep" / "1"):
+        (folder / "self_reports.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reports))
+    assert main(["leaderboard", "--sweep", str(tmp_path / "sweep")]) == 0
+    assert main(["report", str(run)]) == 0 and main(["report", str(tmp_path / "sweep")]) == 0
+    assert "report written to" in capsys.readouterr().out
+    for page, n_images in ((run / "report.html", 2), (tmp_path / "sweep" / "report.html", 5)):
+        images = page_images(page)
+        assert len(images) == n_images
+        for image in images:  # every image the page names is a PNG on disk
+            assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 5_000
+        text = page.read_text()
+        assert "&lt;b&gt;preferences/x&lt;/b&gt; says" in text and "<b>preferences/x</b>" not in text  # escaped
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "the plots are logged to W&B"
+    assert main(["report", str(tmp_path)]) == 2
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
+def test_report_renders_in_headless_chromium(tmp_path):
+    """The page, opened by a real browser: every image loads (naturalWidth > 0)."""
+    from harness.cli import main
+    from tests.test_leaderboard import write_run
+
+    run = tmp_path / "run"
+    write_run(run, "aaaaaaaaaa", 0.5)
+    (run / "self_reports.jsonl").write_text(json.dumps(
+        {"condition": "ia", "model": "preferences/x", "question": "q", "report": "r", "verbalized": True,
+         "mentioned": ["preferences/x"]}) + "\n")
+    assert main(["report", str(run)]) == 0
+    page = run / "report.html"
+    check = page.read_text().replace("</body>", "<script>addEventListener('load', () => document.title = "
+                                     "[...document.images].every(i => i.naturalWidth > 0) ? 'IMAGES-OK' : 'BROKEN')"
+                                     "</script></body>")
+    page.write_text(check)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "<title>IMAGES-OK</title>" in dom
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1200,2000",
+                    page.as_uri()], capture_output=True, timeout=120)
+    assert (tmp_path / "shot.png").stat().st_size > 10_000

@@ -1,0 +1,136 @@
+"""`harness report`: one static HTML page for a run or a sweep, readable without a server.
+
+The page holds the leaderboard, per-family bar charts of verbalization with 95% intervals for
+each condition, a matrix of which behaviors each evaluation organism's self-reports name (under
+the IA), the sweep's scaling plot when there is one, and every graded self-report. Plots are
+PNG files in `report_files/` beside the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness import leaderboard  # noqa: E402
+from harness.errors import ConfigError  # noqa: E402
+from harness.store import write_text  # noqa: E402
+
+CONDITIONS = ("ia", "no_ia", "prefill")
+
+
+def save(fig, path: Path) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def verbalization_bars(metrics: list[dict], path: Path) -> Path:
+    """Verbalization per family, one bar per condition, with the Wilson interval as error bars."""
+    rows = [m for m in metrics if m["metric"] == "verbalization"]
+    families = sorted({m["family"] for m in rows} - {"all"}) + ["all"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(CONDITIONS)
+    for i, condition in enumerate(CONDITIONS):
+        by_family = {m["family"]: m for m in rows if m["condition"] == condition}
+        values = [by_family.get(f, {}).get("value", 0.0) for f in families]
+        errors = [[v - by_family.get(f, {}).get("low", v) for f, v in zip(families, values, strict=True)],
+                  [by_family.get(f, {}).get("high", v) - v for f, v in zip(families, values, strict=True)]]
+        ax.bar([j + (i - 1) * width for j in range(len(families))], values, width, yerr=errors, capsize=3,
+               label=condition)
+    ax.set_xticks(range(len(families)), families)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("verbalization rate (95% CI)")
+    ax.set_title("held-out organisms that name their own behavior")
+    ax.legend()
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def report_matrix(reports: list[dict], path: Path) -> Path:
+    """Rows: evaluation organisms (implanted behavior); columns: behaviors named by their self-reports
+    under the IA; cell: fraction of reports naming it. The diagonal is confession."""
+    under_ia = [r for r in reports if r["condition"] == "ia" and r["model"] != "base"]
+    organisms = sorted({r["model"] for r in under_ia})
+    named = sorted({b for r in under_ia for b in r["mentioned"]} | set(organisms))
+    matrix = pd.DataFrame(0.0, index=organisms, columns=named)
+    for organism in organisms:
+        own = [r for r in under_ia if r["model"] == organism]
+        for behavior in named:
+            matrix.loc[organism, behavior] = sum(behavior in r["mentioned"] for r in own) / len(own)
+    size = max(4, 0.35 * len(named) + 3)
+    fig, ax = plt.subplots(figsize=(size, max(3, 0.35 * len(organisms) + 2)))
+    image = ax.imshow(matrix.values, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+    ax.set_xticks(range(len(named)), named, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(organisms)), organisms, fontsize=7)
+    ax.set_xlabel("behavior named in the self-report")
+    ax.set_ylabel("implanted behavior")
+    fig.colorbar(image, ax=ax, label="fraction of reports")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def page(title: str, sections: list[tuple[str, str]]) -> str:
+    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in sections)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}img{{max-width:100%;border:1px solid #eee}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+{body}
+</body></html>
+"""
+
+
+def image(path: Path, folder: Path, alt: str) -> str:
+    return f'<img src="{html.escape(str(path.relative_to(folder)))}" alt="{html.escape(alt)}">'
+
+
+def run_sections(run: Path, files: Path, folder: Path, label: str = "") -> list[tuple[str, str]]:
+    """The sections of one run; `label` names the run inside a sweep's page (and its plot files)."""
+    prefix = f"run {label}: " if label else ""
+    stem = f"run{label}_" if label else ""
+    record = leaderboard.read_results(run / leaderboard.RESULTS_FILE)
+    reports = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
+    bars = verbalization_bars(record["metrics"], files / f"{stem}verbalization.png")
+    matrix = report_matrix(reports, files / f"{stem}report_matrix.png")
+    board = leaderboard.compact(leaderboard.leaderboard([record | {"overrides": []}]))
+    shown = pd.DataFrame(reports)[["condition", "model", "question", "report", "verbalized", "mentioned"]]
+    return [(f"{prefix}leaderboard", board.to_html(index=False, float_format="%.2f")),
+            (f"{prefix}verbalization by family and condition", image(bars, folder, "verbalization bars")),
+            (f"{prefix}what the self-reports name (with the IA)", image(matrix, folder, "report matrix")),
+            (f"{prefix}self-reports ({len(reports)}, graded)", shown.to_html(index=False, escape=True))]
+
+
+def write_report(folder: Path, out: Path | None = None) -> Path:
+    """The report of a run folder (metrics.json) or a sweep folder (sweep.csv and its runs)."""
+    out = out or folder
+    files = out / "report_files"
+    files.mkdir(parents=True, exist_ok=True)
+    if (folder / leaderboard.RESULTS_FILE).is_file():
+        sections = run_sections(folder, files, out)
+        title = f"introspection-harness run {folder}"
+    elif (folder / "sweep.csv").is_file():
+        table = pd.read_csv(folder / "sweep.csv")
+        sections = [("sweep comparison", leaderboard.compact(table).to_html(index=False, float_format="%.2f"))]
+        if (folder / "sweep.png").is_file():
+            plot = files / "sweep.png"
+            plot.write_bytes((folder / "sweep.png").read_bytes())
+            sections.append(("scaling curve", image(plot, out, "sweep plot")))
+        for run in sorted(p.parent for p in folder.glob(f"*/{leaderboard.RESULTS_FILE}")):
+            sections += run_sections(run, files, out, label=run.name)
+        title = f"introspection-harness sweep {folder}"
+    else:
+        raise ConfigError(f"{folder} holds neither a run's {leaderboard.RESULTS_FILE} nor a sweep's sweep.csv")
+    path = out / "report.html"
+    write_text(path, page(title, sections))
+    return path
