@@ -21,9 +21,10 @@ usage: harness <command> [args]
 
 commands:
   run [overrides]   the whole experiment: base model, organisms, IA, probes, leaderboard
-  leaderboard [DIR ...] [--sweep DIR | --group NAME] [--out DIR]
+  leaderboard [DIR ...] [--sweep DIR | --group NAME | --from-wandb ENTITY/PROJECT|DIR] [--out DIR]
                     one table from every run's metrics.json under DIR (default: outputs multirun);
-                    --sweep: a sweep's runs, swept values as columns, and a plot; --group: runs of a W&B group
+                    --sweep: a sweep's runs, swept values as columns, and a plot; --group: runs of a W&B group;
+                    --from-wandb: the same table from W&B runs (the API, or offline run files under DIR)
   export-lm-eval [--out DIR] [overrides]
                     write every family's probes as lm-eval tasks (default DIR: outputs/lm_eval_tasks)
   audit --model PATH --ia PATH [--base NAME_OR_PATH] [--out DIR] [overrides]
@@ -196,6 +197,21 @@ def leaderboard_command(args: list[str]) -> int:
     out, args = pop_out(args, None)
     sweep, args = pop_option(args, "--sweep")
     group, args = pop_option(args, "--group")
+    source, args = pop_option(args, "--from-wandb")
+    if source is not None:
+        from harness.wandb_runs import load_wandb_results
+
+        if args or sweep:
+            raise ConfigError("--from-wandb takes no run folders and no --sweep")
+        board = leaderboard.leaderboard(load_wandb_results(source))
+        if board.empty:
+            raise ConfigError(f"no evaluation runs in {source}")
+        print(f"verbalization rate per family, by W&B run and condition ({source})")
+        print(leaderboard.to_markdown(leaderboard.compact(board)))
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"\nwritten to {', '.join(map(str, leaderboard.write(board, out)))}")
+        return 0
     if sweep is not None:
         if args or group:
             raise ConfigError("--sweep takes one sweep folder and no other folder or --group")
@@ -315,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     command, rest = args[0], args[1:]
+    if command != "run" and any(a in ("-h", "--help") for a in rest):
+        print(usage())  # every command's flags and examples are on one page
+        return 0
     try:
         if command == "run":
             return run_command(rest)

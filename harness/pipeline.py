@@ -60,12 +60,13 @@ def family_summary(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def tracked_config(cfg: Config, overrides: dict[str, str]) -> dict:
+def tracked_config(cfg: Config, overrides: dict[str, str], ia_key: str = "") -> dict:
     """The resolved config for W&B, with each family reduced to its behavior count and the
     job's overrides (in a sweep: the swept values) under `overrides`, for the runs table."""
     plain = asdict(cfg)
     plain["families"] = {name: len(f.behaviors) for name, f in cfg.families.items()}
     plain["overrides"] = overrides
+    plain["ia_key"] = ia_key
     plain["environment"] = environment()
     return plain
 
@@ -189,7 +190,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     leaderboard.write(board, out)
 
     name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
-    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides), name=name,
+    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides, ia.key), name=name,
                             tags=[f"family:{f}" for f in cfg.families]) as wb:
         tracking.log_curve(wb, "ia/loss", ia.losses)
         tracking.log_metrics(wb, rows)

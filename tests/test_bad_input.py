@@ -62,6 +62,8 @@ COMMAND_LINES = [
     (["leaderboard", "--sweep"], "--sweep needs a value"),
     (["leaderboard", "--group"], "--group needs a value"),
     (["export-lm-eval", "--out"], "--out needs a value"),
+    (["leaderboard", "--from-wandb", "nope"], "ENTITY/PROJECT"),
+    (["audit", "--model", "/no/such/adapter", "--ia", "/no/such/ia"], "no such folder"),
     (["train"], "unknown command 'train'"),
 ]
 

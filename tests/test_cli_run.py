@@ -42,6 +42,12 @@ def test_harness_run_smoke(tmp_path):
     assert list(run_dir.glob("run-*.wandb"))
     tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in (run_dir / "files/media/table").glob("*.json")}
     assert len(tables["self"]["data"]) == len(reports)
+    # The W&B run alone rebuilds the leaderboard (read here from the offline run file, as from the API online).
+    from harness import leaderboard
+    from harness.wandb_runs import load_wandb_results
+
+    from_wandb = leaderboard.leaderboard(load_wandb_results(str(out / "wandb")))
+    assert from_wandb.equals(leaderboard.leaderboard(leaderboard.load_results([out])))
     run_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"family:preferences" in run_bytes and b"evaluate" in run_bytes  # tags per family, job type
     assert len(tables["organisms"]["data"]) == 6

@@ -47,10 +47,11 @@ def test_check_raises_config_error():
         cli.check(["organism.lrr=1"])
 
 
-def test_help_shows_examples(capsys):
-    assert cli.main(["run", "--help"]) == 0
+@pytest.mark.parametrize("command", ["run", "audit", "report", "leaderboard", "export-lm-eval", "families"])
+def test_help_shows_examples(command, capsys):
+    assert cli.main([command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "harness run model=micro" in out and "preferences" in out
+    assert "harness run model=micro" in out and "preferences" in out and "harness audit --model" in out
 
 
 def test_malformed_file_on_disk_is_named(tmp_path):
