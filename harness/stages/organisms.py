@@ -113,7 +113,9 @@ def make_organisms(
         base_model = models.load_model(base.name_or_path, base.trust_remote_code)
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
         controls = base_rates(base_model, tok, todo, cfg)
-        for f, b in progress_bar(todo, "organisms", progress):
+        bar = progress_bar(todo, "organisms", progress)
+        for f, b in bar:
+            bar.set_postfix_str(b.id)  # the organism being trained
             start = time.time()
             peft_model, losses = train_organism(base_model, tok, f, b, corpus, cfg, seed)
             check = verify(peft_model, tok, f, b, controls[b.id], cfg)

@@ -79,7 +79,9 @@ def sample_reports(model, tok, subjects: Sequence[tuple[str, OrganismCard | None
     grader = GRADERS.get(cfg.grader)
     asked = [questions[i % len(questions)] for i in range(cfg.samples)]
     rows = []
-    for condition in progress_bar(CONDITIONS, "self-reports", progress):
+    bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
+    for condition in bar:
+        bar.set_postfix_str(condition)
         torch.manual_seed(seed)
         rows_in = [(name, card, q) for name, card in subjects for q in asked]
         reports = models.generate(
