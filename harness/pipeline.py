@@ -143,11 +143,13 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     base = ensure_base(cfg.model, p.corpus, p.store, cfg.seed, progress)
     print(f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})")
     if cfg.stage == "base":
+        log_stage(cfg, out, overrides, lambda wb: tracking.log_record(wb, "base", base))
         return None
     targets = select_only(p.targets, cfg.only_behaviors)
     cards = make_organisms(targets, base, p.corpus, cfg.organism, p.store, cfg.seed, progress)
     if cfg.stage == "organisms":
         print(f"{len(cards)} organisms in the store")
+        log_stage(cfg, out, overrides, lambda wb: tracking.log_table(wb, "organisms", organisms_table(cards)))
         return None
     for card in cards:  # a damaged or foreign adapter in the store fails here, before the IA trains
         organism_adapter(card, base, p.store)
@@ -160,6 +162,7 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     print(f"IA: {ia_path(p.store, ia)} (trained on {len(usable)} organisms, final loss {ia.final_loss:.3f}); "
           f"evaluating on {len(evaluate)} held-out organisms")
     if cfg.stage == "ia":
+        log_stage(cfg, out, overrides, lambda wb: tracking.log_curve(wb, "ia/loss", ia.losses))
         return None
     n_chunks = len(probe_chunks(cfg, evaluate))
     chunks = list(range(n_chunks)) if cfg.probe_chunk is None else [cfg.probe_chunk]
@@ -167,8 +170,17 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
         raise ConfigError(f"probe_chunk={cfg.probe_chunk} but there are {n_chunks} chunks")
     probe = probe_all(cfg, p, base, ia, evaluate, chunks, progress)
     if cfg.stage == "probe":
+        log_stage(cfg, out, overrides, lambda wb: tracking.log_table(wb, "self_reports", probe.reports))
         return None
     return report(cfg, out, base, cards, table, ia, evaluate, probe, p.store, overrides or {})
+
+
+def log_stage(cfg: Config, out: Path, overrides: dict[str, str] | None, log) -> None:
+    """A sweep's fan-out job as a W&B run whose job type is its stage, in the sweep's group."""
+    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides or {}), job_type=cfg.stage,
+                            name=f"{cfg.stage}: " + " ".join(f"{k}={v}" for k, v in (overrides or {}).items()),
+                            tags=[f"family:{f}" for f in cfg.families]) as wb:
+        log(wb)
 
 
 def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard], table: pd.DataFrame,

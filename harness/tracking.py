@@ -64,6 +64,15 @@ def log_metrics(run: Any, rows: Sequence[MetricRow]) -> None:
     run.log({"metrics": wandb.Table(columns=columns, data=[[metric_key(r), *asdict(r).values()] for r in rows])})
 
 
+def log_record(run: Any, name: str, record: Any) -> None:
+    """A card's scalar fields into the run summary, under `name/`."""
+    if run is None:
+        return
+    for key, value in asdict(record).items():
+        if isinstance(value, int | float | str | bool) or value is None:
+            run.summary[f"{name}/{key}"] = value
+
+
 def log_table(run: Any, name: str, rows: Sequence[Any]) -> None:
     """Dataclass rows (self-reports) or a DataFrame (organisms) as a `wandb.Table`."""
     if run is None or len(rows) == 0:

@@ -17,6 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from harness.config import CONF_DIR, REPO_ROOT, validate
+from harness.wandb_runs import read_offline_run
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "sweeps").glob("*.yaml"))
 # The smallest scale of a sweep: the micro model, two behaviors per family (one trains, one evaluates).
@@ -93,6 +94,10 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     assert len(runs) == 4
     for run in runs:
         assert b"scaling_families" in next(run.glob("run-*.wandb")).read_bytes()
+    # Each fan-out job is a W&B run of the sweep's group whose job type is its stage.
+    stage_runs = [read_offline_run(p) for p in (tmp / "sweep" / "stages").glob("*/wandb/offline-run-*/run-*.wandb")]
+    assert sorted(r["job_type"] for r in stage_runs) == ["base"] + ["ia"] * 3 + ["organisms"] * 2 + ["probe"] * 3
+    assert {r["group"] for r in stage_runs} == {"scaling_families"}
     # Every organism was trained exactly once, by the fan-out jobs, not by the sweep's jobs.
     assert len(list((tmp / "cache" / "organisms").glob("*/card.json"))) == 6
     assert sorted(p.name for p in (tmp / "sweep" / "stages").iterdir()) == [
