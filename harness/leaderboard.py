@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from omegaconf import OmegaConf
 from harness.config import LoggerConfig, one_line
 from harness.errors import ConfigError
 from harness.records import SCHEMA_VERSION
-from harness.store import write_text
+from harness.store import write_atomic, write_text
 
 METRICS = ("verbalization", "identification", "agreement")
 RESULTS_FILE = "metrics.json"
@@ -145,10 +144,8 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
         ax.legend()
     left.set_ylabel("verbalization rate")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)  # atomic, like every result file
     return path
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-import os
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -21,16 +21,14 @@ import pandas as pd  # noqa: E402
 
 from harness import leaderboard  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from harness.store import write_text  # noqa: E402
+from harness.store import write_atomic, write_text  # noqa: E402
 
 CONDITIONS = ("ia", "no_ia", "prefill")
 
 
 def save(fig, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -103,7 +101,7 @@ def run_sections(run: Path, files: Path, folder: Path, label: str = "") -> list[
     reports = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
     bars = verbalization_bars(record["metrics"], files / f"{stem}verbalization.png")
     matrix = report_matrix(reports, files / f"{stem}report_matrix.png")
-    board = leaderboard.compact(leaderboard.leaderboard([record | {"overrides": []}]))
+    board = leaderboard.compact(leaderboard.leaderboard([record]))
     shown = pd.DataFrame(reports)[["condition", "model", "question", "report", "verbalized", "mentioned"]]
     return [(f"{prefix}leaderboard", board.to_html(index=False, float_format="%.2f")),
             (f"{prefix}verbalization by family and condition", image(bars, folder, "verbalization bars")),
@@ -124,7 +122,7 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
         sections = [("sweep comparison", leaderboard.compact(table).to_html(index=False, float_format="%.2f"))]
         if (folder / "sweep.png").is_file():
             plot = files / "sweep.png"
-            plot.write_bytes((folder / "sweep.png").read_bytes())
+            write_atomic(plot, lambda tmp: shutil.copyfile(folder / "sweep.png", tmp))
             sections.append(("scaling curve", image(plot, out, "sweep plot")))
         for run in sorted(p.parent for p in folder.glob(f"*/{leaderboard.RESULTS_FILE}")):
             sections += run_sections(run, files, out, label=run.name)

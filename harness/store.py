@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -74,14 +74,19 @@ def _pid_alive(pid: str) -> bool:
     return True
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write a file atomically (temp file, then rename): a reader sees the old file or the new one."""
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Write a file through `write(temporary path)`, then rename it into place: a reader sees the
+    old file or the new one, never half of one."""
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
-        tmp.write_text(text)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json(path: Path, obj: Any) -> None:
