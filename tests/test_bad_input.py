@@ -10,6 +10,7 @@ import pytest
 
 from harness import cli
 from harness.config import TASKS_DIR
+from tests.conftest import small_run
 
 # (arguments of `harness`, a fragment the error must contain)
 COMMAND_LINES = [
@@ -161,9 +162,7 @@ ADAPTER_DAMAGE = {"not_an_adapter": (_delete_config, "is not a peft adapter"),
                   "pickle_only": (_pickle_only, "safetensors only"),
                   "other_base": (_other_base, "was made from base model 0123456789abcdef")}
 
-SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
-         "organism.max_new_tokens=6", "ia.steps=2", "ia.only_implanted=false", "probe.samples=2",
-         "probe.behavior_prompts=4", "probe.max_new_tokens=8", "logger=none"]
+SMALL = small_run({"logger": "none"})
 
 
 def harness(*args: str, cache, out) -> subprocess.CompletedProcess:

@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import small_run
+
 
 def test_harness_run_smoke(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
-           "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=6",
-           "ia.steps=2", "ia.only_implanted=false", "probe.samples=2", "probe.behavior_prompts=4",
-           "probe.max_new_tokens=8", "logger.log_artifacts=true", f"hydra.run.dir={out}"]
+    cmd = [sys.executable, "-m", "harness.cli", "run", *small_run({"logger.log_artifacts": "true"}),
+           f"hydra.run.dir={out}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "run folder:" in done.stdout and "| behavior" in done.stdout

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from harness.store import Store
+from tests.conftest import small_run
 
-SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=40", "organism.probe_prompts=8",
-         "organism.max_new_tokens=6", "ia.steps=60", "ia.only_implanted=false", "probe.samples=4",
-         "probe.behavior_prompts=8", "probe.max_new_tokens=8", "logger=none"]
+SMALL = small_run({"organism.steps": 40, "organism.probe_prompts": 8, "ia.steps": 60, "probe.samples": 4,
+                   "probe.behavior_prompts": 8, "logger": "none"})
 KINDS = ("organisms", "base", "ia", "probes")
 
 

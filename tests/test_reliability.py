@@ -12,10 +12,9 @@ import pytest
 
 from harness import store as store_module
 from harness.store import Store, write_text
+from tests.conftest import small_run
 
-SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=20", "organism.probe_prompts=4",
-         "organism.max_new_tokens=6", "ia.steps=4", "ia.only_implanted=false", "probe.samples=2",
-         "probe.behavior_prompts=4", "probe.max_new_tokens=8", "logger.log_artifacts=true"]
+SMALL = small_run({"organism.steps": 20, "ia.steps": 4, "logger.log_artifacts": "true"})
 SECRETS = {"WANDB_API_KEY": "planted-wandb-key-3f9a1c", "HF_TOKEN": "hf_plantedtoken7e21",
            "OPENAI_API_KEY": "sk-planted-judge-key-88d0"}
 

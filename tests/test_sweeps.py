@@ -18,12 +18,11 @@ from omegaconf import OmegaConf
 
 from harness.config import CONF_DIR, REPO_ROOT, validate
 from harness.wandb_runs import read_offline_run
+from tests.conftest import small_run
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "sweeps").glob("*.yaml"))
 # The smallest scale of a sweep: the micro model, two behaviors per family (one trains, one evaluates).
-SMALL = ["model=micro", "max_behaviors_per_family=2", "organism.steps=20", "organism.probe_prompts=4",
-         "organism.max_new_tokens=6", "ia.steps=4", "ia.only_implanted=false", "probe.samples=2",
-         "probe.behavior_prompts=4", "probe.max_new_tokens=8"]
+SMALL = small_run({"organism.steps": 20, "ia.steps": 4})
 
 
 def preset_jobs(name: str) -> list[list[str]]:
