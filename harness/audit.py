@@ -114,8 +114,9 @@ def load_subject(model: Path, kind: str, ia: Path, base: str, trust_remote_code:
     return subject
 
 
-def generate_as(subject: PeftModel, adapter: str, tok, prompts: Sequence[str], **kwargs) -> list[str]:
-    """Generate under one adapter; `fine_tune` of a checkpoint is the checkpoint without the IA."""
+def generate_as(subject: PeftModel, adapter: str | None, tok, prompts: Sequence[str], **kwargs) -> list[str]:
+    """Generate under one adapter; with adapters off for one the subject lacks (`fine_tune` of a
+    checkpoint is the checkpoint without the IA; None on an adapter subject is its base model)."""
     if adapter not in subject.peft_config:
         with subject.disable_adapter():
             return models.generate(subject, tok, prompts, **kwargs)
@@ -136,7 +137,7 @@ def measure(targets: Sequence[tuple[Family, Behavior]], n_prompts: int, respond)
 
 
 def measure_base(base: str, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Config) -> dict:
-    """Every behavior's rate on the base model (freed on return)."""
+    """Every behavior's rate on the base model loaded on its own (for a checkpoint; freed on return)."""
     model = models.load_model(base, cfg.model.trust_remote_code)
     return measure(targets, cfg.probe.behavior_prompts,
                    lambda ps: models.generate(model, tok, ps, cfg.organism.max_new_tokens))
@@ -151,10 +152,15 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
     tok = models.load_tokenizer(base, trust)
     tokens = cfg.probe.max_new_tokens
 
-    base_rates = measure_base(base, tok, targets, cfg)
     subject = load_subject(model, kind, ia, base, trust)
-    rates = measure(targets, cfg.probe.behavior_prompts,
-                    lambda ps: generate_as(subject, FINE_TUNE, tok, ps, max_new_tokens=cfg.organism.max_new_tokens))
+
+    def rates_of(adapter: str | None) -> dict[str, tuple[float, int]]:
+        return measure(targets, cfg.probe.behavior_prompts,
+                       lambda ps: generate_as(subject, adapter, tok, ps, max_new_tokens=cfg.organism.max_new_tokens))
+
+    # An adapter's base model is the subject with adapters off: loaded once.
+    base_rates = rates_of(None) if kind == "adapter" else measure_base(base, tok, targets, cfg)
+    rates = rates_of(FINE_TUNE)
 
     questions = ia_questions(ia)
     asked = [questions[i % len(questions)] for i in range(cfg.probe.samples)]
