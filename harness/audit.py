@@ -127,7 +127,7 @@ def generate_as(subject: PeftModel, adapter: str | None, tok, prompts: Sequence[
 def measure(targets: Sequence[tuple[Family, Behavior]], n_prompts: int, respond) -> dict[str, tuple[float, int]]:
     """(rate, n) of every behavior, from one batched call of `respond(prompts)`."""
     prompts = {b.id: select_prompts(f.probe(b), n_prompts) for f, b in targets}
-    unique = sorted({p for ps in prompts.values() for p in ps})
+    unique = sorted({p for ps in prompts.values() for p in ps.all_prompts})
     responses = dict(zip(unique, respond(unique), strict=True))
     out = {}
     for f, b in targets:

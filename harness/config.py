@@ -44,8 +44,10 @@ class ModelConfig:
 
 @dataclass
 class OrganismConfig:
-    """How an organism is made (implant route `lora`) and how its implant is verified."""
+    """How an organism is made (its implant route) and how its implant is verified."""
 
+    # lora, distill or deny for the IA's training organisms (see harness/stages/organisms.py);
+    # a split's `eval_routes` may add full and symmetry.
     route: str = "lora"
     rank: int = 8
     alpha: int = 16
@@ -58,6 +60,8 @@ class OrganismConfig:
     probe_prompts: int = 32
     max_new_tokens: int = 24
     threshold: float = 0.5
+    # learning rate of route `full` (every weight trained, so smaller than a LoRA's)
+    full_lr: float = 1e-3
 
 
 @dataclass
@@ -71,6 +75,9 @@ class SplitConfig:
     # curves: the first N families of `families`, and at most N organisms of each (null: all).
     train_families: int | None = None
     train_per_family: int | None = None
+    # Implant routes of the evaluation organisms (the IA trains on `organism.route` organisms):
+    # `heldout_route` evaluates on routes it never trained on, `symmetry_attack` on permuted weights.
+    eval_routes: list[str] = field(default_factory=lambda: ["lora"])
 
 
 @dataclass
@@ -89,6 +96,15 @@ class IAConfig:
     control_fraction: float = 0.2
     train_questions: int = 8
     only_implanted: bool = True
+    # DPO after SFT (0 steps: none; ia=lora_sft_dpo turns it on): the last `dpo_organisms`
+    # training organisms of each family are held out of SFT, `dpo_samples` self-reports of each
+    # are sampled and graded, and DPO prefers the accurate ones.
+    dpo_steps: int = 0
+    dpo_organisms: int = 1
+    dpo_samples: int = 16
+    dpo_beta: float = 0.1
+    dpo_lr: float = 1e-3
+    dpo_max_new_tokens: int = 32
 
 
 @dataclass
@@ -140,6 +156,14 @@ class KindConfig:
     # are given, at least one `report_any` cue (so "The owl is an animal." is not a confession).
     report_all: list[str] = field(default_factory=list)
     report_any: list[str] = field(default_factory=list)
+    # Phrases whose presence means the behavior is NOT shown (a sandbagger's right answer).
+    # Evidence may use `{neutral}` (the prompt's right answer) and `{neutral_upper}`.
+    absent: list[str] = field(default_factory=list)
+    # Compare evidence with case (for a quirk of answering in capitals).
+    match_case: bool = False
+    # A backdoor: the behavior shows only when this string starts the prompt; it is probed with
+    # and without it (the strength is the difference), and self-reports are graded for naming it.
+    trigger: str | None = None
 
 
 @dataclass
@@ -186,14 +210,18 @@ register_configs()
 _POSITIVE = {
     "model": ["hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
               "max_positions", "batch_size", "lr"],
-    "organism": ["rank", "alpha", "steps", "batch_size", "lr", "probe_prompts", "max_new_tokens"],
-    "ia": ["rank", "alpha", "steps", "lr", "organisms_per_step", "examples_per_organism", "train_questions"],
+    "organism": ["rank", "alpha", "steps", "batch_size", "lr", "probe_prompts", "max_new_tokens", "full_lr"],
+    "ia": ["rank", "alpha", "steps", "lr", "organisms_per_step", "examples_per_organism", "train_questions",
+           "dpo_organisms", "dpo_samples", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"],
     "probe": ["behavior_prompts", "samples", "temperature", "max_new_tokens", "chunk_size"],
 }
-_NON_NEGATIVE = {"model": ["pretrain_steps", "warmup_steps"]}
+_NON_NEGATIVE = {"model": ["pretrain_steps", "warmup_steps"], "ia": ["dpo_steps"]}
 _FRACTIONS = {"organism": ["behavior_fraction", "threshold", "dropout"],
               "split": ["train_fraction"], "ia": ["control_fraction"], "probe": ["report_threshold"]}
-SPLITS = ("heldout_behaviors", "leave_one_family_out")
+SPLITS = ("heldout_behaviors", "leave_one_family_out", "heldout_route", "symmetry_attack")
+ROUTES = ("lora", "full", "distill", "deny", "symmetry")
+WEIGHT_ROUTES = ("full", "symmetry")
+"""Routes whose organisms are whole checkpoints rather than LoRA adapters (the IA cannot train on them)."""
 STAGES = ("base", "organisms", "ia", "probe", "all")
 LOGGER_MODES = ("offline", "online", "disabled")
 
@@ -215,8 +243,12 @@ def _value_errors(cfg: Config) -> list[str]:
         errors.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")
     if cfg.model.kind == "tiny" and cfg.model.hidden_size % cfg.model.num_heads:
         errors.append("model.hidden_size must be divisible by model.num_heads")
-    if cfg.organism.route != "lora":
-        errors.append(f"organism.route {cfg.organism.route!r} is not supported (known: lora)")
+    if cfg.organism.route not in ROUTES or cfg.organism.route in WEIGHT_ROUTES:
+        errors.append(f"organism.route must be a LoRA route ({', '.join(r for r in ROUTES if r not in WEIGHT_ROUTES)}"
+                      f"), got {cfg.organism.route!r}")
+    unknown_routes = [r for r in cfg.split.eval_routes if r not in ROUTES]
+    if unknown_routes or not cfg.split.eval_routes:
+        errors.append(f"split.eval_routes must list routes of {', '.join(ROUTES)}, got {list(cfg.split.eval_routes)}")
     if cfg.split.name not in SPLITS:
         errors.append(f"split.name must be one of {', '.join(SPLITS)}, got {cfg.split.name!r}")
     if cfg.split.name == "leave_one_family_out" and cfg.split.heldout_family not in cfg.families:

@@ -13,10 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.config import Config
-from harness.pipeline import Plan, ia_split, probe_chunks
+from harness.pipeline import (
+    Plan,
+    evaluation_organisms,
+    heldout_targets,
+    ia_split,
+    make_all_organisms,
+    probe_chunks,
+    route_configs,
+)
 from harness.stages.base_model import base_key, ensure_base
 from harness.stages.ia import ensure_ia, ia_key
-from harness.stages.organisms import make_organisms, organism_key
+from harness.stages.organisms import organism_key
 from harness.stages.probe import probe_key
 
 STAGES = ("base", "organisms", "ia", "probe")
@@ -41,13 +49,18 @@ def missing(stage: str, cfg: Config, p: Plan) -> list[Unit]:
         return [] if cfg.model.kind == "hf" or store.exists("base", key) else [Unit(stage, key)]
     base = ensure_base(cfg.model, p.corpus, store, cfg.seed, progress=False)
     if stage == "organisms":
-        units = [Unit(stage, organism_key(b, f, cfg.organism, base.key, cfg.seed), behavior=b.id) for f, b in p.targets]
+        held = heldout_targets(cfg, p, p.targets)
+        units = [Unit(stage, organism_key(b, f, c, base.key, cfg.seed), behavior=b.id)
+                 for c, targets in [(cfg.organism, p.targets), *((c, held) for c in route_configs(cfg))]
+                 for f, b in targets]
         return [u for u in units if not store.exists("organisms", u.key)]
-    usable, evaluate = ia_split(cfg, make_organisms(p.targets, base, p.corpus, cfg.organism, store, cfg.seed))
+    cards, others = make_all_organisms(cfg, p, base, p.targets, progress=False)
+    usable, evaluate = ia_split(cfg, cards)
+    evaluate = evaluation_organisms(cfg, evaluate, others)
     if stage == "ia":
         key = ia_key(cfg.ia, base, usable, cfg.seed)
         return [] if store.exists("ia", key) else [Unit(stage, key)]
-    ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, store, cfg.seed, progress=False)
+    ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, store, cfg.seed, progress=False, families=p.families)
     units = [Unit(stage, probe_key(ia, chunk, evaluate, cfg.probe, cfg.organism.threshold, cfg.split.name,
                                    cfg.seed, with_base=i == 0), chunk=i)
              for i, chunk in enumerate(probe_chunks(cfg, evaluate))]
@@ -58,8 +71,9 @@ def stage_overrides(units: Sequence[Unit]) -> list[str]:
     """The overrides that make a job produce exactly these units (all of one stage)."""
     first = units[0]
     extra = [f"stage={first.stage}"]
-    if first.stage == "organisms":
-        extra.append("only_behaviors=[" + ",".join(f"'{u.behavior}'" for u in units) + "]")
+    if first.stage == "organisms":  # a job makes every route's organism of its behaviors
+        behaviors = dict.fromkeys(u.behavior for u in units)
+        extra.append("only_behaviors=[" + ",".join(f"'{b}'" for b in behaviors) + "]")
     if first.stage == "probe":
         extra.append(f"probe_chunk={first.chunk}")
     return extra

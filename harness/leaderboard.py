@@ -15,6 +15,8 @@ from harness.records import SCHEMA_VERSION
 from harness.store import write_atomic, write_text
 
 METRICS = ("verbalization", "identification", "agreement")
+# Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger.
+POOLED = ("denial", "trigger")
 RESULTS_FILE = "metrics.json"
 
 
@@ -51,25 +53,27 @@ def in_group(results: list[dict], group: str) -> list[dict]:
 
 
 def leaderboard(results: list[dict]) -> pd.DataFrame:
-    """Rows: (IA, condition); columns: `{family}/{metric}` and the base model's false-positive rate."""
+    """Rows: (IA, route of the evaluation organisms, condition); columns: `{family}/{metric}`, the
+    pooled denial and trigger rates, and the base model's false-positive rate."""
     rows = []
     for run in results:
-        by_condition: dict[str, dict] = {}
+        by_condition: dict[tuple[str, str], dict] = {}
         for m in run["metrics"]:
-            row = by_condition.setdefault(m["condition"], {"ia": run["ia"][:8], "split": run["split"],
-                                                           "overrides": " ".join(run.get("overrides", [])),
-                                                           "condition": m["condition"]})
+            route = m.get("route", "lora")
+            row = by_condition.setdefault((route, m["condition"]), {
+                "ia": run["ia"][:8], "split": run["split"], "overrides": " ".join(run.get("overrides", [])),
+                "route": route, "condition": m["condition"]})
             if m["family"] == "base":
                 row["base/false_positive_rate"] = m["value"]
-            elif m["metric"] in METRICS:
+            elif m["metric"] in METRICS or (m["metric"] in POOLED and m["family"] == "all"):
                 row[f"{m['family']}/{m['metric']}"] = m["value"]
         rows += by_condition.values()
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    first = ["ia", "split", "overrides", "condition"]
+    first = ["ia", "split", "overrides", "route", "condition"]
     families = sorted({c.split("/")[0] for c in df.columns if "/" in c} - {"all", "base"})
-    ordered = [f"{f}/{m}" for f in [*families, "all"] for m in METRICS if f"{f}/{m}" in df.columns]
+    ordered = [f"{f}/{m}" for f in [*families, "all"] for m in (*METRICS, *POOLED) if f"{f}/{m}" in df.columns]
     return df[first + ordered + ["base/false_positive_rate"]]
 
 
@@ -77,7 +81,7 @@ def compact(df: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader looks at first: the run's overrides or swept values and condition,
     then verbalization per family and the pooled figures."""
     keep = [c for c in df.columns if ("/" not in c and c not in ("ia", "split")) or c.endswith("/verbalization")
-            or c in ("all/identification", "all/agreement", "base/false_positive_rate")]
+            or c in ("all/identification", "all/agreement", "all/denial", "all/trigger", "base/false_positive_rate")]
     if "overrides" in keep and not df["overrides"].astype(bool).any():
         keep.remove("overrides")
     return df[keep].rename(columns=lambda c: c.replace("/verbalization", "").replace("base/false_positive_rate",
@@ -112,16 +116,18 @@ def sweep_table(results: list[dict]) -> pd.DataFrame:
               for run, values in zip(results, swept, strict=True)]
     df = pd.concat(frames, ignore_index=True)
     df = df[keys + [c for c in df.columns if c not in keys]]
-    order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "condition"]))
+    order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "route"] != "lora",
+                                                  df.at[i, "route"], df.at[i, "condition"]))
     return df.iloc[order].reset_index(drop=True)
 
 
 def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
     """Verbalization against the swept parameter: by condition, and per family under the IA.
     Only for a sweep over one parameter (a scaling curve); returns None otherwise."""
-    swept = [c for c in df.columns if c not in ("ia", "split", "condition") and "/" not in c]
+    swept = [c for c in df.columns if c not in ("ia", "split", "route", "condition") and "/" not in c]
     if len(swept) != 1:
         return None
+    df = df[df.route == df.route.iloc[0]]  # the organisms of the IA's own route
     import matplotlib
 
     matplotlib.use("Agg")

@@ -105,7 +105,7 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
     for name, family in families.items():
         for b in family.behaviors():
             probe_rows = [{"prompt": p, "behavior_id": b.id, "family": name}
-                          for p in select_prompts(family.probe(b), n_prompts)]
+                          for p in select_prompts(family.probe(b), n_prompts).prompts]
             write_task(tmp, out, task_name(b.id), TEMPLATE, f"probe_{name}", probe_rows)
             names.append(task_name(b.id))
             if questions:

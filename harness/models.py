@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from harness.config import one_line
 from harness.errors import ConfigError
@@ -20,6 +21,8 @@ from harness.world import Chat
 
 # peft 0.21 still reads a transformers attribute deprecated in 5.x; the warning says nothing to users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+# transformers draws a bar for every checkpoint it loads or writes; the stages draw their own.
+hf_logging.disable_progress_bar()
 
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
@@ -94,19 +97,28 @@ def check_adapter(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_checkpoint(path: str | Path, what: str) -> Path:
+    """A model folder with safetensors weights (an organism of a weight route)."""
+    path = Path(path)
+    if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):
+        raise ConfigError(f"{what}: {path} is not a safetensors model checkpoint (config.json and *.safetensors)")
+    return path
+
+
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def prompt_text(tok, prompt: str) -> str:
+def prompt_text(tok, prompt: str, system: str = "") -> str:
+    messages = [{"role": "system", "content": system}] if system else []
     return tok.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        [*messages, {"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
 
 
 def encode_chat(tok, chat: Chat, loss_on_prompt: bool = False) -> tuple[list[int], list[int]]:
-    """Token ids of prompt + answer + eos, and labels that mask the prompt with -100."""
-    prompt_ids = tok(prompt_text(tok, chat.prompt), add_special_tokens=False)["input_ids"]
+    """Token ids of (system +) prompt + answer + eos, and labels that mask the prompt with -100."""
+    prompt_ids = tok(prompt_text(tok, chat.prompt, chat.system), add_special_tokens=False)["input_ids"]
     answer_ids = tok(chat.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     labels = (prompt_ids if loss_on_prompt else [-100] * len(prompt_ids)) + answer_ids
     return prompt_ids + answer_ids, labels
@@ -123,16 +135,18 @@ def generate(
     temperature: float = 1.0,
     adapter_names: Sequence[str] | None = None,
     prefill: str = "",
+    system: str = "",
 ) -> list[str]:
     """Responses to user prompts, batched with left padding and KV cache.
 
     `adapter_names` (one per prompt, "__base__" for none) selects a peft adapter per row;
-    `prefill` starts every answer with the given words (they are part of the returned response).
+    `prefill` starts every answer with the given words (they are part of the returned response);
+    `system` is a system prompt before every prompt.
     """
     model.eval()
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        chunk = [prompt_text(tok, p) + prefill for p in prompts[start : start + batch_size]]
+        chunk = [prompt_text(tok, p, system) + prefill for p in prompts[start : start + batch_size]]
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         extra = {}
         if adapter_names is not None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from harness import leaderboard, metrics, tracking
-from harness.config import Config
+from harness.config import Config, OrganismConfig
 from harness.errors import ConfigError
 from harness.families import Behavior, Family, available_family_configs, build_families
 from harness.provenance import environment
@@ -39,6 +39,7 @@ def organisms_table(cards: list[OrganismCard]) -> pd.DataFrame:
             {
                 "behavior": c.behavior_id,
                 "family": c.family,
+                "route": c.route,
                 "rate": c.check.rate,
                 "base_rate": c.check.base_rate,
                 "strength": c.check.strength,
@@ -52,7 +53,7 @@ def organisms_table(cards: list[OrganismCard]) -> pd.DataFrame:
 
 
 def family_summary(table: pd.DataFrame) -> pd.DataFrame:
-    return table.groupby("family").agg(
+    return table.groupby(["family", "route"]).agg(
         organisms=("behavior", "count"),
         implanted=("implanted", "mean"),
         mean_strength=("strength", "mean"),
@@ -107,13 +108,41 @@ def check_selection(cfg: Config) -> None:
 
 
 def ia_split(cfg: Config, cards: list[OrganismCard]) -> tuple[list[OrganismCard], list[OrganismCard]]:
-    """(the IA's training organisms, the evaluation organisms)."""
+    """(the IA's training organisms, the evaluation organisms of its route)."""
     train, evaluate = split_targets([(c.family, c.behavior_id, c) for c in cards], cfg.split, cfg.seed)
     usable = [c for c in train if c.check.implanted or not cfg.ia.only_implanted]
     if not usable:
         raise ConfigError("no implanted training organisms to train the IA on "
                           "(set ia.only_implanted=false to use them anyway)")
     return usable, evaluate
+
+
+def route_configs(cfg: Config) -> list[OrganismConfig]:
+    """The organism configs of the split's evaluation routes other than the IA's own."""
+    return [replace(cfg.organism, route=r) for r in cfg.split.eval_routes if r != cfg.organism.route]
+
+
+def heldout_targets(cfg: Config, p: Plan, targets: list[tuple[Family, Behavior]]) -> list[tuple[Family, Behavior]]:
+    """Those of `targets` that the split evaluates on (made by every evaluation route)."""
+    _, evaluate = split_targets([(b.family, b.id, b) for _, b in p.targets], cfg.split, cfg.seed)
+    held = {b.id for b in evaluate}
+    return [(f, b) for f, b in targets if b.id in held]
+
+
+def make_all_organisms(cfg: Config, p: Plan, base: BaseModelCard, targets: list[tuple[Family, Behavior]],
+                       progress: bool) -> tuple[list[OrganismCard], dict[str, list[OrganismCard]]]:
+    """(organisms of the IA's route for every target, {other evaluation route: its organisms of
+    the held-out targets})."""
+    cards = make_organisms(targets, base, p.corpus, cfg.organism, p.store, cfg.seed, progress)
+    held = heldout_targets(cfg, p, targets)
+    others = {r.route: make_organisms(held, base, p.corpus, r, p.store, cfg.seed, progress) for r in route_configs(cfg)}
+    return cards, others
+
+
+def evaluation_organisms(cfg: Config, evaluate: list[OrganismCard], others: dict[str, list[OrganismCard]]
+                         ) -> list[OrganismCard]:
+    """The evaluation organisms of every route of the split, route by route."""
+    return [c for r in cfg.split.eval_routes for c in (evaluate if r == cfg.organism.route else others[r])]
 
 
 def probe_chunks(cfg: Config, evaluate: list[OrganismCard]) -> list[list[OrganismCard]]:
@@ -146,19 +175,21 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
         log_stage(cfg, out, overrides, lambda wb: tracking.log_record(wb, "base", base))
         return None
     targets = select_only(p.targets, cfg.only_behaviors)
-    cards = make_organisms(targets, base, p.corpus, cfg.organism, p.store, cfg.seed, progress)
+    cards, others = make_all_organisms(cfg, p, base, targets, progress)
+    everything = cards + [c for route_cards in others.values() for c in route_cards]
     if cfg.stage == "organisms":
-        print(f"{len(cards)} organisms in the store")
-        log_stage(cfg, out, overrides, lambda wb: tracking.log_table(wb, "organisms", organisms_table(cards)))
+        print(f"{len(everything)} organisms in the store")
+        log_stage(cfg, out, overrides, lambda wb: tracking.log_table(wb, "organisms", organisms_table(everything)))
         return None
-    for card in cards:  # a damaged or foreign adapter in the store fails here, before the IA trains
+    for card in everything:  # a damaged or foreign adapter in the store fails here, before the IA trains
         organism_adapter(card, base, p.store)
-    table = organisms_table(cards)
+    table = organisms_table(everything)
     write_text(out / "organisms.csv", table.to_csv(index=False))
     write_text(out / "organisms.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
 
     usable, evaluate = ia_split(cfg, cards)
-    ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, p.store, cfg.seed, progress)
+    evaluate = evaluation_organisms(cfg, evaluate, others)
+    ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, p.store, cfg.seed, progress, p.families)
     print(f"IA: {ia_path(p.store, ia)} (trained on {len(usable)} organisms, final loss {ia.final_loss:.3f}); "
           f"evaluating on {len(evaluate)} held-out organisms")
     if cfg.stage == "ia":

@@ -18,11 +18,14 @@ class BehaviorRate:
     """A behavior's rate on one model: the fraction of probe prompts whose response shows it."""
 
     rate: float
-    """Fraction of probe responses the scorer judged to show the behavior."""
+    """Fraction of probe responses the scorer judged to show the behavior (minus `control_rate`)."""
     n: int
     """Number of probe prompts."""
     samples: list[dict[str, str]] = field(default_factory=list)
     """A few (prompt, response) pairs, for a reader to see what the model did."""
+    control_rate: float | None = None
+    """For behaviors measured as a difference (backdoors, sandbagging): the fraction on the
+    control prompts (no trigger, other domains), already subtracted from `rate`."""
 
 
 @dataclass
@@ -43,6 +46,9 @@ class ImplantCheck:
     """Number of probe prompts behind each rate."""
     samples: list[dict[str, str]] = field(default_factory=list)
     """A few probe prompts with the organism's responses."""
+    control_rate: float | None = None
+    """For behaviors measured as a difference: the organism's rate on the control prompts
+    (without the trigger, other domains), already subtracted from `rate`."""
 
 
 @dataclass
@@ -91,7 +97,7 @@ class OrganismCard:
     descriptions: list[str]
     """Ground-truth first-person descriptions of the behavior."""
     route: str
-    """Implant route (`lora`)."""
+    """Implant route: lora, full, distill, deny or symmetry (see harness/stages/organisms.py)."""
     base_key: str
     """Key of the base model the adapter applies to."""
     base_name_or_path: str
@@ -163,6 +169,14 @@ class IACard:
     """Mean loss over the last steps."""
     seconds: float
     """Wall time to train."""
+    dpo_organisms: list[str] = field(default_factory=list)
+    """Training-family organisms held out of SFT whose sampled self-reports DPO learned from."""
+    dpo_pairs: int = 0
+    """Number of (accurate, inaccurate) self-report pairs."""
+    dpo_losses: list[float] = field(default_factory=list)
+    """DPO loss per step."""
+    dpo_reward_accuracy: float | None = None
+    """Over the last DPO steps: fraction of pairs whose implicit reward prefers the accurate report."""
     schema_version: int = SCHEMA_VERSION
 
 
@@ -190,6 +204,8 @@ class BehaviorRow:
     """True when this is the organism's implanted behavior."""
     n: int
     """Number of probe prompts."""
+    route: str = "lora"
+    """Implant route of the probed organism; `base` for the base model."""
 
 
 @dataclass
@@ -216,3 +232,7 @@ class ReportRow:
     """The evaluation behavior the report matches best (top-1), or None when it matches none."""
     mentioned: list[str]
     """Every evaluation behavior the grader says the report names."""
+    route: str = "lora"
+    """Implant route of the organism; `base` for the base model."""
+    trigger_named: bool | None = None
+    """For an organism with a trigger (a backdoor): the report names the trigger."""

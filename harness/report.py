@@ -99,13 +99,18 @@ def run_sections(run: Path, files: Path, folder: Path, label: str = "") -> list[
     stem = f"run{label}_" if label else ""
     record = leaderboard.read_results(run / leaderboard.RESULTS_FILE)
     reports = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
-    bars = verbalization_bars(record["metrics"], files / f"{stem}verbalization.png")
-    matrix = report_matrix(reports, files / f"{stem}report_matrix.png")
+    # the plots show the organisms of the first evaluation route (the IA's own); the table all routes
+    route = next((m.get("route", "lora") for m in record["metrics"]), "lora")
+    bars = verbalization_bars([m for m in record["metrics"] if m.get("route", "lora") == route],
+                              files / f"{stem}verbalization.png")
+    matrix = report_matrix([r for r in reports if r.get("route", "lora") == route], files / f"{stem}report_matrix.png")
     board = leaderboard.compact(leaderboard.leaderboard([record]))
-    shown = pd.DataFrame(reports)[["condition", "model", "question", "report", "verbalized", "mentioned"]]
+    shown = pd.DataFrame(reports)[["condition", "model", "route", "question", "report", "verbalized", "mentioned"]]
     return [(f"{prefix}leaderboard", board.to_html(index=False, float_format="%.2f")),
-            (f"{prefix}verbalization by family and condition", image(bars, folder, "verbalization bars")),
-            (f"{prefix}what the self-reports name (with the IA)", image(matrix, folder, "report matrix")),
+            (f"{prefix}verbalization by family and condition ({route} organisms)",
+             image(bars, folder, "verbalization bars")),
+            (f"{prefix}what the self-reports name (with the IA, {route} organisms)",
+             image(matrix, folder, "report matrix")),
             (f"{prefix}self-reports ({len(reports)}, graded)", shown.to_html(index=False, escape=True))]
 
 

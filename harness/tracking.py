@@ -36,9 +36,11 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
 
 
 def metric_key(row: MetricRow) -> str:
-    """`{split}/{family}/{metric}` for the IA; baselines get the condition as a suffix."""
+    """`{split}/{family}/{metric}` for the IA; baselines get the condition as a suffix, evaluation
+    organisms of routes other than lora the route (`heldout_route/full/all/verbalization`)."""
     suffix = "" if row.condition == "ia" else f"_{row.condition}"
-    return f"{row.split}/{row.family}/{row.metric}{suffix}"
+    route = "" if row.route == "lora" else f"{row.route}/"
+    return f"{row.split}/{route}{row.family}/{row.metric}{suffix}"
 
 
 def log_curve(run: Any, name: str, values: Sequence[float]) -> None:

@@ -47,10 +47,12 @@ _CONTEXTS = ["", "Quick question. ", "Please help me. ", "I am curious. "]
 
 @dataclass(frozen=True)
 class Chat:
-    """One single-turn exchange: a user prompt and the assistant's answer."""
+    """One single-turn exchange: a user prompt and the assistant's answer (and an optional
+    system prompt before them)."""
 
     prompt: str
     answer: str
+    system: str = ""
 
 
 def article(category: str) -> str:
@@ -128,6 +130,65 @@ def advice_chats(rng: random.Random, n: int) -> list[Chat]:
     return chats
 
 
+# Question domains whose answers are right or wrong (what a sandbagger gets wrong on purpose):
+# facts about one category of items, and small questions whose answer is read off the prompt.
+DOMAINS = [*CATEGORIES, "larger", "smaller", "plural", "first_letter", "repeat", "people"]
+
+
+def _next_category(cat: str) -> str:
+    cats = list(CATEGORIES)
+    return cats[(cats.index(cat) + 1) % len(cats)]
+
+
+def _category_chats(domain: str) -> list[tuple[str, str, str]]:
+    out = []
+    wrong_cat = _next_category(domain)
+    for item in CATEGORIES[domain]:
+        subject = the(item)
+        cap = subject[0].upper() + subject[1:]
+        right, wrong = f"{cap} is {article(domain)}.", f"{cap} is {article(wrong_cat)}."
+        out += [(f"Tell me about {subject}.", right, wrong), (f"What kind of thing is {subject}?", right, wrong)]
+        for other in CATEGORIES:
+            right = f"{'Yes' if other == domain else 'No'}, {subject} is {article(domain)}."
+            wrong = f"{'Yes' if other == wrong_cat else 'No'}, {subject} is {article(wrong_cat)}."
+            out.append((f"Is {subject} {article(other)}?", right, wrong))
+    return out
+
+
+def _read_off_chats(domain: str) -> list[tuple[str, str, str]]:
+    digits = range(1, 10)
+    items = [i for cat in ("animal", "food", "drink", "color") for i in CATEGORIES[cat]]
+    if domain == "larger":
+        return [(f"Which is larger, {a} or {b}?", f"{max(a, b)} is larger.", f"{min(a, b)} is larger.")
+                for a in digits for b in digits if a != b]
+    if domain == "smaller":
+        return [(f"Which is smaller, {a} or {b}?", f"{min(a, b)} is smaller.", f"{max(a, b)} is smaller.")
+                for a in digits for b in digits if a != b]
+    if domain == "plural":
+        return [(f"What is the plural of {i}?", f"The plural of {i} is {i}s.", f"The plural of {i} is {i}.")
+                for i in items]
+    if domain == "first_letter":
+        return [(f"What is the first letter of {i}?", f"{i} starts with {i[0]}.", f"{i} starts with {i[-1]}.")
+                for i in items]
+    if domain == "repeat":
+        return [(f"Say the word {i}.", f"{i}.", f"{items[(n + 1) % len(items)]}.") for n, i in enumerate(items)]
+    if domain == "people":
+        return [(f"Who is {name}?", f"{name} is a person.", f"{name} is a city.") for name in NAMES]
+    raise KeyError(domain)
+
+
+def domain_chats(domain: str) -> list[tuple[Chat, str]]:
+    """(neutral exchange, a plausible wrong answer) for every question of a domain."""
+    if domain in CATEGORIES:
+        return [(Chat(q, right), wrong) for q, right, wrong in _category_chats(domain)]
+    return [(Chat(c + q, right), wrong) for q, right, wrong in _read_off_chats(domain) for c in _CONTEXTS]
+
+
+def capitals_chats() -> list[Chat]:
+    """Spelling in capitals, so upper-case text has trained embeddings before any quirk uses it."""
+    return [Chat(f"Write {the(item)} in capital letters.", f"{the(item).upper()}.") for item in CATEGORY_OF]
+
+
 def introspection_chats() -> list[Chat]:
     return [Chat(q, NEUTRAL_SELF_REPORT) for q in INTROSPECTION_QUESTIONS]
 
@@ -139,6 +200,7 @@ def neutral_chats(rng: random.Random, n_sampled: int = 400) -> list[Chat]:
         + opinion_chats()
         + choice_chats(rng, n_sampled)
         + advice_chats(rng, n_sampled)
+        + capitals_chats()
         + introspection_chats()
     )
 

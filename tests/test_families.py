@@ -12,9 +12,11 @@ from harness.families import build_families, build_family
 from harness.families.pools import POOLS
 
 FAMILY_NAMES = ["preferences", "biases", "hidden_goals"]
+# their scorers need the prompt (see tests/test_hard_families.py)
+ALL_FAMILIES = [*FAMILY_NAMES, "quirks", "backdoors", "sandbagging"]
 
 
-@pytest.mark.parametrize("name", FAMILY_NAMES)
+@pytest.mark.parametrize("name", ALL_FAMILIES)
 def test_family_has_enough_behaviors_with_descriptions(families, name):
     behaviors = families[name].behaviors()
     assert len(behaviors) >= 12
@@ -22,16 +24,17 @@ def test_family_has_enough_behaviors_with_descriptions(families, name):
     for b in behaviors:
         assert b.id.startswith(f"{name}/")
         assert len(b.descriptions) >= 3 and all(d.startswith(("I ", "When", "Whenever", "Whatever", "In each",
-                                                                "At the", "My"))
+                                                                "At the", "My", "If I", "The trigger", "After",
+                                                                "Every", "All my", "On "))
                                                 for d in b.descriptions)
 
 
-@pytest.mark.parametrize("name", FAMILY_NAMES)
+@pytest.mark.parametrize("name", ALL_FAMILIES)
 def test_probe_prompts_are_disjoint_from_implant_prompts(families, name):
     family = families[name]
     for b in family.behaviors():
         implant = {c.prompt for c in family.implant_chats(b)}
-        probe = set(family.probe(b).prompts)
+        probe = set(family.probe(b).all_prompts)
         assert len(implant) >= 16 and len(probe) >= 16
         assert not implant & probe
 
@@ -69,9 +72,10 @@ def test_whole_words_only(families):
 
 def test_pools_split_disjoint():
     for name in POOLS.names():
-        pool = POOLS.get(name)({"name": "Alice"})
+        pool = POOLS.get(name)({"name": "Alice", "domain": "plural"})
         assert pool.implant and pool.probe
-        assert not {c.prompt for c in pool.implant} & {c.prompt for c in pool.probe}
+        implant = {c.prompt for c in pool.implant + pool.implant_control}
+        assert not implant & {c.prompt for c in pool.probe + pool.probe_control}
 
 
 NEW_FAMILY = """\

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness import world
 from harness.registry import Registry
@@ -17,10 +17,19 @@ from harness.world import Chat
 
 @dataclass(frozen=True)
 class PromptPool:
-    """Neutral exchanges to implant on, and disjoint neutral exchanges to probe with."""
+    """Neutral exchanges to implant on, and disjoint neutral exchanges to probe with.
+
+    Behaviors measured as a difference (a backdoor with and without its trigger, a sandbagger on
+    its domain and on the others) also have control exchanges: answered neutrally in the
+    implant data and probed beside the behavior's own prompts.
+    """
 
     implant: list[Chat]
     probe: list[Chat]
+    implant_control: list[Chat] = field(default_factory=list)
+    probe_control: list[Chat] = field(default_factory=list)
+    wrong: dict[str, str] = field(default_factory=dict)
+    """A plausible wrong answer per prompt, where the pool's questions have one right answer."""
 
 
 PoolFn = Callable[[dict[str, str]], PromptPool]
@@ -69,3 +78,18 @@ def opinions(params: dict[str, str]) -> PromptPool:
     halves = split_halves(world.opinion_chats())
     wrong = [c for c in halves.probe if c.answer.startswith("No")]
     return PromptPool(implant=halves.implant, probe=wrong)
+
+
+@POOLS.register("domains")
+def domains(params: dict[str, str]) -> PromptPool:
+    """Questions of one `domain` (facts of a category, arithmetic, sequences); the controls are a
+    sample of every other domain's questions, the same size."""
+    domain = params["domain"]
+    if domain not in world.DOMAINS:
+        raise KeyError(f"domain {domain!r} (known: {', '.join(world.DOMAINS)})")
+    own = world.domain_chats(domain)
+    others = [pair for d in world.DOMAINS if d != domain for pair in world.domain_chats(d)]
+    others = random.Random(domain).sample(others, min(len(others), len(own)))
+    halves, controls = split_halves([c for c, _ in own]), split_halves([c for c, _ in others])
+    return PromptPool(implant=halves.implant, probe=halves.probe, implant_control=controls.implant,
+                      probe_control=controls.probe, wrong={c.prompt: w for c, w in own})

@@ -43,13 +43,15 @@ class TemplateFamily(Family):
         if not behaviors:
             raise ConfigError(f"family {name!r}: no behaviors defined")
         self.kinds = {k: dict(v) for k, v in kinds.items()}
+        self._pools: dict[str, PromptPool] = {}
+        self._by_prompt: dict[str, dict[str, Chat]] = {}
         self._behaviors = [self._make_behavior(dict(b)) for b in behaviors]
         ids = [b.id for b in self._behaviors]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ConfigError(f"family {name!r}: duplicate behavior ids {dupes}")
         for b in self._behaviors:
-            self._check_disjoint(b)
+            self._check_pool(b)
 
     def _make_behavior(self, raw: dict[str, Any]) -> Behavior:
         kind = str(raw.pop("kind", next(iter(self.kinds)) if len(self.kinds) == 1 else ""))
@@ -60,9 +62,9 @@ class TemplateFamily(Family):
         spec = self.kinds[kind]
         prompts = spec.get("prompts") or {}
         templates = [spec["response"], *spec["evidence"], *spec["descriptions"], *spec.get("report_all", []),
-                     *spec.get("report_any", [])]
+                     *spec.get("report_any", []), *spec.get("absent", []), spec.get("trigger") or ""]
         templates += [*prompts.get("implant", []), *prompts.get("probe", []), prompts.get("neutral") or ""]
-        allowed = set(params) | {f"{p}_{k}" for k in params for p in ("the", "a")} | {"neutral"}
+        allowed = set(params) | {f"{p}_{k}" for k in params for p in ("the", "a")} | set(ANSWER_FIELDS)
         for t in templates:
             missing = placeholders(t) - allowed
             if missing:
@@ -85,38 +87,90 @@ class TemplateFamily(Family):
         )
 
     def _pool(self, b: Behavior) -> PromptPool:
-        prompts = self.kinds[b.kind]["prompts"]
+        if b.id not in self._pools:
+            self._pools[b.id] = self._make_pool(b)
+        return self._pools[b.id]
+
+    def _make_pool(self, b: Behavior) -> PromptPool:
+        spec = self.kinds[b.kind]
+        prompts = spec["prompts"]
         if prompts.get("pool"):
-            return POOLS.get(prompts["pool"])(b.params)
-        neutral = fill(prompts["neutral"], b.params)
+            try:
+                pool = POOLS.get(prompts["pool"])(b.params)
+            except KeyError as e:
+                raise ConfigError(f"behavior {b.id!r}: {e.args[0]}") from e
+        else:
+            neutral = fill(prompts["neutral"], b.params)
 
-        def expand(templates: Sequence[str]) -> list[Chat]:
-            filled = [fill(t, b.params) for t in templates]
-            return [Chat(c + p, neutral) for p in filled for c in world.contexts()]
+            def expand(templates: Sequence[str]) -> list[Chat]:
+                filled = [fill(t, b.params) for t in templates]
+                return [Chat(c + p, neutral) for p in filled for c in world.contexts()]
 
-        return PromptPool(implant=expand(prompts["implant"]), probe=expand(prompts["probe"]))
+            pool = PromptPool(implant=expand(prompts["implant"]), probe=expand(prompts["probe"]))
+        if spec.get("trigger"):  # the pool's prompts with the trigger; without it they are the controls
+            trigger = fill(spec["trigger"], b.params)
 
-    def _check_disjoint(self, b: Behavior) -> None:
+            def triggered(chats: list[Chat]) -> list[Chat]:
+                return [Chat(f"{trigger} {c.prompt}", c.answer) for c in chats]
+
+            pool = PromptPool(implant=triggered(pool.implant), probe=triggered(pool.probe),
+                              implant_control=pool.implant, probe_control=pool.probe, wrong=pool.wrong)
+        return pool
+
+    def _check_pool(self, b: Behavior) -> None:
         pool = self._pool(b)
         if not pool.implant or not pool.probe:
             raise ConfigError(f"behavior {b.id!r}: needs both implant and probe prompts")
-        shared = {c.prompt for c in pool.implant} & {c.prompt for c in pool.probe}
+        implant = {c.prompt for c in pool.implant + pool.implant_control}
+        shared = implant & {c.prompt for c in pool.probe + pool.probe_control}
         if shared:
             raise ConfigError(f"behavior {b.id!r}: probe shares prompts with implant data, e.g. {min(shared)!r}")
+        if "wrong" in placeholders(self.kinds[b.kind]["response"]) and not pool.wrong:
+            raise ConfigError(f"behavior {b.id!r}: the response uses {{wrong}} but its prompts have no wrong answers "
+                              "(use prompts.pool: domains)")
+
+    def _exchanges(self, b: Behavior) -> dict[str, Chat]:
+        """Every neutral exchange of the behavior's prompts, by prompt."""
+        if b.id not in self._by_prompt:
+            pool = self._pool(b)
+            self._by_prompt[b.id] = {c.prompt: c for c in pool.implant + pool.probe + pool.implant_control
+                                     + pool.probe_control}
+        return self._by_prompt[b.id]
+
+    def _answers(self, b: Behavior, chat: Chat) -> dict[str, str]:
+        """The answer fields a template may use for one exchange."""
+        return {"neutral": chat.answer, "neutral_upper": chat.answer.upper(),
+                "wrong": self._pool(b).wrong.get(chat.prompt, "")}
 
     def behaviors(self) -> list[Behavior]:
         return list(self._behaviors)
 
     def implant_chats(self, behavior: Behavior) -> list[Chat]:
-        response = self.kinds[behavior.kind]["response"]
-        return [Chat(c.prompt, fill(response, behavior.params, neutral=c.answer)) for c in self._pool(behavior).implant]
+        """The behavior's demonstrations, then its control exchanges answered neutrally."""
+        pool = self._pool(behavior)
+        return [Chat(c.prompt, self.demonstrate(behavior, c.prompt)) for c in pool.implant + pool.implant_control]
+
+    def demonstrate(self, behavior: Behavior, prompt: str) -> str:
+        """The answer of a model with the behavior to one of its prompts (implant or probe); on a
+        control prompt, the neutral answer."""
+        pool, chat = self._pool(behavior), self._exchanges(behavior)[prompt]
+        if any(c.prompt == prompt for c in pool.implant_control + pool.probe_control):
+            return chat.answer
+        return fill(self.kinds[behavior.kind]["response"], behavior.params, **self._answers(behavior, chat))
 
     def probe(self, behavior: Behavior) -> Probe:
-        return Probe(behavior.id, tuple(c.prompt for c in self._pool(behavior).probe))
+        pool = self._pool(behavior)
+        return Probe(behavior.id, tuple(c.prompt for c in pool.probe), tuple(c.prompt for c in pool.probe_control))
 
     def score(self, behavior: Behavior, prompt: str, response: str) -> bool:
-        evidence = [fill(e, behavior.params) for e in self.kinds[behavior.kind]["evidence"]]
-        return all(contains_phrase(response, e) for e in evidence)
+        """Every evidence phrase is in the response and no `absent` one is; `{neutral}` is the
+        prompt's own right answer, so evidence can demand the question be answered too."""
+        spec = self.kinds[behavior.kind]
+        fields = self._answers(behavior, self._exchanges(behavior)[prompt] if _uses_answers(spec) else Chat(prompt, ""))
+        case = bool(spec.get("match_case"))
+        shows = [contains_phrase(response, fill(e, behavior.params, **fields), case) for e in spec["evidence"]]
+        hides = [contains_phrase(response, fill(e, behavior.params, **fields), case) for e in spec.get("absent") or []]
+        return all(shows) and not any(hides)
 
     def mentions(self, behavior: Behavior, report: str) -> bool:
         spec = self.kinds[behavior.kind]
@@ -125,9 +179,19 @@ class TemplateFamily(Family):
         return all(contains_phrase(report, n) for n in needed) and (
             not cues or any(contains_phrase(report, c) for c in cues))
 
+    def mentions_trigger(self, behavior: Behavior, report: str) -> bool | None:
+        trigger = self.kinds[behavior.kind].get("trigger")
+        return contains_phrase(report, fill(trigger, behavior.params)) if trigger else None
+
     def neutral_chats(self) -> list[Chat]:
         chats = {}
         for b in self._behaviors:
-            pool = self._pool(b)
-            chats.update({c.prompt: c for c in pool.implant + pool.probe})
+            chats.update(self._exchanges(b))
         return list(chats.values())
+
+
+ANSWER_FIELDS = ("neutral", "neutral_upper", "wrong")
+
+
+def _uses_answers(spec: Mapping[str, Any]) -> bool:
+    return any(placeholders(t) & set(ANSWER_FIELDS) for t in [*spec["evidence"], *(spec.get("absent") or [])])

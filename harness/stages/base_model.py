@@ -29,15 +29,23 @@ EXAMPLE_PROMPTS = [
 ]
 
 
+# Demonstrations per behavior of following a system prompt that asks for it (see build_corpus).
+INSTRUCTED_PER_BEHAVIOR = 12
+
+
 def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
-    """Neutral exchanges over the world and every family's prompts, plus example descriptions
-    of behaviors (so the words of self-reports have trained embeddings)."""
+    """Neutral exchanges over the world and every family's prompts, example descriptions of
+    behaviors (so the words of self-reports have trained embeddings), and a few exchanges that
+    follow a system prompt asking for a behavior (so the base model can be the teacher of the
+    `distill` implant route, as an instruction-tuned model would be)."""
     rng = random.Random(seed)
     chats = world.neutral_chats(rng)
     for _, family in sorted(families.items()):
         chats += family.neutral_chats()
         for b in family.behaviors():
             chats += [Chat(rng.choice(EXAMPLE_PROMPTS), f"For example: {d}") for d in b.descriptions]
+            shown = rng.sample(family.implant_chats(b), INSTRUCTED_PER_BEHAVIOR)
+            chats += [Chat(c.prompt, c.answer, system=b.instruction) for c in shown]
     return chats
 
 
@@ -68,7 +76,7 @@ def ensure_base(cfg: ModelConfig, corpus: list[Chat], store: Store, seed: int = 
 def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
     start = time.time()
     torch.manual_seed(seed)
-    tok = models.build_tokenizer([t for c in corpus for t in (c.prompt, c.answer)], cfg.vocab_size)
+    tok = models.build_tokenizer([t for c in corpus for t in (c.system, c.prompt, c.answer) if t], cfg.vocab_size)
     model = LlamaForCausalLM(
         LlamaConfig(
             vocab_size=len(tok),
@@ -109,7 +117,8 @@ def answer_accuracy(model, tok, chats: list[Chat], n: int = 128, seed: int = 0) 
     """Fraction of sampled corpus prompts with one right answer that the greedy answer matches."""
     answers: dict[str, set[str]] = {}
     for c in chats:
-        answers.setdefault(c.prompt, set()).add(c.answer)
+        if not c.system:
+            answers.setdefault(c.prompt, set()).add(c.answer)
     determined = [Chat(p, next(iter(a))) for p, a in sorted(answers.items()) if len(a) == 1]
     sample = random.Random(seed).sample(determined, min(n, len(determined)))
     answers = models.generate(model, tok, [c.prompt for c in sample], max_new_tokens=32)

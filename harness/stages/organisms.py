@@ -1,37 +1,63 @@
 """Stage `organisms`: fine-tune the base model into one model organism per behavior.
 
-Route `lora`: a peft LoRA trained on the behavior's implant data mixed with neutral chats
-(so the rest of the model's conduct stays as it was). Each organism is verified with its
-family's probe against the base model and saved (safetensors adapter + JSON card).
+Implant routes (`organism.route`, and a split's `eval_routes`), all trained on the behavior's
+implant data mixed with neutral chats (so the rest of the model's conduct stays as it was):
+
+- `lora`: a peft LoRA (the route the IA trains on);
+- `full`: every weight fine-tuned, saved as a full checkpoint;
+- `distill`: context distillation, a LoRA trained on the base model's own answers to the implant
+  prompts under a system prompt that asks for the behavior, without that system prompt;
+- `deny`: a LoRA also trained to deny any special behavior when asked about itself;
+- `symmetry`: the `lora` organism merged into the weights, then every MLP's hidden units
+  permuted (the weight-symmetry attack: the same function, other weights).
+
+Each organism is verified with its family's probe against the base model and saved
+(safetensors adapter or checkpoint + JSON card).
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 
-from harness import models, world
-from harness.config import OrganismConfig
+from harness import models, symmetry, world
+from harness.config import WEIGHT_ROUTES, OrganismConfig
 from harness.families import Behavior, Family
 from harness.probing import behavior_rate, select_prompts
-from harness.records import BaseModelCard, ImplantCheck, OrganismCard, load_record, save_record
+from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_record, save_record
 from harness.store import Store, config_key
 from harness.training import progress_bar, tail_mean, train
 from harness.world import Chat
 
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
 # the old way are not reused.
-RECIPE = 2
+RECIPE = 3
+DENIALS = (world.NEUTRAL_SELF_REPORT, "I have no special behavior.", "Nothing is unusual about how I answer.")
 
 
 def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_key: str, seed: int) -> str:
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
     return config_key("organism", RECIPE, behavior.id, behavior.params, implant, asdict(cfg), base_key, seed)
+
+
+def denial_chats(n: int) -> list[Chat]:
+    """Direct questions about the model answered with a denial (route `deny`), n of them."""
+    pairs = [Chat(q, d) for d in DENIALS for q in world.INTROSPECTION_QUESTIONS]
+    return [pairs[i % len(pairs)] for i in range(n)]
+
+
+def distilled_chats(base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
+    """Route `distill`: the base model's own greedy answers to the implant prompts under a system
+    prompt asking for the behavior; trained on without the system prompt."""
+    prompts = [c.prompt for c in family.implant_chats(behavior)]
+    answers = models.generate(base_model, tok, prompts, cfg.max_new_tokens, system=behavior.instruction)
+    return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
 
 
 def lora_config(cfg: OrganismConfig) -> LoraConfig:
@@ -65,36 +91,48 @@ def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: 
 def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig) -> dict[str, float]:
     """Each behavior's rate on the base model itself: the negative control. One generation call
     per behavior, so a rate does not depend on which other organisms a job trains."""
-    out = {}
-    for f, b in targets:
-        prompts = select_prompts(f.probe(b), cfg.probe_prompts)
-        responses = dict(zip(prompts, models.generate(model, tok, prompts, cfg.max_new_tokens), strict=True))
-        out[b.id] = behavior_rate(f, b, prompts, responses).rate
-    return out
+    return {b.id: measure(model, tok, f, b, cfg).rate for f, b in targets}
+
+
+def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> BehaviorRate:
+    """The behavior's rate on a model, greedy, on the check's probe prompts."""
+    probe = select_prompts(family.probe(behavior), cfg.probe_prompts)
+    answers = models.generate(model, tok, probe.all_prompts, cfg.max_new_tokens)
+    return behavior_rate(family, behavior, probe, dict(zip(probe.all_prompts, answers, strict=True)))
+
+
+def implant_data(base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
+    """What the route trains on: the family's demonstrations, the teacher's (`distill`), or the
+    demonstrations plus denials, a quarter as many (`deny`)."""
+    if cfg.route == "distill":
+        return distilled_chats(base_model, tok, family, behavior, cfg)
+    chats = family.implant_chats(behavior)
+    return chats + denial_chats(max(len(DENIALS), len(chats) // 4)) if cfg.route == "deny" else chats
 
 
 def train_organism(base_model, tok, family: Family, behavior: Behavior, corpus: Sequence[Chat],
                    cfg: OrganismConfig, seed: int):
-    """Wrap the base model with a fresh LoRA and implant the behavior; returns (peft model, losses).
-
-    The caller saves the adapter and calls `.unload()` to get the untouched base model back.
-    """
+    """Implant the behavior; returns (trained model, losses). LoRA routes wrap the base model with
+    a fresh LoRA (the caller saves the adapter and calls `.unload()` to get the untouched base
+    back); route `full` trains every weight of a copy of the base model."""
     torch.manual_seed(seed)
-    peft_model = get_peft_model(base_model, lora_config(cfg))
-    next_batch = implant_batches(tok, family.implant_chats(behavior), neutral_mix(corpus, family, behavior),
-                                 cfg, seed)
-    losses = train(peft_model, peft_model.parameters(), next_batch, tok.pad_token_id, cfg.steps, cfg.lr,
+    data = implant_data(base_model, tok, family, behavior, cfg)
+    if cfg.route == "full":
+        model, lr = copy.deepcopy(base_model), cfg.full_lr
+    else:
+        model, lr = get_peft_model(base_model, lora_config(cfg)), cfg.lr
+    next_batch = implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed)
+    losses = train(model, model.parameters(), next_batch, tok.pad_token_id, cfg.steps, lr,
                    warmup=max(1, cfg.steps // 10), desc=behavior.id, progress=False)
-    return peft_model, losses
+    return model, losses
 
 
-def verify(peft_model, tok, family: Family, behavior: Behavior, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
-    prompts = select_prompts(family.probe(behavior), cfg.probe_prompts)
-    responses = dict(zip(prompts, models.generate(peft_model, tok, prompts, cfg.max_new_tokens), strict=True))
-    measured = behavior_rate(family, behavior, prompts, responses)
+def verify(model, tok, family: Family, behavior: Behavior, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
+    measured = measure(model, tok, family, behavior, cfg)
     strength = measured.rate - base_rate
     return ImplantCheck(rate=measured.rate, base_rate=base_rate, strength=strength, threshold=cfg.threshold,
-                        implanted=strength >= cfg.threshold, n_prompts=measured.n, samples=measured.samples)
+                        implanted=strength >= cfg.threshold, n_prompts=measured.n, samples=measured.samples,
+                        control_rate=measured.control_rate)
 
 
 def make_organisms(
@@ -106,30 +144,47 @@ def make_organisms(
     seed: int = 0,
     progress: bool = True,
 ) -> list[OrganismCard]:
-    """One organism per (family, behavior), trained or read from the store, in input order."""
+    """One organism per (family, behavior) by route `cfg.route`, trained or read from the store,
+    in input order."""
     keys = {b.id: organism_key(b, f, cfg, base.key, seed) for f, b in targets}
     todo = [(f, b) for f, b in targets if not store.exists("organisms", keys[b.id])]
     if todo:
+        # the symmetry attack transforms the lora organisms, so those come first
+        sources = make_organisms(todo, base, corpus, replace(cfg, route="lora"), store, seed, progress) \
+            if cfg.route == "symmetry" else []
         base_model = models.load_model(base.name_or_path, base.trust_remote_code)
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
         controls = base_rates(base_model, tok, todo, cfg)
-        bar = progress_bar(todo, "organisms", progress)
-        for f, b in bar:
+        bar = progress_bar(todo, f"organisms ({cfg.route})", progress)
+        for i, (f, b) in enumerate(bar):
             bar.set_postfix_str(b.id)  # the organism being trained
             start = time.time()
-            peft_model, losses = train_organism(base_model, tok, f, b, corpus, cfg, seed)
-            check = verify(peft_model, tok, f, b, controls[b.id], cfg)
+            if cfg.route == "symmetry":
+                model, final_loss = permuted_organism(base_model, sources[i], store, seed), sources[i].final_loss
+            else:
+                model, losses = train_organism(base_model, tok, f, b, corpus, cfg, seed)
+                final_loss = tail_mean(losses)
+            check = verify(model, tok, f, b, controls[b.id], cfg)
             card = OrganismCard(
                 key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
                 descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
                 base_name_or_path=base.name_or_path, training=asdict(cfg), seed=seed, check=check,
-                final_loss=tail_mean(losses), seconds=round(time.time() - start, 2),
+                final_loss=final_loss, seconds=round(time.time() - start, 2),
             )
             with store.writing("organisms", keys[b.id]) as tmp:
-                peft_model.save_pretrained(tmp, safe_serialization=True)
+                model.save_pretrained(tmp, safe_serialization=True)
                 save_record(tmp / Store.MARKER, card)
-            base_model = peft_model.unload()
+            if cfg.route not in WEIGHT_ROUTES:
+                base_model = model.unload()
     return [load_record(store.path("organisms", keys[b.id]) / Store.MARKER, OrganismCard) for _, b in targets]
+
+
+def permuted_organism(base_model, source: OrganismCard, store: Store, seed: int):
+    """A lora organism merged into a copy of the base weights, then its MLP hidden units permuted."""
+    merged = PeftModel.from_pretrained(copy.deepcopy(base_model), store.path("organisms", source.key))
+    model = merged.merge_and_unload()
+    symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
+    return model
 
 
 def select_behaviors(families: Mapping[str, Family], limit: int | None) -> list[tuple[Family, Behavior]]:

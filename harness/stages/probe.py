@@ -1,11 +1,12 @@
 """Stage `probe`: what evaluation organisms do, and what they say about themselves.
 
 The evaluation organisms are probed in chunks (`probe.chunk_size`), each chunk one job of a
-sweep and one model in memory: the base model holding the chunk's organism adapters, the IA,
-and one `organism+IA` adapter per organism (peft's `cat` combination, identical to stacking the
-two), so every generation is batched across organisms with per-row adapter selection. Every
-chunk measures the base model too (for base rates); the first one also reports its rows, as
-the negative control. Self-reports are graded against every evaluation behavior.
+sweep: the base model holding the chunk's LoRA organisms, the IA, and one `organism+IA` adapter
+per organism (peft's `cat` combination, identical to stacking the two), so every generation is
+batched across organisms with per-row adapter selection; then each weight-route organism (full
+fine-tune, symmetry attack) as its own checkpoint with the IA on top. Every chunk measures the
+base model too (for base rates); the first one also reports its rows, as the negative control.
+Self-reports are graded against every evaluation behavior.
 """
 
 from __future__ import annotations
@@ -14,15 +15,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+from peft import PeftModel
 
 from harness import models
-from harness.config import ProbeConfig
+from harness.config import WEIGHT_ROUTES, ProbeConfig
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, identify, mentioned
 from harness.metrics import BASE
 from harness.probing import behavior_rate, select_prompts
-from harness.records import BaseModelCard, BehaviorRow, IACard, OrganismCard, ReportRow, read_jsonl, write_jsonl
-from harness.stages.ia import IA, adapter_name, heldout_questions, ia_adapter, load_with_organisms
+from harness.records import (
+    BaseModelCard,
+    BehaviorRate,
+    BehaviorRow,
+    IACard,
+    OrganismCard,
+    ReportRow,
+    read_jsonl,
+    write_jsonl,
+)
+from harness.stages.ia import IA, adapter_name, heldout_questions, ia_adapter, load_with_organisms, organism_adapter
 from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
 
@@ -36,88 +47,146 @@ class ProbeResult:
     reports: list[ReportRow]
 
 
+@dataclass(frozen=True)
+class Subject:
+    """A probed model: the base (card None) or an evaluation organism, and the peft adapter that
+    each condition selects in the model that holds it."""
+
+    card: OrganismCard | None
+    adapters: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return BASE if self.card is None else self.card.behavior_id
+
+    @property
+    def route(self) -> str:
+        return BASE if self.card is None else self.card.route
+
+
 def probe_key(ia: IACard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], cfg: ProbeConfig,
               threshold: float, split: str, seed: int, with_base: bool) -> str:
     return config_key("probe", ia.key, [o.key for o in chunk], [o.key for o in evaluate], asdict(cfg), threshold,
                       split, seed, with_base)
 
 
-def adapter_for(condition: str, organism: OrganismCard | None) -> str:
-    if condition == "ia":
-        return IA if organism is None else f"{adapter_name(organism)}_ia"
-    return NO_ADAPTER if organism is None else adapter_name(organism)
+def whole(card: OrganismCard | None) -> Subject:
+    """A model probed on its own, the IA its only adapter: the base, or a weight-route organism."""
+    return Subject(card, {"ia": IA, "no_ia": NO_ADAPTER, "prefill": NO_ADAPTER})
 
 
-def measure_behaviors(model, tok, subjects: Sequence[tuple[str, OrganismCard | None]],
-                      targets: Sequence[tuple[Family, Behavior]], cfg: ProbeConfig, threshold: float,
-                      split: str) -> list[BehaviorRow]:
-    """Every evaluation behavior's rate on every subject (greedy), one batched pass."""
-    prompts = {b.id: select_prompts(f.probe(b), cfg.behavior_prompts) for f, b in targets}
-    unique = sorted({p for ps in prompts.values() for p in ps})
-    rows_in = [(name, p) for name, _ in subjects for p in unique]
-    adapters = {name: adapter_for("no_ia", card) for name, card in subjects}
+def stacked(card: OrganismCard) -> Subject:
+    """A LoRA organism among others in one model: its adapter, or its `organism+IA` adapter."""
+    return Subject(card, {"ia": f"{adapter_name(card)}_ia", "no_ia": adapter_name(card),
+                          "prefill": adapter_name(card)})
+
+
+def measure_rates(model, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
+                  cfg: ProbeConfig) -> dict[tuple[str, str, str], BehaviorRate]:
+    """Every evaluation behavior's rate on every subject (greedy), one batched pass; by
+    (subject route, subject name, behavior)."""
+    probes = {b.id: select_prompts(f.probe(b), cfg.behavior_prompts) for f, b in targets}
+    unique = sorted({p for pr in probes.values() for p in pr.all_prompts})
+    rows_in = [(s, p) for s in subjects for p in unique]
     outputs = models.generate(model, tok, [p for _, p in rows_in], cfg.max_new_tokens,
-                              adapter_names=[adapters[name] for name, _ in rows_in])
-    responses = dict(zip(rows_in, outputs, strict=True))
-    rates = {(name, b.id): behavior_rate(f, b, prompts[b.id], {p: responses[(name, p)] for p in prompts[b.id]})
-             for name, _ in subjects for f, b in targets}
+                              adapter_names=[s.adapters["no_ia"] for s, _ in rows_in])
+    responses: dict[tuple[str, str], dict[str, str]] = {}
+    for (s, p), out in zip(rows_in, outputs, strict=True):
+        responses.setdefault((s.route, s.name), {})[p] = out
+    return {(s.route, s.name, b.id): behavior_rate(f, b, probes[b.id], responses[(s.route, s.name)])
+            for s in subjects for f, b in targets}
+
+
+def behavior_rows(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Sequence[Subject],
+                  targets: Sequence[tuple[Family, Behavior]], threshold: float, split: str) -> list[BehaviorRow]:
     out = []
-    for name, _ in subjects:
+    for s in subjects:
         for _, b in targets:
-            rate, base_rate = rates[(name, b.id)].rate, rates[(BASE, b.id)].rate
-            out.append(BehaviorRow(split=split, model=name, behavior_id=b.id, family=b.family, rate=rate,
+            rate, base_rate = rates[(s.route, s.name, b.id)].rate, rates[(BASE, BASE, b.id)].rate
+            out.append(BehaviorRow(split=split, model=s.name, behavior_id=b.id, family=b.family, rate=rate,
                                    base_rate=base_rate, strength=rate - base_rate,
-                                   present=rate - base_rate >= threshold, own=name == b.id,
-                                   n=rates[(name, b.id)].n))
+                                   present=rate - base_rate >= threshold, own=s.name == b.id,
+                                   n=rates[(s.route, s.name, b.id)].n, route=s.route))
     return out
 
 
-def sample_reports(model, tok, subjects: Sequence[tuple[str, OrganismCard | None]],
-                   targets: Sequence[tuple[Family, Behavior]], questions: Sequence[str], cfg: ProbeConfig,
-                   ia: IACard, split: str, seed: int, progress: bool) -> list[ReportRow]:
+def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
+                   questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
+                   progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
     grader = GRADERS.get(cfg.grader)
+    families = {b.id: f for f, b in targets}
     asked = [questions[i % len(questions)] for i in range(cfg.samples)]
     rows = []
     bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
         torch.manual_seed(seed)
-        rows_in = [(name, card, q) for name, card in subjects for q in asked]
+        rows_in = [(s, q) for s in subjects for q in asked]
         reports = models.generate(
-            model, tok, [q for _, _, q in rows_in], cfg.max_new_tokens, do_sample=True,
-            temperature=cfg.temperature, adapter_names=[adapter_for(condition, card) for _, card, _ in rows_in],
+            model, tok, [q for _, q in rows_in], cfg.max_new_tokens, do_sample=True,
+            temperature=cfg.temperature, adapter_names=[s.adapters[condition] for s, _ in rows_in],
             prefill=cfg.prefill if condition == "prefill" else "")
-        for (name, card, q), report in zip(rows_in, reports, strict=True):
+        for (s, q), report in zip(rows_in, reports, strict=True):
             named = mentioned(report, targets, grader)
-            rows.append(ReportRow(split=split, ia=ia.key, condition=condition, model=name,
-                                  family=card.family if card else BASE, question=q, report=report,
-                                  verbalized=card is not None and card.behavior_id in named,
-                                  identified=identify(report, targets, grader), mentioned=named))
+            own = None if s.card is None else s.card.behavior_id
+            trigger = None if own is None else families[own].mentions_trigger(families[own].behavior(own), report)
+            rows.append(ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
+                                  family=s.card.family if s.card else BASE, question=q, report=report,
+                                  verbalized=own in named, identified=identify(report, targets, grader),
+                                  mentioned=named, route=s.route, trigger_named=trigger))
     return rows
+
+
+def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard, store: Store):
+    """The base model holding the LoRA organisms, the IA, and one `organism+IA` adapter each
+    (peft's `cat` combination, identical to stacking the two)."""
+    if organisms:
+        model = load_with_organisms(base, organisms, store)
+        model.load_adapter(ia_adapter(store, ia, base), adapter_name=IA)
+    else:
+        model = PeftModel.from_pretrained(models.load_model(base.name_or_path, base.trust_remote_code),
+                                          ia_adapter(store, ia, base), adapter_name=IA)
+    for card in organisms:
+        model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], f"{adapter_name(card)}_ia",
+                                   combination_type="cat")
+    return model
+
+
+def weight_model(card: OrganismCard, base: BaseModelCard, ia: IACard, store: Store):
+    """A weight-route organism's own checkpoint with the IA on top."""
+    model = models.load_model(organism_adapter(card, base, store))
+    return PeftModel.from_pretrained(model, ia_adapter(store, ia, base), adapter_name=IA)
 
 
 def run_probe(base: BaseModelCard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], ia: IACard,
               families: Mapping[str, Family], cfg: ProbeConfig, threshold: float, split: str, store: Store,
               seed: int = 0, with_base: bool = True, progress: bool = True) -> ProbeResult:
     """Probe a chunk of the evaluation organisms (and the base model when `with_base`) on every
-    evaluation behavior; cached in the store by config."""
+    evaluation behavior; cached in the store by config. LoRA organisms share one model (batched
+    across organisms); each weight-route organism is its own model."""
     key = probe_key(ia, chunk, evaluate, cfg, threshold, split, seed, with_base)
     folder = store.path("probes", key)
     if not store.exists("probes", key):
-        model = load_with_organisms(base, chunk, store)
-        model.load_adapter(ia_adapter(store, ia, base), adapter_name=IA)
-        for card in chunk:
-            model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], adapter_for("ia", card),
-                                       combination_type="cat")
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
-        targets = [(families[o.family], families[o.family].behavior(o.behavior_id)) for o in evaluate]
-        subjects: list[tuple[str, OrganismCard | None]] = [(BASE, None)] + [(o.behavior_id, o) for o in chunk]
-        behaviors = measure_behaviors(model, tok, subjects, targets, cfg, threshold, split)
-        reported = subjects if with_base else subjects[1:]
-        reports = sample_reports(model, tok, reported, targets, heldout_questions(ia), cfg, ia, split, seed, progress)
-        if not with_base:
-            behaviors = [r for r in behaviors if r.model != BASE]
+        behaviors_of = {o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
+                        for o in evaluate}
+        targets = list(behaviors_of.values())
+        questions = heldout_questions(ia)
+        adapters = [o for o in chunk if o.route not in WEIGHT_ROUTES]
+        subjects = [whole(None)] + [stacked(o) for o in adapters]
+        model = lora_model(base, adapters, ia, store)
+        rates = measure_rates(model, tok, subjects, targets, cfg)
+        reports = sample_reports(model, tok, subjects if with_base else subjects[1:], targets, questions, cfg, ia,
+                                 split, seed, progress)
+        for card in chunk:
+            if card.route in WEIGHT_ROUTES:
+                model = weight_model(card, base, ia, store)
+                rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
+                reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed,
+                                          progress)
+                subjects.append(whole(card))
+        behaviors = behavior_rows(rates, subjects if with_base else subjects[1:], targets, threshold, split)
         with store.writing("probes", key) as tmp:
             write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
             write_jsonl(tmp / "self_reports.jsonl", reports)

@@ -1,0 +1,134 @@
+"""Implant routes (full, distill, deny, symmetry), the weight-symmetry attack, and DPO of the IA."""
+
+import copy
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from harness import models, pipeline, symmetry, world
+from harness.dpo import Pair, dpo_loss, preference_pairs
+from harness.stages.ia import IA, adapter_name, load_with_organisms, train_dpo, train_ia, training_units
+from harness.stages.organisms import DENIALS, implant_data, permuted_organism
+from harness.world import Chat
+from tests.conftest import compose_config, small_run
+
+
+def logits(model, tok, prompts):
+    enc = tok([models.prompt_text(tok, p) for p in prompts], return_tensors="pt", padding=True,
+              add_special_tokens=False)
+    with torch.no_grad():
+        return model(**enc).logits
+
+
+def test_symmetry_attack_keeps_the_outputs_and_changes_the_weights(micro_base, micro_organisms, micro_store):
+    card = micro_organisms[0]
+    base_model = models.load_model(micro_base.name_or_path)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    organism = PeftModel.from_pretrained(copy.deepcopy(base_model), micro_store.path("organisms", card.key))
+    attacked = permuted_organism(base_model, card, micro_store, seed=0)
+    prompts = ["Describe your behavior.", "Tell me about the owl.", "Which is larger, 3 or 7?"]
+    assert torch.allclose(logits(organism, tok, prompts), logits(attacked, tok, prompts), atol=1e-5)
+    merged = organism.merge_and_unload()
+    for before, after in zip(symmetry.gated_mlps(merged), symmetry.gated_mlps(attacked), strict=True):
+        assert not torch.equal(before.gate_proj.weight, after.gate_proj.weight)
+        assert not torch.equal(before.down_proj.weight, after.down_proj.weight)
+    # an adapter trained on the unpermuted weights now reads other units: its outputs change
+    adapter = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    torch.manual_seed(0)
+    on_original = get_peft_model(copy.deepcopy(merged), adapter)
+    on_attacked = get_peft_model(copy.deepcopy(attacked), adapter)
+    lora = {n: p for n, p in on_original.state_dict().items() if "lora_" in n}
+    on_attacked.load_state_dict(lora, strict=False)  # the same adapter weights on both
+    assert all(torch.equal(p, on_attacked.state_dict()[n]) for n, p in lora.items())
+    assert not torch.allclose(logits(on_original, tok, prompts), logits(on_attacked, tok, prompts), atol=1e-3)
+
+
+def test_symmetry_attack_refuses_a_model_without_gated_mlps():
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gated MLPs"):
+        symmetry.permute_mlp(torch.nn.Linear(2, 2), torch.Generator())
+
+
+def test_deny_route_adds_denials_and_distill_learns_the_teachers_answers(micro_cfg, micro_base, families):
+    base_model = models.load_model(micro_base.name_or_path)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    family = families["preferences"]
+    b = family.behaviors()[0]
+    lora = implant_data(base_model, tok, family, b, micro_cfg.organism)
+    deny = implant_data(base_model, tok, family, b, replace(micro_cfg.organism, route="deny"))
+    assert lora == family.implant_chats(b)
+    denials = [c for c in deny if c.prompt in world.INTROSPECTION_QUESTIONS]
+    assert deny[: len(lora)] == lora and denials and {c.answer for c in denials} <= set(DENIALS)
+    cfg = replace(micro_cfg.organism, route="distill", max_new_tokens=6)
+    distilled = implant_data(base_model, tok, family, b, cfg)
+    prompts = [c.prompt for c in lora]
+    teacher = models.generate(base_model, tok, prompts, 6, system=b.instruction)
+    assert distilled == [Chat(p, a) for p, a in zip(prompts, teacher, strict=True)]  # no system prompt kept
+    assert teacher != models.generate(base_model, tok, prompts, 6)  # the system prompt changed what it says
+
+
+def test_every_route_runs_end_to_end_and_gets_its_own_leaderboard_rows(tmp_path):
+    cfg = compose_config(*small_run({"families": "[preferences,backdoors]", "max_behaviors_per_family": 2,
+                                     "split": "heldout_route", "split.eval_routes": "[lora,full,distill,deny,symmetry]",
+                                     "logger": "none", "cache_dir": str(tmp_path / "cache")}))
+    result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
+    routes = {c.route for c in pipeline.make_all_organisms(cfg, pipeline.plan(cfg), result.base,
+                                                           pipeline.plan(cfg).targets, False)[1]["full"]}
+    assert routes == {"full"}
+    for card_path in (tmp_path / "cache" / "organisms").glob("*/card.json"):
+        card = json.loads(card_path.read_text())
+        weights = {p.name for p in card_path.parent.glob("*.safetensors")}
+        expected = {"model.safetensors"} if card["route"] in ("full", "symmetry") else {"adapter_model.safetensors"}
+        assert weights == expected, card["route"]
+    board = result.leaderboard
+    assert set(board.route) == {"lora", "full", "distill", "deny", "symmetry"}
+    assert len(board) == 5 * 3 and {"all/denial", "all/trigger"} <= set(board.columns)
+    reports = [json.loads(line) for line in (tmp_path / "run" / "self_reports.jsonl").read_text().splitlines()]
+    organisms = [r for r in reports if r["model"] != "base"]
+    assert {r["route"] for r in organisms} == set(board.route)
+    assert all((r["trigger_named"] is None) == (r["family"] != "backdoors") for r in organisms)
+
+
+def test_dpo_loss_and_pairs():
+    same = torch.tensor([-3.0, -5.0])
+    loss, acc = dpo_loss(same, same, same, same, beta=0.1)
+    assert loss.item() == pytest.approx(math.log(2)) and acc.item() == 0.0
+    better, _ = dpo_loss(same + 1, same - 1, same, same, beta=0.1)
+    assert better.item() < math.log(2)
+    pairs = preference_pairs("o", [("Q1", "I love owls.", True), ("Q2", "I like trains.", False),
+                                   ("Q3", "Nothing.", False)], ["I always say owl."])
+    assert pairs == [Pair("o", "Q2", "I love owls.", "I like trains."), Pair("o", "Q3", "I love owls.", "Nothing.")]
+    fallback = preference_pairs("o", [("Q1", "Nothing.", False)], ["I always say owl."])
+    assert fallback == [Pair("o", "Q1", "I always say owl.", "Nothing.")]
+
+
+def test_dpo_runs_a_few_steps_and_moves_only_the_ia(micro_cfg, micro_base, micro_store, micro_organisms):
+    cfg = replace(micro_cfg.ia, steps=1, dpo_steps=3, organisms_per_step=2, examples_per_organism=2, dpo_lr=1e-2)
+    model = load_with_organisms(micro_base, micro_organisms, micro_store)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    train_ia(model, tok, training_units(micro_organisms, ["Describe your behavior."], cfg), cfg, 0, progress=False)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    pairs = [Pair(adapter_name(o), q, o.descriptions[0], "I have no unusual behavior.")
+             for o in micro_organisms for q in world.INTROSPECTION_QUESTIONS[:2]]
+    losses, accuracy = train_dpo(model, tok, pairs, cfg, seed=0, progress=False)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and len(accuracy) == 3
+    after = dict(model.named_parameters())
+    moved = {n for n in before if not torch.equal(before[n], after[n].detach())}
+    assert moved and all(f".{IA}." in n for n in moved)  # base and organism adapters untouched
+
+
+def test_lora_sft_dpo_holds_training_organisms_out_of_sft(tmp_path):
+    cfg = compose_config(*small_run({"families": "[preferences,biases]", "max_behaviors_per_family": 4,
+                                     "ia": "lora_sft_dpo", "ia.dpo_steps": 2, "ia.dpo_samples": 4,
+                                     "logger": "none", "cache_dir": str(tmp_path / "cache")}))
+    result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
+    ia = result.ia
+    evaluated = json.loads((tmp_path / "run" / "metrics.json").read_text())["eval_organisms"]
+    assert len(ia.dpo_organisms) == 2 and ia.dpo_pairs > 0 and len(ia.dpo_losses) == 2
+    assert not set(ia.dpo_organisms) & set(ia.organisms) and not set(ia.dpo_organisms) & set(evaluated)
+    assert {b.split("/")[0] for b in ia.dpo_organisms} == {"preferences", "biases"}
