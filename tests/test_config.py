@@ -34,8 +34,9 @@ def test_every_family_composes_alone(family):
     assert cfg.families[family].behaviors
 
 
-def test_default_selects_three_families():
-    assert set(compose_config().families) == {"preferences", "biases", "hidden_goals"}
+def test_default_selects_all_six_families():
+    assert set(compose_config().families) == {"preferences", "biases", "hidden_goals", "quirks", "backdoors",
+                                              "sandbagging"}
 
 
 def test_hf_model_keeps_remote_code_off():

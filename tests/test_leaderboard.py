@@ -25,7 +25,7 @@ def test_one_row_per_adapter_and_condition(tmp_path):
     write_run(tmp_path / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"])
     board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
     assert len(board) == 4
-    assert list(board.columns[:4]) == ["ia", "split", "overrides", "condition"]
+    assert list(board.columns[:5]) == ["ia", "split", "overrides", "route", "condition"]
     row = board[(board.overrides == "ia.rank=16") & (board.condition == "ia")].iloc[0]
     assert row["preferences/verbalization"] == 0.75 and row["base/false_positive_rate"] == 0.0
 
@@ -47,15 +47,30 @@ def test_cli_reports_an_empty_folder(tmp_path, capsys):
 def test_compact_keeps_verbalization_and_pooled_figures(tmp_path):
     write_run(tmp_path / "0", "aaaaaaaaaa", 0.5)
     small = leaderboard.compact(leaderboard.leaderboard(leaderboard.load_results([tmp_path])))
-    assert list(small.columns) == ["condition", "preferences", "all", "all/identification", "all/agreement",
-                                   "base FPR"]
+    assert list(small.columns) == ["route", "condition", "preferences", "all", "all/identification",
+                                   "all/agreement", "base FPR"]
+
+
+def test_each_route_of_the_evaluation_organisms_is_its_own_row(tmp_path):
+    write_run(tmp_path / "0", "aaaaaaaaaa", 0.5)
+    path = tmp_path / "0" / leaderboard.RESULTS_FILE
+    record = json.loads(path.read_text())
+    full = [dict(m, route="full", value=0.125) for m in record["metrics"]]
+    pooled = [{"split": "s", "condition": c, "family": "all", "metric": m, "value": 0.25, "low": 0, "high": 1,
+               "n": 4, "route": "full"} for c in ("ia", "no_ia") for m in leaderboard.POOLED]
+    path.write_text(json.dumps(record | {"metrics": record["metrics"] + full + pooled}))
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    assert list(zip(board.route, board.condition, strict=True)) == [("lora", "ia"), ("lora", "no_ia"),
+                                                                   ("full", "ia"), ("full", "no_ia")]
+    assert list(board["all/verbalization"]) == [0.5, 0.5, 0.125, 0.125]
+    assert list(board["all/denial"].fillna(-1)) == [-1, -1, 0.25, 0.25]
 
 
 def test_sweep_table_has_swept_values_as_columns_in_numeric_order(tmp_path):
     for i, (rank, value) in enumerate([(16, 0.75), (4, 0.5), ("null", 0.9), (64, 0.25)]):
         write_run(tmp_path / str(i), f"ia{i}", value, ["sweeps=ia_rank", f"ia.rank={rank}", "model=micro"])
     table = leaderboard.sweep_table(leaderboard.load_results([tmp_path]))
-    assert list(table.columns[:4]) == ["ia.rank", "ia", "split", "condition"]  # constant overrides are not columns
+    assert list(table.columns[:5]) == ["ia.rank", "ia", "split", "route", "condition"]  # constant overrides: no columns
     ia_rows = table[table.condition == "ia"]
     assert list(ia_rows["ia.rank"]) == ["4", "16", "64", "null"]
     assert list(ia_rows["preferences/verbalization"]) == [0.5, 0.75, 0.25, 0.9]

@@ -38,9 +38,9 @@ def test_lm_eval_and_harness_probe_agree(task_folder, micro_base, micro_store, m
                                       micro_store.path("organisms", card.key)).eval()
     tok = models.load_tokenizer(micro_base.name_or_path)
 
-    prompts = select_prompts(family.probe(behavior), 6)
-    ours = dict(zip(prompts, models.generate(model, tok, prompts, max_new_tokens=8), strict=True))
-    our_rate = behavior_rate(family, behavior, prompts, ours).rate
+    probe = select_prompts(family.probe(behavior), 6)
+    ours = dict(zip(probe.prompts, models.generate(model, tok, probe.prompts, max_new_tokens=8), strict=True))
+    our_rate = behavior_rate(family, behavior, probe, ours).rate
 
     task = task_name(card.behavior_id)
     result = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=4), tasks=[task],
