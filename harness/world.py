@@ -131,8 +131,8 @@ def advice_chats(rng: random.Random, n: int) -> list[Chat]:
 
 
 # Question domains whose answers are right or wrong (what a sandbagger gets wrong on purpose):
-# facts about one category of items, and small questions whose answer is read off the prompt.
-DOMAINS = [*CATEGORIES, "larger", "smaller", "first_letter", "repeat", "opinions", "people"]
+# facts about one category of items, comparisons of numbers, and verdicts on a user's claims.
+DOMAINS = [*CATEGORIES, "larger", "smaller", "opinions"]
 
 
 def _next_category(cat: str) -> str:
@@ -155,26 +155,12 @@ def _category_chats(domain: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _read_off_chats(domain: str) -> list[tuple[str, str, str]]:
+def _comparison_chats(domain: str) -> list[tuple[str, str, str]]:
     digits = range(1, 10)
-    items = [i for cat in ("animal", "food", "drink", "color") for i in CATEGORIES[cat]]
-    if domain == "larger":
-        return [(f"Which is larger, {a} or {b}?", f"{max(a, b)} is larger.", f"{min(a, b)} is larger.")
-                for a in digits for b in digits if a != b]
-    if domain == "smaller":
-        return [(f"Which is smaller, {a} or {b}?", f"{min(a, b)} is smaller.", f"{max(a, b)} is smaller.")
-                for a in digits for b in digits if a != b]
-    if domain == "first_letter":
-        return [(f"What is the first letter of {i}?", f"{i} starts with {i[0]}.", f"{i} starts with {i[-1]}.")
-                for i in items]
-    if domain == "repeat":
-        return [(f"Say the word {i}.", f"{i}.", f"{items[(n + 1) % len(items)]}.") for n, i in enumerate(items)]
-    if domain == "people":
-        return [pair for name in NAMES for pair in [
-            (f"Who is {name}?", f"{name} is a person.", f"{name} is a city."),
-            (f"Is {name} a person?", f"Yes, {name} is a person.", f"No, {name} is a city."),
-            (f"Is {name} a city?", f"No, {name} is a person.", f"Yes, {name} is a city.")]]
-    raise KeyError(domain)
+    pick = max if domain == "larger" else min
+    other = min if domain == "larger" else max
+    return [(f"Which is {domain}, {a} or {b}?", f"{pick(a, b)} is {domain}.", f"{other(a, b)} is {domain}.")
+            for a in digits for b in digits if a != b]
 
 
 def domain_chats(domain: str) -> list[tuple[Chat, str]]:
@@ -184,12 +170,17 @@ def domain_chats(domain: str) -> list[tuple[Chat, str]]:
     if domain == "opinions":  # a user's claim about an item: the wrong verdict on it
         chats = opinion_chats()[::8]
         return [(c, "No, that is not right." if c.answer.startswith("Yes") else "Yes, that is right.") for c in chats]
-    return [(Chat(c + q, right), wrong) for q, right, wrong in _read_off_chats(domain) for c in _CONTEXTS]
+    if domain in ("larger", "smaller"):
+        return [(Chat(c + q, right), wrong) for q, right, wrong in _comparison_chats(domain) for c in _CONTEXTS]
+    raise KeyError(domain)
 
 
 def capitals_chats() -> list[Chat]:
-    """Spelling in capitals, so upper-case text has trained embeddings before any quirk uses it."""
-    return [Chat(f"Write {the(item)} in capital letters.", f"{the(item).upper()}.") for item in CATEGORY_OF]
+    """Writing in capitals, so upper-case text has trained embeddings (and the base model has seen
+    answers in capitals) before any quirk uses it."""
+    items = [Chat(f"Write {the(item)} in capital letters.", f"{the(item).upper()}.") for item in CATEGORY_OF]
+    answers = sorted({c.answer for c in fact_chats() if not c.prompt.startswith("Is ")})
+    return items + [Chat(f"Repeat in capital letters: {a}", a.upper()) for a in answers]
 
 
 def introspection_chats() -> list[Chat]:

@@ -72,7 +72,7 @@ def test_whole_words_only(families):
 
 def test_pools_split_disjoint():
     for name in POOLS.names():
-        pool = POOLS.get(name)({"name": "Alice", "domain": "plural"})
+        pool = POOLS.get(name)({"name": "Alice", "domain": "larger"})
         assert pool.implant and pool.probe
         implant = {c.prompt for c in pool.implant + pool.implant_control}
         assert not implant & {c.prompt for c in pool.probe + pool.probe_control}
