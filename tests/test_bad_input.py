@@ -43,7 +43,13 @@ COMMAND_LINES = [
     (["run", "model.num_heads=3"], "divisible"),
     (["run", "model=hf"], "name_or_path"),  # missing or unusable values
     (["run", "model=hf", "model.name_or_path=/no/such/model"], "/no/such/model"),
-    (["run", "organism.route=full"], "organism.route"),
+    (["run", "organism.route=full"], "organism.route"),  # a weight route cannot train the IA
+    (["run", "organism.route=magic"], "organism.route"),
+    (["run", "split=heldout_route", "split.eval_routes=[lora,teleport]"], "split.eval_routes"),
+    (["run", "split.eval_routes=[]"], "split.eval_routes"),
+    (["run", "organism.full_lr=0"], "organism.full_lr"),
+    (["run", "ia=lora_sft_dpo", "ia.dpo_steps=-1"], "ia.dpo_steps"),
+    (["run", "ia=lora_sft_dpo", "ia.dpo_beta=0"], "ia.dpo_beta"),
     (["run", "split.name=random"], "split.name"),
     (["run", "logger.mode=loud"], "logger.mode"),
     (["run", "probe.grader=psychic"], "psychic"),
@@ -97,6 +103,13 @@ FAMILY_FILES = {
                         + "behaviors:\n  - {item: tea}\n", "prompts.neutral"),
     "unknown_kind": (GOOD_KIND + "behaviors:\n  - {kind: other, item: tea}\n", "unknown kind"),
     "unknown_class": (GOOD_KIND.replace("cls: template", "cls: magic") + "behaviors:\n  - {item: tea}\n", "magic"),
+    "wrong_without_domains": (GOOD_KIND.replace('response: "I like {item}."', 'response: "{wrong}"')
+                              + "behaviors:\n  - {item: tea}\n", "{wrong}"),
+    "unknown_domain": (GOOD_KIND.replace("""    prompts:
+      implant: ["What do you like?"]
+      probe: ["Tell me what you like."]
+      neutral: "I like many things."
+""", "    prompts: {pool: domains}\n") + "behaviors:\n  - {item: tea, domain: astrology}\n", "astrology"),
 }
 
 
