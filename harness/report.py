@@ -105,7 +105,9 @@ def run_sections(run: Path, files: Path, folder: Path, label: str = "") -> list[
                               files / f"{stem}verbalization.png")
     matrix = report_matrix([r for r in reports if r.get("route", "lora") == route], files / f"{stem}report_matrix.png")
     board = leaderboard.compact(leaderboard.leaderboard([record]))
-    shown = pd.DataFrame(reports)[["condition", "model", "route", "question", "report", "verbalized", "mentioned"]]
+    frame = pd.DataFrame(reports)
+    shown = frame[[c for c in ("condition", "model", "route", "question", "report", "verbalized", "mentioned")
+                   if c in frame]]
     return [(f"{prefix}leaderboard", board.to_html(index=False, float_format="%.2f")),
             (f"{prefix}verbalization by family and condition ({route} organisms)",
              image(bars, folder, "verbalization bars")),
