@@ -190,7 +190,8 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     usable, evaluate = ia_split(cfg, cards)
     evaluate = evaluation_organisms(cfg, evaluate, others)
     ia = ensure_ia(base, usable, cfg.ia, cfg.split.name, p.store, cfg.seed, progress, p.families)
-    print(f"IA: {ia_path(p.store, ia)} (trained on {len(usable)} organisms, final loss {ia.final_loss:.3f}); "
+    dpo = f", then DPO on {ia.dpo_pairs} report pairs of {len(ia.dpo_organisms)} more" if ia.dpo_organisms else ""
+    print(f"IA: {ia_path(p.store, ia)} (SFT on {len(ia.organisms)} organisms{dpo}, final loss {ia.final_loss:.3f}); "
           f"evaluating on {len(evaluate)} held-out organisms")
     if cfg.stage == "ia":
         log_stage(cfg, out, overrides, lambda wb: tracking.log_curve(wb, "ia/loss", ia.losses))

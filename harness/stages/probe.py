@@ -39,6 +39,8 @@ from harness.training import progress_bar
 
 CONDITIONS = ("ia", "no_ia", "prefill")
 NO_ADAPTER = "__base__"
+# Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
+RECIPE = 2
 
 
 @dataclass
@@ -66,8 +68,8 @@ class Subject:
 
 def probe_key(ia: IACard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], cfg: ProbeConfig,
               threshold: float, split: str, seed: int, with_base: bool) -> str:
-    return config_key("probe", ia.key, [o.key for o in chunk], [o.key for o in evaluate], asdict(cfg), threshold,
-                      split, seed, with_base)
+    return config_key("probe", RECIPE, ia.key, [o.key for o in chunk], [o.key for o in evaluate], asdict(cfg),
+                      threshold, split, seed, with_base)
 
 
 def whole(card: OrganismCard | None) -> Subject:
@@ -121,20 +123,20 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
     bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
-        torch.manual_seed(seed)
-        rows_in = [(s, q) for s in subjects for q in asked]
-        reports = models.generate(
-            model, tok, [q for _, q in rows_in], cfg.max_new_tokens, do_sample=True,
-            temperature=cfg.temperature, adapter_names=[s.adapters[condition] for s, _ in rows_in],
-            prefill=cfg.prefill if condition == "prefill" else "")
-        for (s, q), report in zip(rows_in, reports, strict=True):
-            named = mentioned(report, targets, grader)
+        for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
+            torch.manual_seed(seed)
+            reports = models.generate(
+                model, tok, asked, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                adapter_names=[s.adapters[condition]] * len(asked),
+                prefill=cfg.prefill if condition == "prefill" else "")
             own = None if s.card is None else s.card.behavior_id
-            trigger = None if own is None else families[own].mentions_trigger(families[own].behavior(own), report)
-            rows.append(ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
-                                  family=s.card.family if s.card else BASE, question=q, report=report,
-                                  verbalized=own in named, identified=identify(report, targets, grader),
-                                  mentioned=named, route=s.route, trigger_named=trigger))
+            for q, report in zip(asked, reports, strict=True):
+                named = mentioned(report, targets, grader)
+                trigger = None if own is None else families[own].mentions_trigger(families[own].behavior(own), report)
+                rows.append(ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
+                                      family=s.card.family if s.card else BASE, question=q, report=report,
+                                      verbalized=own in named, identified=identify(report, targets, grader),
+                                      mentioned=named, route=s.route, trigger_named=trigger))
     return rows
 
 
