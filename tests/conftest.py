@@ -15,7 +15,8 @@ from harness.store import Store  # noqa: E402
 
 # A seconds-long run on the micro model: two behaviors of each of three families (one trains the IA,
 # one is held out).
-SMALL_RUN = {"model": "micro", "families": "[preferences,biases,hidden_goals]", "max_behaviors_per_family": 2, "organism.steps": 2, "organism.probe_prompts": 4,
+SMALL_RUN = {"model": "micro", "families": "[preferences,biases,hidden_goals]",
+             "max_behaviors_per_family": 2, "organism.steps": 2, "organism.probe_prompts": 4,
              "organism.max_new_tokens": 6, "ia.steps": 2, "ia.only_implanted": "false", "probe.samples": 2,
              "probe.behavior_prompts": 4, "probe.max_new_tokens": 8}
 

@@ -113,3 +113,22 @@ def test_disk_full_during_a_rerun_keeps_the_finished_results(two_runs, tmp_path)
     assert err.startswith("harness: error: No space left on device") and "metrics.json" in err
     assert (run_dir / "metrics.json").read_text() == finished
     assert not list(run_dir.glob("*.tmp-*"))
+
+
+def test_self_reports_do_not_depend_on_how_organisms_are_chunked(tmp_path):
+    """Each organism's samples are seeded on their own: one organism per probe chunk or all in one
+    give the same reports (so an organism and its weight-permuted twin can be compared)."""
+    from dataclasses import replace
+
+    from harness import pipeline
+    from tests.conftest import compose_config
+
+    def reports(chunk_size: int) -> list[tuple]:
+        cfg = compose_config(*small_run({"logger": "none", "cache_dir": str(tmp_path / "cache"),
+                                         "probe.chunk_size": chunk_size}))
+        pipeline.run(replace(cfg, output_dir=str(tmp_path / str(chunk_size))), progress=False)
+        rows = [json.loads(line) for line in (tmp_path / str(chunk_size) / "self_reports.jsonl").read_text().split("\n")
+                if line]
+        return sorted((r["model"], r["condition"], r["question"], r["report"]) for r in rows)
+
+    assert reports(1) == reports(16)
