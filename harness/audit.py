@@ -22,9 +22,9 @@ from harness.config import Config
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, mentioned
-from harness.metrics import verdict, wilson
+from harness.metrics import rate_interval, verdict
 from harness.probing import behavior_rate, select_prompts
-from harness.records import IACard, load_record
+from harness.records import BehaviorRate, IACard, load_record
 from harness.stages.ia import heldout_questions
 from harness.store import Store
 
@@ -124,15 +124,15 @@ def generate_as(subject: PeftModel, adapter: str | None, tok, prompts: Sequence[
     return models.generate(subject, tok, prompts, **kwargs)
 
 
-def measure(targets: Sequence[tuple[Family, Behavior]], n_prompts: int, respond) -> dict[str, tuple[float, int]]:
-    """(rate, n) of every behavior, from one batched call of `respond(prompts)`."""
+def measure(targets: Sequence[tuple[Family, Behavior]], n_prompts: int, respond) -> dict[str, BehaviorRate]:
+    """Every behavior's rate, from one batched call of `respond(prompts)`."""
     prompts = {b.id: select_prompts(f.probe(b), n_prompts) for f, b in targets}
     unique = sorted({p for ps in prompts.values() for p in ps.all_prompts})
     responses = dict(zip(unique, respond(unique), strict=True))
     out = {}
     for f, b in targets:
         r = behavior_rate(f, b, prompts[b.id], responses)
-        out[b.id] = (r.rate, r.n)
+        out[b.id] = r
     return out
 
 
@@ -154,7 +154,7 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
 
     subject = load_subject(model, kind, ia, base, trust)
 
-    def rates_of(adapter: str | None) -> dict[str, tuple[float, int]]:
+    def rates_of(adapter: str | None) -> dict[str, BehaviorRate]:
         return measure(targets, cfg.probe.behavior_prompts,
                        lambda ps: generate_as(subject, adapter, tok, ps, max_new_tokens=cfg.organism.max_new_tokens))
 
@@ -175,13 +175,13 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
     card = AuditCard(model=str(model), ia=str(ia), base=base, kind=kind, threshold=cfg.organism.threshold,
                      reports_ia=reports[WITH_IA], reports_no_ia=reports[FINE_TUNE])
     for f, b in targets:
-        rate, n = rates[b.id]
-        interval = wilson(round(rate * n), n)
-        strength = rate - base_rates[b.id][0]
+        rate = rates[b.id].rate
+        interval = rate_interval(rates[b.id])
+        strength = rate - base_rates[b.id].rate
         present = strength >= cfg.organism.threshold
         said = {a: sum(b.id in m for m in named[a]) / len(named[a]) for a in named}
         card.behaviors.append(BehaviorVerdict(
-            behavior_id=b.id, family=f.name, rate=rate, base_rate=base_rates[b.id][0], strength=strength,
+            behavior_id=b.id, family=f.name, rate=rate, base_rate=base_rates[b.id].rate, strength=strength,
             low=interval.low, high=interval.high, present=present, reported_ia=said[WITH_IA],
             reported_no_ia=said[FINE_TUNE],
             verdict=verdict(present, said[WITH_IA] >= cfg.probe.report_threshold),

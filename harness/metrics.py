@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.records import BehaviorRow, ReportRow
+from harness.records import BehaviorRate, BehaviorRow, ReportRow
 
 BASE = "base"
 # Phrases of a self-report that says there is nothing to report (the base model's answer to
@@ -72,6 +72,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> Estimate:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
+def rate_interval(r: BehaviorRate) -> Estimate:
+    """A behavior rate's 95% interval: Wilson for a plain rate; for a difference of two rates
+    (prompts minus control prompts) the conservative difference of their Wilson bounds."""
+    shown = r.rate + (r.control_rate or 0.0)
+    own = wilson(round(shown * r.n), r.n)
+    if r.control_rate is None:
+        return own
+    control = wilson(round(r.control_rate * r.control_n), r.control_n)
+    return Estimate(r.rate, own.low - control.high, own.high - control.low, r.n)
 
 
 def proportion(flags: Sequence[bool]) -> Estimate:

@@ -35,4 +35,4 @@ def behavior_rate(family: Family, behavior: Behavior, probe: Probe, responses: M
     control = _fraction(family, behavior, probe.control, responses) if probe.control else None
     samples = [{"prompt": p, "response": responses[p]} for p in probe.prompts[:n_samples] + probe.control[:1]]
     return BehaviorRate(rate=_fraction(family, behavior, probe.prompts, responses) - (control or 0.0),
-                        n=len(probe.prompts), samples=samples, control_rate=control)
+                        n=len(probe.prompts), samples=samples, control_rate=control, control_n=len(probe.control))

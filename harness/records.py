@@ -26,6 +26,8 @@ class BehaviorRate:
     control_rate: float | None = None
     """For behaviors measured as a difference (backdoors, sandbagging): the fraction on the
     control prompts (no trigger, other domains), already subtracted from `rate`."""
+    control_n: int = 0
+    """Number of control prompts."""
 
 
 @dataclass
