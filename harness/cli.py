@@ -42,6 +42,8 @@ commands:
   harness run organism.steps=60 organism.rank=4        # change the implant
   harness run model=hf model.name_or_path=/path/to/model
   harness run split=leave_one_family_out split.heldout_family=biases
+  harness run split=heldout_route                      # evaluate on full / distill / deny organisms
+  harness run split=symmetry_attack ia=lora_sft_dpo    # permuted-weight organisms, an IA with DPO
   harness run --multirun ia.rank=1,4,16 logger=none    # a sweep, one run folder per job
   harness run --multirun sweeps=ia_rank hydra/launcher=joblib   # a preset from sweeps/, 2 local processes
   harness run --multirun sweeps=scaling_families hydra/launcher=slurm hydra.launcher.partition=gpu
@@ -51,15 +53,15 @@ commands:
   harness audit --model .cache/harness/organisms/<key> --ia .cache/harness/ia/<key>/ia
   harness audit --model my-peft-lora/ --ia my-ia/ --base Qwen/Qwen3-0.6B model=hf model.name_or_path=Qwen/Qwen3-0.6B
 
-config groups: model ({model}), organism (lora), split (heldout_behaviors, leave_one_family_out),
-  ia (lora_sft), probe (default), logger (wandb, wandb_online, none), families ({families}),
+config groups: model ({model}), organism (lora), split ({split}),
+  ia ({ia}), probe (default), logger (wandb, wandb_online, none), families ({families}),
   sweeps ({sweeps}), hydra/launcher (basic, joblib, submitit_local, submitit_slurm, slurm, ray, ray_cluster)
 artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>/
 """
 
 
 def usage() -> str:
-    return USAGE.format(**{g: ", ".join(group_options(g)) for g in ("model", "families", "sweeps")})
+    return USAGE.format(**{g: ", ".join(group_options(g)) for g in ("model", "families", "sweeps", "split", "ia")})
 
 
 def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
