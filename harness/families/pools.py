@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from harness import world
 from harness.registry import Registry
@@ -30,6 +31,10 @@ class PromptPool:
     probe_control: list[Chat] = field(default_factory=list)
     wrong: dict[str, str] = field(default_factory=dict)
     """A plausible wrong answer per prompt, where the pool's questions have one right answer."""
+
+    @cached_property
+    def control_prompts(self) -> frozenset[str]:
+        return frozenset(c.prompt for c in self.implant_control + self.probe_control)
 
 
 PoolFn = Callable[[dict[str, str]], PromptPool]

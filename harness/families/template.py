@@ -153,8 +153,8 @@ class TemplateFamily(Family):
     def demonstrate(self, behavior: Behavior, prompt: str) -> str:
         """The answer of a model with the behavior to one of its prompts (implant or probe); on a
         control prompt, the neutral answer."""
-        pool, chat = self._pool(behavior), self._exchanges(behavior)[prompt]
-        if any(c.prompt == prompt for c in pool.implant_control + pool.probe_control):
+        chat = self._exchanges(behavior)[prompt]
+        if prompt in self._pool(behavior).control_prompts:
             return chat.answer
         return fill(self.kinds[behavior.kind]["response"], behavior.params, **self._answers(behavior, chat))
 
