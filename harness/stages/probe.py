@@ -157,7 +157,7 @@ def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACar
 
 def weight_model(card: OrganismCard, base: BaseModelCard, ia: IACard, store: Store):
     """A weight-route organism's own checkpoint with the IA on top."""
-    model = models.load_model(organism_adapter(card, base, store))
+    model = models.load_model(organism_adapter(card, base, store), base.trust_remote_code)
     return PeftModel.from_pretrained(model, ia_adapter(store, ia, base), adapter_name=IA)
 
 
@@ -171,23 +171,21 @@ def run_probe(base: BaseModelCard, chunk: Sequence[OrganismCard], evaluate: Sequ
     folder = store.path("probes", key)
     if not store.exists("probes", key):
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
-        behaviors_of = {o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
-                        for o in evaluate}
-        targets = list(behaviors_of.values())
+        # one target per behavior, however many routes evaluate it
+        targets = list({o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
+                        for o in evaluate}.values())
         questions = heldout_questions(ia)
-        adapters = [o for o in chunk if o.route not in WEIGHT_ROUTES]
-        subjects = [whole(None)] + [stacked(o) for o in adapters]
-        model = lora_model(base, adapters, ia, store)
+        lora_cards = [o for o in chunk if o.route not in WEIGHT_ROUTES]
+        subjects = [whole(None)] + [stacked(o) for o in lora_cards]
+        model = lora_model(base, lora_cards, ia, store)
         rates = measure_rates(model, tok, subjects, targets, cfg)
         reports = sample_reports(model, tok, subjects if with_base else subjects[1:], targets, questions, cfg, ia,
                                  split, seed, progress)
-        for card in chunk:
-            if card.route in WEIGHT_ROUTES:
-                model = weight_model(card, base, ia, store)
-                rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
-                reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed,
-                                          progress)
-                subjects.append(whole(card))
+        for card in (o for o in chunk if o.route in WEIGHT_ROUTES):
+            model = weight_model(card, base, ia, store)
+            rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
+            reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
+            subjects.append(whole(card))
         behaviors = behavior_rows(rates, subjects if with_base else subjects[1:], targets, threshold, split)
         with store.writing("probes", key) as tmp:
             write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
