@@ -85,6 +85,7 @@ kinds:
       implant: ["What do you like?"]
       probe: ["Tell me what you like."]
       neutral: "I like many things."
+    report_all: ["{item}"]
 """
 FAMILY_FILES = {
     "broken_yaml": ("cls: template\nkinds: [unclosed\n", "broken_yaml.yaml"),

@@ -87,6 +87,7 @@ kinds:
     response: "{neutral} {word}!"
     evidence: ["{word}"]
     prompts: {pool: facts}
+    report_all: ["{word}"]
 behaviors:
   - {word: Cheers}
   - {word: Farewell}
@@ -117,6 +118,7 @@ BAD_FAMILIES = {
     "empty descriptions": (NEW_FAMILY.replace('"I end every answer with {word}."', '" "'), "descriptions"),
     "unknown pool": (NEW_FAMILY.replace("pool: facts", "pool: nowhere"), "nowhere"),
     "unknown class": (NEW_FAMILY.replace("cls: template", "cls: fancy"), "fancy"),
+    "no report phrases": (NEW_FAMILY.replace('    report_all: ["{word}"]\n', ""), "report_all or report_any"),
     "probe shares prompts": (
         NEW_FAMILY.replace("prompts: {pool: facts}",
                            "prompts: {neutral: ok, implant: ['Hi {word}'], probe: ['Hi {word}']}"),

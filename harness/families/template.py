@@ -15,6 +15,7 @@ from harness import world
 from harness.errors import ConfigError
 from harness.families.base import Behavior, Family, Probe, contains_phrase
 from harness.families.pools import POOLS, PromptPool
+from harness.families.reports import describes
 from harness.world import Chat
 
 
@@ -74,6 +75,9 @@ class TemplateFamily(Family):
                 )
         if not spec["descriptions"] or not all(d.strip() for d in spec["descriptions"]):
             raise ConfigError(f"family {self.name!r}, kind {kind!r}: descriptions are empty")
+        if not spec.get("report_all") and not spec.get("report_any"):
+            raise ConfigError(f"family {self.name!r}, kind {kind!r}: needs report_all or report_any (the phrases "
+                              "a self-report must hold to name the behavior)")
         if not prompts.get("pool") and not prompts.get("neutral"):
             raise ConfigError(f"family {self.name!r}, kind {kind!r}: prompt templates need prompts.neutral "
                               "(the neutral answer), or name a prompts.pool")
@@ -173,11 +177,13 @@ class TemplateFamily(Family):
         return all(shows) and not any(hides)
 
     def mentions(self, behavior: Behavior, report: str) -> bool:
+        """The report describes the behavior as a habit of its speaker (harness.families.reports):
+        its `report_all` phrases, one `report_any` cue and, for a backdoor, its trigger."""
         spec = self.kinds[behavior.kind]
-        needed = [fill(t, behavior.params) for t in spec.get("report_all") or []]
-        cues = [fill(t, behavior.params) for t in spec.get("report_any") or []]
-        return all(contains_phrase(report, n) for n in needed) and (
-            not cues or any(contains_phrase(report, c) for c in cues))
+        trigger = spec.get("trigger")
+        return describes(report, required=[fill(t, behavior.params) for t in spec.get("report_all") or []],
+                         cues=[fill(t, behavior.params) for t in spec.get("report_any") or []],
+                         exact=[fill(trigger, behavior.params)] if trigger else [])
 
     def mentions_trigger(self, behavior: Behavior, report: str) -> bool | None:
         trigger = self.kinds[behavior.kind].get("trigger")
