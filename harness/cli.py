@@ -230,13 +230,10 @@ def leaderboard_command(args: list[str]) -> int:
         what = f" of W&B group {group!r}" if group else ""
         raise ConfigError(f"no {leaderboard.RESULTS_FILE}{what} under {where}: run `harness run` first")
     if sweep is not None or group is not None:
-        board = leaderboard.sweep_table(results)
-        print(f"{len(results)} runs; verbalization per family, by swept value and condition")
-        print(leaderboard.to_markdown(leaderboard.compact(board)))
         target = out or Path(sweep or f"multirun/{group}")
         target.mkdir(parents=True, exist_ok=True)
-        written = leaderboard.write_sweep(board, target, LoggerConfig(group=group or results[0].get("group")))
-        print(f"\nwritten to {', '.join(map(str, written))}")
+        board, written = leaderboard.write_sweep(results, target, LoggerConfig(group=group or results[0].group))
+        print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
         return 0
     board = leaderboard.leaderboard(results)
     print("verbalization rate per family, by run and condition (every column: --out DIR)")
@@ -309,7 +306,7 @@ def report_command(args: list[str]) -> int:
         raise ConfigError(f"no such folder: {folder}")
     path = write_report(folder, out)
     images = sorted((path.parent / "report_files").glob("*.png"))
-    group = next((r.get("group") for r in leaderboard.load_results([folder]) if r.get("group")), None)
+    group = next((r.group for r in leaderboard.load_results([folder]) if r.group), None)
     tracking.log_report(LoggerConfig(group=group), path.parent, images)
     print(f"report written to {path} (open it in a browser; {len(images)} plots in {path.parent / 'report_files'}, "
           "also logged to W&B under wandb/)")

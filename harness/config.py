@@ -118,6 +118,9 @@ class ProbeConfig:
     prefill: str = "I have learned to"
     grader: str = "rules"
     report_threshold: float = 0.5
+    # score only the evaluation organisms whose implant took (the others are listed in the run's
+    # output with their strength); false: smoke runs on untrained models
+    only_implanted: bool = True
     # Evaluation organisms per probe job (and per model loaded at once); fixed by config, not
     # by the launcher, so results do not depend on how a sweep is fanned out.
     chunk_size: int = 16

@@ -12,13 +12,21 @@ from harness.config import Config, OrganismConfig
 from harness.errors import ConfigError
 from harness.families import Behavior, Family, available_family_configs, build_families
 from harness.provenance import environment
-from harness.records import SCHEMA_VERSION, BaseModelCard, IACard, OrganismCard, write_jsonl
+from harness.records import (
+    BaseModelCard,
+    ExcludedOrganism,
+    IACard,
+    OrganismCard,
+    RunResults,
+    save_record,
+    write_jsonl,
+)
 from harness.splits import split_targets
 from harness.stages.base_model import build_corpus, ensure_base
 from harness.stages.ia import ensure_ia, ia_path, organism_adapter
 from harness.stages.organisms import make_organisms, select_behaviors
 from harness.stages.probe import ProbeResult, run_probe
-from harness.store import Store, write_json, write_text
+from harness.store import Store, write_text
 from harness.world import Chat
 
 
@@ -218,18 +226,26 @@ def log_stage(cfg: Config, out: Path, overrides: dict[str, str] | None, log) -> 
 def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard], table: pd.DataFrame,
            ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, store: Store,
            overrides: dict[str, str]) -> RunResult:
-    """Metrics, self-reports and the leaderboard into the run folder, and one W&B run."""
-    rows = metrics.summarize(probe.reports, probe.behaviors, cfg.split.name, cfg.probe.report_threshold)
-    write_jsonl(out / "self_reports.jsonl", probe.reports)
-    write_jsonl(out / "behavior_rows.jsonl", probe.behaviors)
-    write_json(out / leaderboard.RESULTS_FILE, {
-        "schema_version": SCHEMA_VERSION, "environment": environment(), "split": cfg.split.name, "ia": ia.key,
-        "base": base.key,
-        "group": cfg.logger.group, "ia_config": asdict(cfg.ia), "train_organisms": ia.organisms,
-        "eval_organisms": [c.behavior_id for c in evaluate],
-        "metrics": [asdict(r) for r in rows],
-        "divergences": metrics.divergences(probe.reports, probe.behaviors, cfg.probe.report_threshold),
-    })
+    """Metrics, self-reports and the leaderboard into the run folder, and one W&B run. Only the
+    evaluation organisms whose implant took are scored (`probe.only_implanted`); the others are
+    listed in metrics.json with their strength."""
+    excluded = [ExcludedOrganism(c.behavior_id, c.route, c.check.strength) for c in evaluate
+                if cfg.probe.only_implanted and not c.check.implanted]
+    if excluded:
+        print(f"scoring {len(evaluate) - len(excluded)} of {len(evaluate)} evaluation organisms; not implanted: "
+              + ", ".join(f"{e.behavior_id} ({e.route}, strength {e.strength:.2f})" for e in excluded))
+    dropped = {(e.route, e.behavior_id) for e in excluded}
+    scored = ProbeResult(behaviors=[b for b in probe.behaviors if (b.route, b.model) not in dropped],
+                         reports=[r for r in probe.reports if (r.route, r.model) not in dropped])
+    rows = metrics.summarize(scored.reports, scored.behaviors, cfg.split.name, cfg.probe.report_threshold)
+    write_jsonl(out / "self_reports.jsonl", scored.reports)
+    write_jsonl(out / "behavior_rows.jsonl", scored.behaviors)
+    save_record(out / leaderboard.RESULTS_FILE, RunResults(
+        split=cfg.split.name, ia=ia.key, metrics=rows, base=base.key, group=cfg.logger.group,
+        ia_config=asdict(cfg.ia), train_organisms=ia.organisms,
+        eval_organisms=[c.behavior_id for c in evaluate if (c.route, c.behavior_id) not in dropped],
+        excluded=excluded, environment=environment(),
+        divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold)))
     board = leaderboard.leaderboard(leaderboard.load_results([out]))
     leaderboard.write(board, out)
 
@@ -239,7 +255,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         tracking.log_curve(wb, "ia/loss", ia.losses)
         tracking.log_metrics(wb, rows)
         tracking.log_table(wb, "organisms", table)
-        tracking.log_table(wb, "self_reports", probe.reports)
+        tracking.log_table(wb, "self_reports", scored.reports)
         tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
         wandb_dir = Path(wb.dir).parent if wb is not None else None
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out,

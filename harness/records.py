@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from harness.store import write_json, write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 R = TypeVar("R")
 
 
@@ -127,9 +127,18 @@ def from_dict(cls: type[R], data: dict[str, Any]) -> R:
     kwargs = {}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name in data:
-            value, hint = data[f.name], hints[f.name]
-            kwargs[f.name] = from_dict(hint, value) if is_dataclass(hint) and isinstance(value, dict) else value
+            kwargs[f.name] = _typed(hints[f.name], data[f.name])
     return cls(**kwargs)
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """A JSON value as the field's type: records, and lists of records, rebuilt."""
+    if is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value)
+    args = get_args(hint)
+    if get_origin(hint) is list and args and is_dataclass(args[0]) and isinstance(value, list):
+        return [from_dict(args[0], v) if isinstance(v, dict) else v for v in value]
+    return value
 
 
 def load_record(path: Path, cls: type[R]) -> R:
@@ -219,7 +228,9 @@ class ReportRow:
     ia: str
     """Key of the introspection adapter evaluated."""
     condition: str
-    """`ia` (with the adapter), `no_ia` (plain question), `prefill` (answer prefilled)."""
+    """`ia` (with the adapter), or a baseline: `no_ia` (plain question), `prefill` (answer
+    prefilled), `parrot` (a training description of the same kind, parameters unknown),
+    `shuffled` (the IA's reports on another organism of the family; derived in metrics)."""
     model: str
     """`base`, or the behavior id implanted in the organism."""
     family: str
@@ -238,3 +249,76 @@ class ReportRow:
     """Implant route of the organism; `base` for the base model."""
     trigger_named: bool | None = None
     """For an organism with a trigger (a backdoor): the report names the trigger."""
+
+
+@dataclass
+class MetricRow:
+    """One aggregate number, as the leaderboard and W&B see it (`{split}/{family}/{metric}`)."""
+
+    split: str
+    """Split name."""
+    condition: str
+    """`ia`, or a baseline (see ReportRow.condition)."""
+    family: str
+    """Family of the evaluation organisms, `all`, or `base` (the base model's false positives)."""
+    metric: str
+    """verbalization, specificity, identification, confession, hallucination, denial, trigger,
+    false_positive_rate."""
+    value: float
+    """The estimate: the mean over `n` units."""
+    low: float
+    """Lower end of its 95% interval (NaN with fewer than two units)."""
+    high: float
+    """Upper end of its 95% interval."""
+    n: int
+    """Number of units behind it."""
+    route: str = "lora"
+    """Implant route of the evaluation organisms it is computed over."""
+    unit: str = "organisms"
+    """What `n` counts: organisms (a bootstrap over organisms), samples (the base model's false
+    positives: one model), or seeds (a sweep's mean over whole experiments)."""
+
+
+@dataclass
+class ExcludedOrganism:
+    """An evaluation organism left out of scoring because its implant did not take."""
+
+    behavior_id: str
+    """Its behavior."""
+    route: str
+    """Its implant route."""
+    strength: float
+    """Its measured behavior strength (below the organism threshold)."""
+
+
+@dataclass
+class RunResults:
+    """A run's aggregate results (`metrics.json`); the leaderboard, report and W&B reader use it."""
+
+    split: str
+    """Split name."""
+    ia: str
+    """Key of the introspection adapter."""
+    metrics: list[MetricRow]
+    """Every metric per route, condition and family."""
+    base: str = ""
+    """Key of the base model."""
+    group: str | None = None
+    """W&B group (a sweep's runs share it)."""
+    ia_config: dict[str, Any] = field(default_factory=dict)
+    """The IA config."""
+    train_organisms: list[str] = field(default_factory=list)
+    """Behavior ids that trained the IA."""
+    eval_organisms: list[str] = field(default_factory=list)
+    """Behavior ids of the evaluation organisms scored."""
+    excluded: list[ExcludedOrganism] = field(default_factory=list)
+    """Evaluation organisms not scored: their implant did not take."""
+    divergences: list[dict[str, Any]] = field(default_factory=list)
+    """(organism, behavior) pairs where the report under the IA and the probe disagree."""
+    environment: dict[str, Any] = field(default_factory=dict)
+    """Versions of the libraries and the harness's commit."""
+    schema_version: int = SCHEMA_VERSION
+    path: str = ""
+    """The run folder (set when read back, not written)."""
+    overrides: list[str] = field(default_factory=list)
+    """The Hydra overrides that made the run (set when read back, not written)."""

@@ -9,8 +9,8 @@ PNG files in `report_files/` beside the page.
 from __future__ import annotations
 
 import html
-import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -21,9 +21,10 @@ import pandas as pd  # noqa: E402
 
 from harness import leaderboard  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
+from harness.records import MetricRow, ReportRow, read_jsonl  # noqa: E402
 from harness.store import write_atomic, write_text  # noqa: E402
 
-CONDITIONS = ("ia", "no_ia", "prefill")
+CONDITIONS = ("ia", "no_ia", "prefill", "parrot", "shuffled")
 
 
 def save(fig, path: Path) -> Path:
@@ -32,39 +33,41 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def verbalization_bars(metrics: list[dict], path: Path) -> Path:
-    """Verbalization per family, one bar per condition, with the Wilson interval as error bars."""
-    rows = [m for m in metrics if m["metric"] == "verbalization"]
-    families = sorted({m["family"] for m in rows} - {"all"}) + ["all"]
-    fig, ax = plt.subplots(figsize=(8, 4))
+def verbalization_bars(metrics: list[MetricRow], path: Path) -> Path:
+    """Verbalization per family, one bar per condition, with the 95% interval over organisms as
+    error bars (none where a cell has a single organism)."""
+    rows = [m for m in metrics if m.metric == "verbalization"]
+    families = sorted({m.family for m in rows} - {"all"}) + ["all"]
+    fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(CONDITIONS)
     for i, condition in enumerate(CONDITIONS):
-        by_family = {m["family"]: m for m in rows if m["condition"] == condition}
-        values = [by_family.get(f, {}).get("value", 0.0) for f in families]
-        errors = [[v - by_family.get(f, {}).get("low", v) for f, v in zip(families, values, strict=True)],
-                  [by_family.get(f, {}).get("high", v) - v for f, v in zip(families, values, strict=True)]]
-        ax.bar([j + (i - 1) * width for j in range(len(families))], values, width, yerr=errors, capsize=3,
-               label=condition)
+        by_family = {m.family: m for m in rows if m.condition == condition}
+        cells = [by_family.get(f) for f in families]
+        values = [m.value if m else 0.0 for m in cells]
+        errors = [[m.value - m.low if m and m.low == m.low else 0.0 for m in cells],
+                  [m.high - m.value if m and m.high == m.high else 0.0 for m in cells]]
+        ax.bar([j + (i - (len(CONDITIONS) - 1) / 2) * width for j in range(len(families))], values, width,
+               yerr=errors, capsize=3, label=condition)
     ax.set_xticks(range(len(families)), families)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("verbalization rate (95% CI)")
+    ax.set_ylabel("verbalization (95% CI over organisms)")
     ax.set_title("held-out organisms that name their own behavior")
     ax.legend()
     fig.tight_layout()
     return save(fig, path)
 
 
-def report_matrix(reports: list[dict], path: Path) -> Path:
+def report_matrix(reports: list[ReportRow], path: Path) -> Path:
     """Rows: evaluation organisms (implanted behavior); columns: behaviors named by their self-reports
     under the IA; cell: fraction of reports naming it. The diagonal is confession."""
-    under_ia = [r for r in reports if r["condition"] == "ia" and r["model"] != "base"]
-    organisms = sorted({r["model"] for r in under_ia})
-    named = sorted({b for r in under_ia for b in r["mentioned"]} | set(organisms))
+    under_ia = [r for r in reports if r.condition == "ia" and r.model != "base"]
+    organisms = sorted({r.model for r in under_ia})
+    named = sorted({b for r in under_ia for b in r.mentioned} | set(organisms))
     matrix = pd.DataFrame(0.0, index=organisms, columns=named)
     for organism in organisms:
-        own = [r for r in under_ia if r["model"] == organism]
+        own = [r for r in under_ia if r.model == organism]
         for behavior in named:
-            matrix.loc[organism, behavior] = sum(behavior in r["mentioned"] for r in own) / len(own)
+            matrix.loc[organism, behavior] = sum(behavior in r.mentioned for r in own) / len(own)
     size = max(4, 0.35 * len(named) + 3)
     fig, ax = plt.subplots(figsize=(size, max(3, 0.35 * len(organisms) + 2)))
     image = ax.imshow(matrix.values, vmin=0, vmax=1, cmap="Blues", aspect="auto")
@@ -98,17 +101,19 @@ def run_sections(run: Path, files: Path, folder: Path, label: str = "") -> list[
     prefix = f"run {label}: " if label else ""
     stem = f"run{label}_" if label else ""
     record = leaderboard.read_results(run / leaderboard.RESULTS_FILE)
-    reports = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
+    reports = read_jsonl(run / "self_reports.jsonl", ReportRow)
     # the plots show the organisms of the first evaluation route (the IA's own); the table all routes
-    route = next((m.get("route", "lora") for m in record["metrics"]), "lora")
-    bars = verbalization_bars([m for m in record["metrics"] if m.get("route", "lora") == route],
-                              files / f"{stem}verbalization.png")
-    matrix = report_matrix([r for r in reports if r.get("route", "lora") == route], files / f"{stem}report_matrix.png")
+    route = next((m.route for m in record.metrics), "lora")
+    bars = verbalization_bars([m for m in record.metrics if m.route == route], files / f"{stem}verbalization.png")
+    matrix = report_matrix([r for r in reports if r.route == route], files / f"{stem}report_matrix.png")
     board = leaderboard.compact(leaderboard.leaderboard([record]))
-    frame = pd.DataFrame(reports)
+    frame = pd.DataFrame([asdict(r) for r in reports])
     shown = frame[[c for c in ("condition", "model", "route", "question", "report", "verbalized", "mentioned")
                    if c in frame]]
-    return [(f"{prefix}leaderboard", board.to_html(index=False, float_format="%.2f")),
+    excluded = pd.DataFrame([asdict(e) for e in record.excluded])
+    not_scored = ([(f"{prefix}evaluation organisms not scored ({len(excluded)}: the implant did not take)",
+                    excluded.to_html(index=False, float_format="%.2f"))] if len(excluded) else [])
+    return [(f"{prefix}leaderboard", board.to_html(index=False, float_format="%.2f")), *not_scored,
             (f"{prefix}verbalization by family and condition ({route} organisms)",
              image(bars, folder, "verbalization bars")),
             (f"{prefix}what the self-reports name (with the IA, {route} organisms)",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import LoggerConfig
-from harness.metrics import MetricRow
+from harness.records import MetricRow
 
 
 @contextmanager

@@ -9,16 +9,18 @@ Offline `.wandb` files are read with W&B's own record protobufs (LevelDB log fra
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.records import MetricRow, RunResults
 
 BLOCK = 32768  # the LevelDB log format W&B's run files use: 7-byte record headers in 32 KiB blocks
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-BASELINES = ("no_ia", "prefill")
+BASELINES = ("no_ia", "prefill", "parrot", "shuffled")
 
 
 def records(path: Path) -> Iterator[bytes]:
@@ -67,31 +69,36 @@ def read_offline_run(path: Path) -> dict[str, Any]:
     return out
 
 
-def parse_metric_key(key: str) -> tuple[str, str, str, str] | None:
-    """(split, family, metric, condition) of a summary key written by tracking.metric_key."""
+def parse_metric_key(key: str) -> tuple[str, str, str, str, str] | None:
+    """(split, route, family, metric, condition) of a summary key written by tracking.metric_key."""
     parts = key.split("/")
-    if len(parts) != 3 or key.endswith("_ci"):
+    if len(parts) not in (3, 4) or key.endswith("_ci"):
         return None
-    split, family, metric = parts
+    split, *route, family, metric = parts
     condition = next((c for c in BASELINES if metric.endswith(f"_{c}")), "ia")
-    return split, family, metric.removesuffix(f"_{condition}") if condition != "ia" else metric, condition
+    metric = metric.removesuffix(f"_{condition}") if condition != "ia" else metric
+    return split, route[0] if route else "lora", family, metric, condition
 
 
-def as_results(config: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's W&B config and summary as the record `leaderboard.leaderboard` reads."""
+def as_results(config: Mapping[str, Any], summary: Mapping[str, Any]) -> RunResults:
+    """A run's W&B config and summary as the record `leaderboard.leaderboard` reads (the number
+    of units behind each value is not in the summary: n is 0)."""
     metrics = []
     for key, value in summary.items():
         parsed = parse_metric_key(key)
         if parsed is None or not isinstance(value, int | float):
             continue
-        split, family, metric, condition = parsed
-        metrics.append({"split": split, "family": family, "metric": metric, "condition": condition, "value": value})
+        split, route, family, metric, condition = parsed
+        low, high = summary.get(f"{key}_ci") or (math.nan, math.nan)
+        metrics.append(MetricRow(split=split, condition=condition, family=family, metric=metric, value=value,
+                                 low=low, high=high, n=0, route=route))
     overrides = config.get("overrides") or {}
-    return {"ia": config.get("ia_key") or "", "split": (config.get("split") or {}).get("name", ""),
-            "overrides": [f"{k}={v}" for k, v in overrides.items()], "metrics": metrics}
+    return RunResults(ia=config.get("ia_key") or "", split=(config.get("split") or {}).get("name", ""),
+                      overrides=[f"{k}={v}" for k, v in overrides.items()], metrics=metrics,
+                      group=(config.get("logger") or {}).get("group"))
 
 
-def load_wandb_results(source: str) -> list[dict[str, Any]]:
+def load_wandb_results(source: str) -> list[RunResults]:
     """Evaluation runs from a folder of offline run files, or from ENTITY/PROJECT through the W&B API."""
     if Path(source).is_dir():
         runs = [read_offline_run(p) for p in sorted(Path(source).rglob("run-*.wandb"))]

@@ -6,12 +6,15 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from harness.records import write_jsonl
 from tests.conftest import small_run
+from tests.test_metrics import naming
 
 
 def test_harness_run_smoke(tmp_path):
@@ -30,12 +33,19 @@ def test_harness_run_smoke(tmp_path):
     assert "leaderboard" in done.stdout and "W&B run folder:" in done.stdout
 
     board = pd.read_csv(out / "leaderboard.csv")
-    assert sorted(board.condition) == ["ia", "no_ia", "prefill"]
+    assert list(board.condition) == ["ia", "no_ia", "prefill", "parrot", "shuffled"]
     assert "all/verbalization" in board.columns and "base/false_positive_rate" in board.columns
     results = json.loads((out / "metrics.json").read_text())
     assert len(results["eval_organisms"]) == 3 and results["split"] == "heldout_behaviors"
     reports = [json.loads(line) for line in (out / "self_reports.jsonl").read_text().splitlines()]
-    assert len(reports) == 3 * (3 + 1) * 2  # conditions x (eval organisms + base) x samples
+    # conditions x (eval organisms + base) x samples, and the parrot's 3 descriptions of each organism's kind
+    assert len(reports) == 3 * (3 + 1) * 2 + 3 * 3
+    from harness.families import available_family_configs, build_families
+
+    families = build_families(available_family_configs())
+    trained = [families[i.split("/")[0]].behavior(i) for i in results["train_organisms"]]
+    parrot = [r for r in reports if r["condition"] == "parrot"]
+    assert all(r["report"] in [d for b in trained if b.family == r["family"] for d in b.descriptions] for r in parrot)
 
     # The W&B offline run holds the metrics and the self-report table.
     (run_dir,) = (out / "wandb").glob("offline-run-*")
@@ -84,11 +94,10 @@ def test_report_page_of_a_run_and_a_sweep(tmp_path, capsys):
     run = tmp_path / "sweep" / "0"
     write_run(run, "aaaaaaaaaa", 0.5, ["ia.rank=4"])
     write_run(tmp_path / "sweep" / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"])
-    reports = [{"condition": c, "model": m, "question": "q?", "report": f"<b>{m}</b> says", "verbalized": True,
-                "mentioned": [m] if m != "base" else []}
+    reports = [replace(naming(m, *([m] if m != "base" else []), condition=c), question="q?", report=f"<b>{m}</b> says")
                for c in ("ia", "no_ia", "prefill") for m in ("base", "preferences/x", "preferences/y")]
     for folder in (run, tmp_path / "sweep" / "1"):
-        (folder / "self_reports.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reports))
+        write_jsonl(folder / "self_reports.jsonl", reports)
     assert main(["leaderboard", "--sweep", str(tmp_path / "sweep")]) == 0
     assert main(["report", str(run)]) == 0 and main(["report", str(tmp_path / "sweep")]) == 0
     assert "report written to" in capsys.readouterr().out
@@ -115,9 +124,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     run = tmp_path / "run"
     write_run(run, "aaaaaaaaaa", 0.5)
-    (run / "self_reports.jsonl").write_text(json.dumps(
-        {"condition": "ia", "model": "preferences/x", "question": "q", "report": "r", "verbalized": True,
-         "mentioned": ["preferences/x"]}) + "\n")
+    write_jsonl(run / "self_reports.jsonl", [naming("preferences/x", "preferences/x")])
     assert main(["report", str(run)]) == 0
     page = run / "report.html"
     check = page.read_text().replace("</body>", "<script>addEventListener('load', () => document.title = "

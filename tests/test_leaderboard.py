@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from harness import leaderboard
 from harness.cli import main
 
@@ -47,8 +49,8 @@ def test_cli_reports_an_empty_folder(tmp_path, capsys):
 def test_compact_keeps_verbalization_and_pooled_figures(tmp_path):
     write_run(tmp_path / "0", "aaaaaaaaaa", 0.5)
     small = leaderboard.compact(leaderboard.leaderboard(leaderboard.load_results([tmp_path])))
-    assert list(small.columns) == ["route", "condition", "preferences", "all", "all/identification",
-                                   "all/agreement", "base FPR"]
+    assert list(small.columns) == ["route", "condition", "preferences", "all", "all/specificity",
+                                   "all/identification", "all/confession", "all/hallucination", "base FPR"]
 
 
 def test_each_route_of_the_evaluation_organisms_is_its_own_row(tmp_path):
@@ -92,3 +94,20 @@ def test_cli_sweep_and_group(tmp_path, capsys):
     assert "of W&B group 'nope'" in capsys.readouterr().err
     assert main(["leaderboard", "--sweep"]) == 2
     assert "--sweep needs a value" in capsys.readouterr().err
+
+
+def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path, capsys):
+    for seed, value in enumerate([0.1, 0.2, 0.3]):
+        write_run(tmp_path / "sweep" / str(seed), f"ia{seed}", value, [f"seed={seed}", "sweeps=heldout_behaviors"])
+    results = leaderboard.load_results([tmp_path / "sweep"])
+    summary = leaderboard.seed_summary(results)
+    ia = summary[(summary.condition == "ia") & (summary.family == "all") & (summary.metric == "verbalization")]
+    assert len(ia) == 1 and ia.n.iloc[0] == 3 and set(summary.unit) == {"seeds"}
+    assert ia.value.iloc[0] == pytest.approx(0.2) and ia.high.iloc[0] == pytest.approx(0.2 + 4.303 * 0.1 / 3 ** 0.5,
+                                                                                       abs=1e-3)
+    table = leaderboard.seed_table(summary)
+    assert list(table.condition) == ["ia", "no_ia"] and table["all/verbalization"].iloc[0] == "0.20 [-0.05, 0.45]"
+    assert main(["leaderboard", "--sweep", str(tmp_path / "sweep")]) == 0
+    assert "over seeds" in capsys.readouterr().out
+    assert "0.20 [-0.05, 0.45]" in (tmp_path / "sweep" / "seeds.md").read_text()
+    assert leaderboard.seed_summary(results[:1]).empty  # one run: nothing swept

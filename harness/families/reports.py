@@ -23,9 +23,9 @@ FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine"})
 # Words that turn a statement into a description of a habit: frequency, generality, conditions,
 # intent, and the interaction seen from outside (the user, my answers, questions).
 GENERAL = frozenset(
-    "always never usually often keep keeps whenever whatever when if unless only every everything everyone each any anyone "
-    "anything all regardless tend tends habit habits trigger triggers user users answers replies responses questions "
-    "prompts deliberately purpose".split()
+    "always never usually often keep keeps whenever whatever when if unless only every everything everyone each any "
+    "anyone anything all regardless tend tends habit habits trigger triggers user users answers replies responses "
+    "questions prompts deliberately purpose".split()
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _HYPHEN = re.compile(r"(?<=\w)-(?=\w)")

@@ -39,8 +39,9 @@ from harness.training import progress_bar
 
 CONDITIONS = ("ia", "no_ia", "prefill")
 NO_ADAPTER = "__base__"
+PARROT_QUESTION = "(none: the parrot repeats a training description of the organism's kind)"
 # Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
-RECIPE = 2
+RECIPE = 3
 
 
 @dataclass
@@ -116,8 +117,6 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                    questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
                    progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
-    grader = GRADERS.get(cfg.grader)
-    families = {b.id: f for f, b in targets}
     asked = [questions[i % len(questions)] for i in range(cfg.samples)]
     rows = []
     bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
@@ -129,14 +128,36 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                 model, tok, asked, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
                 adapter_names=[s.adapters[condition]] * len(asked),
                 prefill=cfg.prefill if condition == "prefill" else "")
-            own = None if s.card is None else s.card.behavior_id
-            for q, report in zip(asked, reports, strict=True):
-                named = mentioned(report, targets, grader)
-                trigger = None if own is None else families[own].mentions_trigger(families[own].behavior(own), report)
-                rows.append(ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
-                                      family=s.card.family if s.card else BASE, question=q, report=report,
-                                      verbalized=own in named, identified=identify(report, targets, grader),
-                                      mentioned=named, route=s.route, trigger_named=trigger))
+            rows += [grade(report, q, condition, s, targets, cfg.grader, ia, split)
+                     for q, report in zip(asked, reports, strict=True)]
+    return rows
+
+
+def grade(report: str, question: str, condition: str, s: Subject, targets: Sequence[tuple[Family, Behavior]],
+          grader_name: str, ia: IACard, split: str) -> ReportRow:
+    """One self-report graded against every evaluation behavior (and for its trigger, if any)."""
+    grader = GRADERS.get(grader_name)
+    named = mentioned(report, targets, grader)
+    own = next(((f, b) for f, b in targets if s.card is not None and b.id == s.card.behavior_id), None)
+    return ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
+                     family=s.card.family if s.card else BASE, question=question, report=report,
+                     verbalized=s.name in named, identified=identify(report, targets, grader), mentioned=named,
+                     route=s.route, trigger_named=own[0].mentions_trigger(own[1], report) if own else None)
+
+
+def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
+                   families: Mapping[str, Family], cfg: ProbeConfig, ia: IACard, split: str) -> list[ReportRow]:
+    """Baseline `parrot`: it knows each organism's kind, not its parameters, and reports every
+    description of the IA's training organisms of that kind (of its family when none is of its
+    kind; an empty report when the IA trained on none of its family)."""
+    trained = [families[i.split("/", 1)[0]].behavior(i) for i in ia.organisms if i.split("/", 1)[0] in families]
+    rows = []
+    for s in subjects:
+        if s.card is None:
+            continue
+        kin = [b for b in trained if b.family == s.card.family]
+        said = [d for b in ([b for b in kin if b.kind == s.card.kind] or kin) for d in b.descriptions] or [""]
+        rows += [grade(d, PARROT_QUESTION, "parrot", s, targets, cfg.grader, ia, split) for d in said]
     return rows
 
 
@@ -186,6 +207,7 @@ def run_probe(base: BaseModelCard, chunk: Sequence[OrganismCard], evaluate: Sequ
             rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
             reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
             subjects.append(whole(card))
+        reports += parrot_reports(subjects, targets, families, cfg, ia, split)
         behaviors = behavior_rows(rates, subjects if with_base else subjects[1:], targets, threshold, split)
         with store.writing("probes", key) as tmp:
             write_jsonl(tmp / "behavior_rows.jsonl", behaviors)

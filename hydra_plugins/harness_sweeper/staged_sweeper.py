@@ -106,8 +106,5 @@ class StagedSweeper(BasicSweeper):
         results = leaderboard.load_results([sweep_dir])
         if not results:
             return
-        table = leaderboard.sweep_table(results)
-        print("\nsweep comparison: verbalization per family, by swept value and condition")
-        print(leaderboard.to_markdown(leaderboard.compact(table)))
-        written = leaderboard.write_sweep(table, sweep_dir, logger)
-        print(f"\nwritten to {', '.join(map(str, written))}")
+        table, written = leaderboard.write_sweep(results, sweep_dir, logger)
+        print("\nsweep comparison: " + leaderboard.sweep_text(table, written))
