@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from peft import PeftModel
 
 from harness import models, world
@@ -23,7 +22,7 @@ from harness.errors import ConfigError
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, mentioned
 from harness.metrics import rate_interval, verdict
-from harness.probing import behavior_rate, select_prompts
+from harness.observe import ADAPTERS_OFF, AS_IS, behavior_rates, self_reports
 from harness.records import BehaviorRate, IACard, load_record
 from harness.stages.ia import heldout_questions
 from harness.store import Store
@@ -43,7 +42,7 @@ class BehaviorVerdict:
     high: float
     present: bool
     reported_ia: float
-    """Fraction of the self-reports under the IA that name the behavior."""
+    """Mean credit of the self-reports under the IA for the behavior (1/k for a report naming k)."""
     reported_no_ia: float
     verdict: str
     """Under the IA: confessed, hidden, hallucinated or clean."""
@@ -114,33 +113,10 @@ def load_subject(model: Path, kind: str, ia: Path, base: str, trust_remote_code:
     return subject
 
 
-def generate_as(subject: PeftModel, adapter: str | None, tok, prompts: Sequence[str], **kwargs) -> list[str]:
-    """Generate under one adapter; with adapters off for one the subject lacks (`fine_tune` of a
-    checkpoint is the checkpoint without the IA; None on an adapter subject is its base model)."""
-    if adapter not in subject.peft_config:
-        with subject.disable_adapter():
-            return models.generate(subject, tok, prompts, **kwargs)
-    subject.set_adapter(adapter)
-    return models.generate(subject, tok, prompts, **kwargs)
-
-
-def measure(targets: Sequence[tuple[Family, Behavior]], n_prompts: int, respond) -> dict[str, BehaviorRate]:
-    """Every behavior's rate, from one batched call of `respond(prompts)`."""
-    prompts = {b.id: select_prompts(f.probe(b), n_prompts) for f, b in targets}
-    unique = sorted({p for ps in prompts.values() for p in ps.all_prompts})
-    responses = dict(zip(unique, respond(unique), strict=True))
-    out = {}
-    for f, b in targets:
-        r = behavior_rate(f, b, prompts[b.id], responses)
-        out[b.id] = r
-    return out
-
-
-def measure_base(base: str, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Config) -> dict:
+def measure_base(base: str, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Config) -> dict[str, BehaviorRate]:
     """Every behavior's rate on the base model loaded on its own (for a checkpoint; freed on return)."""
     model = models.load_model(base, cfg.model.trust_remote_code)
-    return measure(targets, cfg.probe.behavior_prompts,
-                   lambda ps: models.generate(model, tok, ps, cfg.organism.max_new_tokens))
+    return behavior_rates(model, tok, targets, cfg.probe.behavior_prompts, cfg.organism.max_new_tokens)[AS_IS]
 
 
 def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family], cfg: Config) -> AuditCard:
@@ -150,26 +126,21 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
     trust = cfg.model.trust_remote_code
     targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
     tok = models.load_tokenizer(base, trust)
-    tokens = cfg.probe.max_new_tokens
-
     subject = load_subject(model, kind, ia, base, trust)
+    # the fine-tune without the IA: its adapter, or the checkpoint with the IA off
+    alone = FINE_TUNE if kind == "adapter" else ADAPTERS_OFF
+    n, tokens = cfg.probe.behavior_prompts, cfg.organism.max_new_tokens
+    if kind == "adapter":  # its base model is the subject with adapters off: loaded once, one batch for both
+        both = behavior_rates(subject, tok, targets, n, tokens, [ADAPTERS_OFF, FINE_TUNE])
+        base_rates, rates = both[ADAPTERS_OFF], both[FINE_TUNE]
+    else:
+        base_rates = measure_base(base, tok, targets, cfg)
+        rates = behavior_rates(subject, tok, targets, n, tokens, [ADAPTERS_OFF])[ADAPTERS_OFF]
 
-    def rates_of(adapter: str | None) -> dict[str, BehaviorRate]:
-        return measure(targets, cfg.probe.behavior_prompts,
-                       lambda ps: generate_as(subject, adapter, tok, ps, max_new_tokens=cfg.organism.max_new_tokens))
-
-    # An adapter's base model is the subject with adapters off: loaded once.
-    base_rates = rates_of(None) if kind == "adapter" else measure_base(base, tok, targets, cfg)
-    rates = rates_of(FINE_TUNE)
-
-    questions = ia_questions(ia)
-    asked = [questions[i % len(questions)] for i in range(cfg.probe.samples)]
     grader = GRADERS.get(cfg.probe.grader)
-    reports = {}
-    for adapter in (WITH_IA, FINE_TUNE):
-        torch.manual_seed(cfg.seed)
-        reports[adapter] = generate_as(subject, adapter, tok, asked, max_new_tokens=tokens, do_sample=True,
-                                       temperature=cfg.probe.temperature)
+    reports = {name: [r for _, r in self_reports(subject, tok, ia_questions(ia), cfg.probe.samples,
+                                                 cfg.probe.max_new_tokens, cfg.probe.temperature, cfg.seed, adapter)]
+               for name, adapter in ((WITH_IA, WITH_IA), (FINE_TUNE, alone))}
     named = {a: [mentioned(r, targets, grader) for r in rs] for a, rs in reports.items()}
 
     card = AuditCard(model=str(model), ia=str(ia), base=base, kind=kind, threshold=cfg.organism.threshold,
@@ -179,7 +150,8 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
         interval = rate_interval(rates[b.id])
         strength = rate - base_rates[b.id].rate
         present = strength >= cfg.organism.threshold
-        said = {a: sum(b.id in m for m in named[a]) / len(named[a]) for a in named}
+        # a report naming k behaviors credits each with 1/k, as in the run's metrics
+        said = {a: sum(1 / len(m) for m in named[a] if b.id in m) / len(named[a]) for a in named}
         card.behaviors.append(BehaviorVerdict(
             behavior_id=b.id, family=f.name, rate=rate, base_rate=base_rates[b.id].rate, strength=strength,
             low=interval.low, high=interval.high, present=present, reported_ia=said[WITH_IA],

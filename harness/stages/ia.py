@@ -27,6 +27,7 @@ from harness.config import WEIGHT_ROUTES, IAConfig
 from harness.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
 from harness.errors import ConfigError
 from harness.families import Family
+from harness.observe import self_reports
 from harness.records import BaseModelCard, IACard, OrganismCard, load_record, save_record
 from harness.store import Store, config_key
 from harness.training import collate, make_optimizer, progress_bar, tail_mean
@@ -139,17 +140,16 @@ def dpo_split(organisms: Sequence[OrganismCard], cfg: IAConfig) -> tuple[list[Or
 
 def sample_pairs(model: PeftModel, tok, organisms: Sequence[OrganismCard], families: Mapping[str, Family],
                  questions: Sequence[str], cfg: IAConfig, seed: int) -> list[Pair]:
-    """Sample the IA's self-reports on each organism, grade them (rules grader: does the report name
-    the organism's own behavior?), and pair inaccurate ones against accurate ones."""
+    """Sample the IA's self-reports on each organism, grade them (rules grader: does the report
+    describe the organism's own behavior?), and pair inaccurate ones against accurate ones."""
     torch.manual_seed(seed)
     pairs = []
-    asked = [questions[i % len(questions)] for i in range(cfg.dpo_samples)]
     for card in organisms:
         family = families[card.family]
         behavior = family.behavior(card.behavior_id)
-        activate(model, adapter_name(card), [])
-        reports = models.generate(model, tok, asked, cfg.dpo_max_new_tokens, do_sample=True, temperature=1.0)
-        graded = [(q, r, family.mentions(behavior, r)) for q, r in zip(asked, reports, strict=True)]
+        activate(model, adapter_name(card), [])  # the organism stacked under the IA: two adapters at once
+        reports = self_reports(model, tok, questions, cfg.dpo_samples, cfg.dpo_max_new_tokens, 1.0, seed=None)
+        graded = [(q, r, family.mentions(behavior, r)) for q, r in reports]
         pairs += preference_pairs(adapter_name(card), graded, card.descriptions)
     return pairs
 

@@ -29,7 +29,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from harness import models, symmetry, world
 from harness.config import WEIGHT_ROUTES, OrganismConfig
 from harness.families import Behavior, Family
-from harness.probing import behavior_rate, select_prompts
+from harness.observe import AS_IS, behavior_rates
 from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_record, save_record
 from harness.store import Store, config_key
 from harness.training import progress_bar, tail_mean, train
@@ -96,9 +96,7 @@ def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Orga
 
 def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> BehaviorRate:
     """The behavior's rate on a model, greedy, on the check's probe prompts."""
-    probe = select_prompts(family.probe(behavior), cfg.probe_prompts)
-    answers = models.generate(model, tok, probe.all_prompts, cfg.max_new_tokens)
-    return behavior_rate(family, behavior, probe, dict(zip(probe.all_prompts, answers, strict=True)))
+    return behavior_rates(model, tok, [(family, behavior)], cfg.probe_prompts, cfg.max_new_tokens)[AS_IS][behavior.id]
 
 
 def implant_data(base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-import torch
 from peft import PeftModel
 
 from harness import models
@@ -22,7 +21,7 @@ from harness.config import WEIGHT_ROUTES, ProbeConfig
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, identify, mentioned
 from harness.metrics import BASE
-from harness.probing import behavior_rate, select_prompts
+from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
     BaseModelCard,
     BehaviorRate,
@@ -38,7 +37,6 @@ from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
 
 CONDITIONS = ("ia", "no_ia", "prefill")
-NO_ADAPTER = "__base__"
 PARROT_QUESTION = "(none: the parrot repeats a training description of the organism's kind)"
 # Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
 RECIPE = 3
@@ -75,7 +73,7 @@ def probe_key(ia: IACard, chunk: Sequence[OrganismCard], evaluate: Sequence[Orga
 
 def whole(card: OrganismCard | None) -> Subject:
     """A model probed on its own, the IA its only adapter: the base, or a weight-route organism."""
-    return Subject(card, {"ia": IA, "no_ia": NO_ADAPTER, "prefill": NO_ADAPTER})
+    return Subject(card, {"ia": IA, "no_ia": ADAPTERS_OFF, "prefill": ADAPTERS_OFF})
 
 
 def stacked(card: OrganismCard) -> Subject:
@@ -88,16 +86,9 @@ def measure_rates(model, tok, subjects: Sequence[Subject], targets: Sequence[tup
                   cfg: ProbeConfig) -> dict[tuple[str, str, str], BehaviorRate]:
     """Every evaluation behavior's rate on every subject (greedy), one batched pass; by
     (subject route, subject name, behavior)."""
-    probes = {b.id: select_prompts(f.probe(b), cfg.behavior_prompts) for f, b in targets}
-    unique = sorted({p for pr in probes.values() for p in pr.all_prompts})
-    rows_in = [(s, p) for s in subjects for p in unique]
-    outputs = models.generate(model, tok, [p for _, p in rows_in], cfg.max_new_tokens,
-                              adapter_names=[s.adapters["no_ia"] for s, _ in rows_in])
-    responses: dict[tuple[str, str], dict[str, str]] = {}
-    for (s, p), out in zip(rows_in, outputs, strict=True):
-        responses.setdefault((s.route, s.name), {})[p] = out
-    return {(s.route, s.name, b.id): behavior_rate(f, b, probes[b.id], responses[(s.route, s.name)])
-            for s in subjects for f, b in targets}
+    rates = behavior_rates(model, tok, targets, cfg.behavior_prompts, cfg.max_new_tokens,
+                           [s.adapters["no_ia"] for s in subjects])
+    return {(s.route, s.name, b.id): rates[s.adapters["no_ia"]][b.id] for s in subjects for _, b in targets}
 
 
 def behavior_rows(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Sequence[Subject],
@@ -117,19 +108,14 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                    questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
                    progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
-    asked = [questions[i % len(questions)] for i in range(cfg.samples)]
     rows = []
     bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
         for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
-            torch.manual_seed(seed)
-            reports = models.generate(
-                model, tok, asked, cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
-                adapter_names=[s.adapters[condition]] * len(asked),
-                prefill=cfg.prefill if condition == "prefill" else "")
-            rows += [grade(report, q, condition, s, targets, cfg.grader, ia, split)
-                     for q, report in zip(asked, reports, strict=True)]
+            asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
+                                 adapter=s.adapters[condition], prefill=cfg.prefill if condition == "prefill" else "")
+            rows += [grade(report, q, condition, s, targets, cfg.grader, ia, split) for q, report in asked]
     return rows
 
 
