@@ -22,10 +22,10 @@ def test_a_tokenizer_without_chat_template_gets_a_plain_one(micro_base, tmp_path
 def test_pipeline_runs_on_a_local_hf_model(micro_base, tmp_path):
     cfg = compose_config("model=hf", f"model.name_or_path={micro_base.name_or_path}", f"cache_dir={tmp_path / 'c'}",
                          "families=[preferences,biases,hidden_goals]", "max_behaviors_per_family=2",
-                         "organism.steps=2", "organism.probe_prompts=4",
-                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false", "probe.samples=1",
+                         "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", "ia.steps=2",
+                         "ia.only_implanted=false", "probe.only_implanted=false", "probe.samples=1",
                          "probe.behavior_prompts=2", "probe.max_new_tokens=4", "logger=none")
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
     assert result.base.kind == "hf" and result.base.name_or_path == micro_base.name_or_path
     assert len(result.organisms) == 6 and not (tmp_path / "c" / "base").exists()
-    assert set(result.leaderboard.condition) == {"ia", "no_ia", "prefill"}
+    assert set(result.leaderboard.condition) == {"ia", "no_ia", "prefill", "parrot", "shuffled"}

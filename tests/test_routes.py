@@ -91,7 +91,7 @@ def test_every_route_runs_end_to_end_and_gets_its_own_leaderboard_rows(tmp_path)
         assert weights == expected, card["route"]
     board = result.leaderboard
     assert set(board.route) == {"lora", "full", "distill", "deny", "symmetry"}
-    assert len(board) == 5 * 3 and {"all/denial", "all/trigger"} <= set(board.columns)
+    assert len(board) == 5 * 5 and {"all/denial", "all/trigger"} <= set(board.columns)
     reports = [json.loads(line) for line in (tmp_path / "run" / "self_reports.jsonl").read_text().splitlines()]
     organisms = [r for r in reports if r["model"] != "base"]
     assert {r["route"] for r in organisms} == set(board.route)

@@ -86,7 +86,7 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     assert "sweep: stage organisms: 2 job(s)" in out and "sweep: stage ia: 3 job(s)" in out
     table, reports = results(tmp)
     assert list(table.columns[:4]) == ["split.train_families", "split", "route", "condition"]
-    assert sorted(set(table["split.train_families"])) == [1, 2, 3] and len(table) == 9
+    assert sorted(set(table["split.train_families"])) == [1, 2, 3] and len(table) == 3 * 5  # runs x conditions
     assert "sweep comparison" in out and (tmp / "sweep" / "sweep.png").stat().st_size > 10_000
     # One W&B run per sweep job, in the sweep's group, plus the sweep's summary run.
     runs = sorted((tmp / "sweep").glob("*/wandb/offline-run-*")) + sorted((tmp / "sweep").glob("wandb/offline-run-*"))
