@@ -319,6 +319,6 @@ class RunResults:
     """Versions of the libraries and the harness's commit."""
     schema_version: int = SCHEMA_VERSION
     path: str = ""
-    """The run folder (set when read back, not written)."""
+    """The run folder (empty in the file; set when read back)."""
     overrides: list[str] = field(default_factory=list)
-    """The Hydra overrides that made the run (set when read back, not written)."""
+    """The Hydra overrides that made the run (empty in the file; set when read back)."""
