@@ -232,6 +232,8 @@ def summarize(reports: Sequence[ReportRow], behaviors: Sequence[BehaviorRow], sp
     derived here) and family (and `all`), plus the base model's false positives per condition."""
     reports = [*reports, *shuffled_reports(reports)]
     routes = list(dict.fromkeys(r.route for r in reports if r.model != BASE))
+    if reports and not routes:  # no organism scored: the base model's false positives still are
+        routes = ["lora"]
     return [row for route in routes for row in _summarize_route(
         [r for r in reports if r.route == route or r.model == BASE],
         [b for b in behaviors if b.route == route], split, threshold, route)]
