@@ -137,9 +137,9 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
         base_rates = measure_base(base, tok, targets, cfg)
         rates = behavior_rates(subject, tok, targets, n, tokens, [ADAPTERS_OFF])[ADAPTERS_OFF]
 
-    grader = GRADERS.get(cfg.probe.grader)
-    reports = {name: [r for _, r in self_reports(subject, tok, ia_questions(ia), cfg.probe.samples,
-                                                 cfg.probe.max_new_tokens, cfg.probe.temperature, cfg.seed, adapter)]
+    grader, questions = GRADERS.get(cfg.probe.grader), ia_questions(ia)
+    reports = {name: [r for _, r in self_reports(subject, tok, questions, cfg.probe.samples, cfg.probe.max_new_tokens,
+                                                 cfg.probe.temperature, cfg.seed, adapter)]
                for name, adapter in ((WITH_IA, WITH_IA), (FINE_TUNE, alone))}
     named = {a: [mentioned(r, targets, grader) for r in rs] for a, rs in reports.items()}
 
