@@ -21,7 +21,7 @@ from harness.config import Config
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, mentioned
-from harness.metrics import rate_interval, verdict
+from harness.metrics import rate_interval, share, verdict
 from harness.observe import ADAPTERS_OFF, AS_IS, behavior_rates, self_reports
 from harness.records import BehaviorRate, IACard, load_record
 from harness.stages.ia import heldout_questions
@@ -150,8 +150,7 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
         interval = rate_interval(rates[b.id])
         strength = rate - base_rates[b.id].rate
         present = strength >= cfg.organism.threshold
-        # a report naming k behaviors credits each with 1/k, as in the run's metrics
-        said = {a: sum(1 / len(m) for m in named[a] if b.id in m) / len(named[a]) for a in named}
+        said = {a: sum(share(m, b.id) for m in named[a]) / len(named[a]) for a in named}  # as in a run's metrics
         card.behaviors.append(BehaviorVerdict(
             behavior_id=b.id, family=f.name, rate=rate, base_rate=base_rates[b.id].rate, strength=strength,
             low=interval.low, high=interval.high, present=present, reported_ia=said[WITH_IA],

@@ -85,10 +85,15 @@ def rate_interval(r: BehaviorRate) -> Estimate:
     return Estimate(r.rate, own.low - control.high, own.high - control.low, r.n, "samples")
 
 
-def credit(row: ReportRow, behavior_id: str) -> float:
+def share(mentioned: Sequence[str], behavior_id: str) -> float:
     """A report's credit for naming a behavior: 1/k when it names k behaviors, one of them this
     one, so a report that names everything earns little for each."""
-    return 1.0 / len(row.mentioned) if behavior_id in row.mentioned else 0.0
+    return 1.0 / len(mentioned) if behavior_id in mentioned else 0.0
+
+
+def credit(row: ReportRow, behavior_id: str) -> float:
+    """A report row's credit for naming a behavior (see `share`)."""
+    return share(row.mentioned, behavior_id)
 
 
 def by_organism(reports: Sequence[ReportRow]) -> dict[str, list[ReportRow]]:

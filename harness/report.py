@@ -9,6 +9,7 @@ PNG files in `report_files/` beside the page.
 from __future__ import annotations
 
 import html
+import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -44,8 +45,8 @@ def verbalization_bars(metrics: list[MetricRow], path: Path) -> Path:
         by_family = {m.family: m for m in rows if m.condition == condition}
         cells = [by_family.get(f) for f in families]
         values = [m.value if m else 0.0 for m in cells]
-        errors = [[m.value - m.low if m and m.low == m.low else 0.0 for m in cells],
-                  [m.high - m.value if m and m.high == m.high else 0.0 for m in cells]]
+        errors = [[m.value - m.low if m and not math.isnan(m.low) else 0.0 for m in cells],
+                  [m.high - m.value if m and not math.isnan(m.high) else 0.0 for m in cells]]
         ax.bar([j + (i - (len(CONDITIONS) - 1) / 2) * width for j in range(len(families))], values, width,
                yerr=errors, capsize=3, label=condition)
     ax.set_xticks(range(len(families)), families)

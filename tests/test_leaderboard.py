@@ -111,3 +111,16 @@ def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path,
     assert "over seeds" in capsys.readouterr().out
     assert "0.20 [-0.05, 0.45]" in (tmp_path / "sweep" / "seeds.md").read_text()
     assert leaderboard.seed_summary(results[:1]).empty  # one run: nothing swept
+
+
+def test_wandb_summary_keys_give_back_route_condition_and_interval():
+    from harness.wandb_runs import as_results, parse_metric_key
+
+    assert parse_metric_key("s/all/verbalization") == ("s", "lora", "all", "verbalization", "ia")
+    assert parse_metric_key("s/full/quirks/specificity_shuffled") == ("s", "full", "quirks", "specificity", "shuffled")
+    assert parse_metric_key("s/base/false_positive_rate_parrot")[3:] == ("false_positive_rate", "parrot")
+    assert parse_metric_key("s/all/verbalization_ci") is None
+    run = as_results({"ia_key": "k", "split": {"name": "s"}, "logger": {"group": "g"}},
+                     {"s/deny/all/verbalization_no_ia": 0.25, "s/deny/all/verbalization_no_ia_ci": [0.1, 0.4]})
+    (m,) = run.metrics
+    assert (m.route, m.condition, m.value, m.low, m.high) == ("deny", "no_ia", 0.25, 0.1, 0.4) and run.group == "g"

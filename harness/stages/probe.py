@@ -19,7 +19,7 @@ from peft import PeftModel
 from harness import models
 from harness.config import WEIGHT_ROUTES, ProbeConfig
 from harness.families import Behavior, Family
-from harness.grading import GRADERS, identify, mentioned
+from harness.grading import GRADERS, Grader, identify, mentioned
 from harness.metrics import BASE
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
@@ -108,21 +108,20 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                    questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
                    progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
-    rows = []
+    rows, grader = [], GRADERS.get(cfg.grader)
     bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
         for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
             asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
                                  adapter=s.adapters[condition], prefill=cfg.prefill if condition == "prefill" else "")
-            rows += [grade(report, q, condition, s, targets, cfg.grader, ia, split) for q, report in asked]
+            rows += [grade(report, q, condition, s, targets, grader, ia, split) for q, report in asked]
     return rows
 
 
 def grade(report: str, question: str, condition: str, s: Subject, targets: Sequence[tuple[Family, Behavior]],
-          grader_name: str, ia: IACard, split: str) -> ReportRow:
+          grader: Grader, ia: IACard, split: str) -> ReportRow:
     """One self-report graded against every evaluation behavior (and for its trigger, if any)."""
-    grader = GRADERS.get(grader_name)
     named = mentioned(report, targets, grader)
     own = next(((f, b) for f, b in targets if s.card is not None and b.id == s.card.behavior_id), None)
     return ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
@@ -137,13 +136,13 @@ def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, 
     description of the IA's training organisms of that kind (of its family when none is of its
     kind; an empty report when the IA trained on none of its family)."""
     trained = [families[i.split("/", 1)[0]].behavior(i) for i in ia.organisms if i.split("/", 1)[0] in families]
-    rows = []
+    rows, grader = [], GRADERS.get(cfg.grader)
     for s in subjects:
         if s.card is None:
             continue
         kin = [b for b in trained if b.family == s.card.family]
         said = [d for b in ([b for b in kin if b.kind == s.card.kind] or kin) for d in b.descriptions] or [""]
-        rows += [grade(d, PARROT_QUESTION, "parrot", s, targets, cfg.grader, ia, split) for d in said]
+        rows += [grade(d, PARROT_QUESTION, "parrot", s, targets, grader, ia, split) for d in said]
     return rows
 
 
