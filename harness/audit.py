@@ -16,7 +16,7 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from harness import models, world
+from harness import core, models
 from harness.config import Config
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
@@ -24,7 +24,6 @@ from harness.grading import GRADERS, mentioned
 from harness.metrics import rate_interval, share, verdict
 from harness.observe import ADAPTERS_OFF, AS_IS, behavior_rates, self_reports
 from harness.records import BehaviorRate, IACard, load_record
-from harness.stages.ia import heldout_questions
 from harness.store import Store
 
 FINE_TUNE, WITH_IA = "fine_tune", "fine_tune_ia"
@@ -99,8 +98,8 @@ def ia_questions(ia: Path) -> list[str]:
     """The IA's held-out questions when its card is beside it (a harness IA), else every question."""
     card = ia.parent / Store.MARKER
     if card.is_file():
-        return heldout_questions(load_record(card, IACard))
-    return list(world.INTROSPECTION_QUESTIONS)
+        return core.heldout_questions(load_record(card, IACard).questions)
+    return list(core.INTROSPECTION_QUESTIONS)
 
 
 def load_subject(model: Path, kind: str, ia: Path, base: str, trust_remote_code: bool) -> PeftModel:

@@ -84,7 +84,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     from harness.families import available_family_configs, build_families
     from harness.grading import GRADERS
     from harness.models import check_model_source
-    from harness.pipeline import check_selection
+    from harness.stage import Run
 
     build_families(available_family_configs())  # the base corpus reads every family on disk
     try:
@@ -103,7 +103,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     typed = [validate(c) for c in composed]
     for t in typed:
         GRADERS.get(t.probe.grader)
-        check_selection(t)
+        Run.of(t)
     for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"}):
         check_model_source(name, any(t.model.trust_remote_code for t in typed))
     return typed[0]
@@ -125,6 +125,7 @@ def _explain(error: Exception) -> str:
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> None:
     from harness import leaderboard, pipeline
+    from harness.stages.organisms import family_summary
 
     typed = validate(cfg)
     hydra_cfg = HydraConfig.get()
@@ -142,7 +143,7 @@ def _run(cfg: DictConfig) -> None:
     print()
     print(result.table.to_markdown(index=False, floatfmt=".2f"))
     print()
-    print(pipeline.family_summary(result.table).to_markdown(floatfmt=".2f"))
+    print(family_summary(result.table).to_markdown(floatfmt=".2f"))
     failed = result.table[~result.table.implanted]
     if len(failed):
         print(f"\n{len(failed)} organism(s) below the implant threshold "
@@ -246,13 +247,13 @@ def leaderboard_command(args: list[str]) -> int:
 
 
 def export_command(args: list[str]) -> int:
+    from harness.core import question_split
     from harness.families import build_families
     from harness.lm_eval_export import export
-    from harness.stages.ia import question_split
 
     out, args = pop_out(args, Path("outputs/lm_eval_tasks"))
     cfg = check(args)
-    held_out = question_split(cfg.ia)[1]
+    held_out = question_split(cfg.ia.train_questions)[1]
     tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,
                    cfg.organism.max_new_tokens, held_out, cfg.probe.samples, cfg.probe.temperature,
                    cfg.probe.max_new_tokens)

@@ -8,25 +8,56 @@ and builds the families, so bad input fails before any training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from harness.core import INTROSPECTION_QUESTIONS
 from harness.errors import ConfigError
-from harness.world import INTROSPECTION_QUESTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 TASKS_DIR = REPO_ROOT / "tasks"
 
 
+class ModelKind(StrEnum):
+    tiny = "tiny"
+    hf = "hf"
+
+
+class LoggerMode(StrEnum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class StageName(StrEnum):
+    """How far a job goes: the DAG's stages (harness/dag.py), or `all` (and report)."""
+
+    base = "base"
+    organisms = "organisms"
+    ia = "ia"
+    probe = "probe"
+    all = "all"
+
+
+def _ranges(obj: Any, group: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+            fractions: tuple[str, ...] = ()) -> list[str]:
+    """Problems of numeric fields that must be > 0, >= 0 or in [0, 1]."""
+    return ([f"{group}.{k} must be > 0, got {getattr(obj, k)}" for k in positive if getattr(obj, k) <= 0]
+            + [f"{group}.{k} must be >= 0, got {getattr(obj, k)}" for k in non_negative if getattr(obj, k) < 0]
+            + [f"{group}.{k} must be in [0, 1], got {getattr(obj, k)}" for k in fractions
+               if not 0 <= getattr(obj, k) <= 1])
+
+
 @dataclass
 class ModelConfig:
     """The base model M: the embedded tiny model (`tiny`) or any Hugging Face causal LM (`hf`)."""
 
-    kind: str = "tiny"
+    kind: ModelKind = ModelKind.tiny
     name_or_path: str | None = None
     trust_remote_code: bool = False
     # Architecture and pretraining of the embedded tiny model (ignored for `hf`).
@@ -36,18 +67,28 @@ class ModelConfig:
     intermediate_size: int = 512
     vocab_size: int = 2048
     max_positions: int = 128
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 2500
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 30
+
+    def problems(self) -> list[str]:
+        out = _ranges(self, "model", positive=("hidden_size", "num_layers", "num_heads", "intermediate_size",
+                                                "vocab_size", "max_positions", "batch_size", "lr"),
+                      non_negative=("pretrain_steps", "warmup_steps"))
+        if self.kind == ModelKind.hf and not self.name_or_path:
+            out.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")
+        if self.kind == ModelKind.tiny and self.hidden_size % self.num_heads:
+            out.append("model.hidden_size must be divisible by model.num_heads")
+        return out
 
 
 @dataclass
 class OrganismConfig:
     """How an organism is made (its implant route) and how its implant is verified."""
 
-    # lora, distill or deny for the IA's training organisms (see harness/stages/organisms.py);
-    # a split's `eval_routes` may add full and symmetry.
+    # A LoRA route of harness/routes.py for the IA's training organisms (lora, distill, deny); a
+    # split's `eval_routes` may add the weight routes (full, symmetry).
     route: str = "lora"
     rank: int = 8
     alpha: int = 16
@@ -62,6 +103,17 @@ class OrganismConfig:
     threshold: float = 0.5
     # learning rate of route `full` (every weight trained, so smaller than a LoRA's)
     full_lr: float = 1e-3
+
+    def problems(self) -> list[str]:
+        from harness.routes import ROUTES, route
+
+        out = _ranges(self, "organism", positive=("rank", "alpha", "steps", "batch_size", "lr", "probe_prompts",
+                                                   "max_new_tokens", "full_lr"),
+                      fractions=("behavior_fraction", "threshold", "dropout"))
+        lora_routes = [r for r in ROUTES.names() if not route(r).weights]
+        if self.route not in lora_routes:
+            out.append(f"organism.route must be a LoRA route ({', '.join(lora_routes)}), got {self.route!r}")
+        return out
 
 
 @dataclass
@@ -78,6 +130,21 @@ class SplitConfig:
     # Implant routes of the evaluation organisms (the IA trains on `organism.route` organisms):
     # `heldout_route` evaluates on routes it never trained on, `symmetry_attack` on permuted weights.
     eval_routes: list[str] = field(default_factory=lambda: ["lora"])
+
+    def problems(self, families: list[str]) -> list[str]:
+        from harness.routes import ROUTES
+        from harness.splits import SPLITS
+
+        out = _ranges(self, "split", fractions=("train_fraction",))
+        out += [f"split.{k} must be > 0 (or null for all), got {v}"
+                for k, v in [("train_families", self.train_families), ("train_per_family", self.train_per_family)]
+                if v is not None and v <= 0]
+        if any(r not in ROUTES.names() for r in self.eval_routes) or not self.eval_routes:
+            out.append(f"split.eval_routes must list routes of {', '.join(ROUTES.names())}, "
+                       f"got {list(self.eval_routes)}")
+        if self.name not in SPLITS.names():
+            return out + [f"split.name must be one of {', '.join(SPLITS.names())}, got {self.name!r}"]
+        return out + SPLITS.get(self.name)().problems(self, families)
 
 
 @dataclass
@@ -106,6 +173,15 @@ class IAConfig:
     dpo_lr: float = 1e-3
     dpo_max_new_tokens: int = 32
 
+    def problems(self) -> list[str]:
+        out = _ranges(self, "ia", positive=("rank", "alpha", "steps", "lr", "organisms_per_step",
+                                             "examples_per_organism", "train_questions", "dpo_organisms",
+                                             "dpo_samples", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"),
+                      non_negative=("dpo_steps",), fractions=("control_fraction",))
+        if not 0 < self.train_questions < len(INTROSPECTION_QUESTIONS):
+            out.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
+        return out
+
 
 @dataclass
 class ProbeConfig:
@@ -125,12 +201,16 @@ class ProbeConfig:
     # by the launcher, so results do not depend on how a sweep is fanned out.
     chunk_size: int = 16
 
+    def problems(self) -> list[str]:
+        return _ranges(self, "probe", positive=("behavior_prompts", "samples", "temperature", "max_new_tokens",
+                                                 "chunk_size"), fractions=("report_threshold",))
+
 
 @dataclass
 class LoggerConfig:
     """Weights & Biases: `offline` writes real run files (`wandb sync` later), `online`, or `disabled`."""
 
-    mode: str = "offline"
+    mode: LoggerMode = LoggerMode.offline
     project: str = "introspection-harness"
     entity: str | None = None
     group: str | None = None
@@ -194,11 +274,22 @@ class Config:
     output_dir: str = "outputs/run"
     # How far a job goes. `all` runs every stage (reusing cached artifacts) and reports; the
     # others are the fan-out jobs a sweep launches (see hydra_plugins/harness_sweeper).
-    stage: str = "all"
+    stage: StageName = StageName.all
     # stage=organisms: train only these behaviors' organisms (null: every selected behavior).
     only_behaviors: list[str] | None = None
     # stage=probe: probe only this chunk of the evaluation organisms (null: every chunk).
     probe_chunk: int | None = None
+
+    def problems(self) -> list[str]:
+        out = (self.model.problems() + self.organism.problems() + self.split.problems(list(self.families))
+               + self.ia.problems() + self.probe.problems())
+        if not self.families:
+            out.append("no families selected (families=[...] is empty)")
+        if self.max_behaviors_per_family is not None and self.max_behaviors_per_family <= 0:
+            out.append(f"max_behaviors_per_family must be > 0 (or null for all), got {self.max_behaviors_per_family}")
+        if self.probe_chunk is not None and self.probe_chunk < 0:
+            out.append(f"probe_chunk must be >= 0, got {self.probe_chunk}")
+        return out
 
 
 def register_configs() -> None:
@@ -210,71 +301,6 @@ def register_configs() -> None:
 
 
 register_configs()
-
-_POSITIVE = {
-    "model": ["hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
-              "max_positions", "batch_size", "lr"],
-    "organism": ["rank", "alpha", "steps", "batch_size", "lr", "probe_prompts", "max_new_tokens", "full_lr"],
-    "ia": ["rank", "alpha", "steps", "lr", "organisms_per_step", "examples_per_organism", "train_questions",
-           "dpo_organisms", "dpo_samples", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"],
-    "probe": ["behavior_prompts", "samples", "temperature", "max_new_tokens", "chunk_size"],
-}
-_NON_NEGATIVE = {"model": ["pretrain_steps", "warmup_steps"], "ia": ["dpo_steps"]}
-_FRACTIONS = {"organism": ["behavior_fraction", "threshold", "dropout"],
-              "split": ["train_fraction"], "ia": ["control_fraction"], "probe": ["report_threshold"]}
-SPLITS = ("heldout_behaviors", "leave_one_family_out", "heldout_route", "symmetry_attack")
-ROUTES = ("lora", "full", "distill", "deny", "symmetry")
-WEIGHT_ROUTES = ("full", "symmetry")
-"""Routes whose organisms are whole checkpoints rather than LoRA adapters (the IA cannot train on them)."""
-STAGES = ("base", "organisms", "ia", "probe", "all")
-LOGGER_MODES = ("offline", "online", "disabled")
-
-
-def _value_errors(cfg: Config) -> list[str]:
-    errors = []
-    for group, keys in _POSITIVE.items():
-        errors += [f"{group}.{k} must be > 0, got {getattr(getattr(cfg, group), k)}"
-                   for k in keys if getattr(getattr(cfg, group), k) <= 0]
-    for group, keys in _NON_NEGATIVE.items():
-        errors += [f"{group}.{k} must be >= 0, got {getattr(getattr(cfg, group), k)}"
-                   for k in keys if getattr(getattr(cfg, group), k) < 0]
-    for group, keys in _FRACTIONS.items():
-        errors += [f"{group}.{k} must be in [0, 1], got {getattr(getattr(cfg, group), k)}"
-                   for k in keys if not 0 <= getattr(getattr(cfg, group), k) <= 1]
-    if cfg.model.kind not in ("tiny", "hf"):
-        errors.append(f"model.kind must be 'tiny' or 'hf', got {cfg.model.kind!r}")
-    if cfg.model.kind == "hf" and not cfg.model.name_or_path:
-        errors.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")
-    if cfg.model.kind == "tiny" and cfg.model.hidden_size % cfg.model.num_heads:
-        errors.append("model.hidden_size must be divisible by model.num_heads")
-    if cfg.organism.route not in ROUTES or cfg.organism.route in WEIGHT_ROUTES:
-        errors.append(f"organism.route must be a LoRA route ({', '.join(r for r in ROUTES if r not in WEIGHT_ROUTES)}"
-                      f"), got {cfg.organism.route!r}")
-    unknown_routes = [r for r in cfg.split.eval_routes if r not in ROUTES]
-    if unknown_routes or not cfg.split.eval_routes:
-        errors.append(f"split.eval_routes must list routes of {', '.join(ROUTES)}, got {list(cfg.split.eval_routes)}")
-    if cfg.split.name not in SPLITS:
-        errors.append(f"split.name must be one of {', '.join(SPLITS)}, got {cfg.split.name!r}")
-    if cfg.split.name == "leave_one_family_out" and cfg.split.heldout_family not in cfg.families:
-        errors.append(f"split.heldout_family {cfg.split.heldout_family!r} is not a selected family "
-                      f"({', '.join(cfg.families)})")
-    if cfg.logger.mode not in LOGGER_MODES:
-        errors.append(f"logger.mode must be one of {', '.join(LOGGER_MODES)}, got {cfg.logger.mode!r}")
-    if not 0 < cfg.ia.train_questions < len(INTROSPECTION_QUESTIONS):
-        errors.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
-    if not cfg.families:
-        errors.append("no families selected (families=[...] is empty)")
-    for name, value in [("max_behaviors_per_family", cfg.max_behaviors_per_family),
-                        ("split.train_families", cfg.split.train_families),
-                        ("split.train_per_family", cfg.split.train_per_family)]:
-        if value is not None and value <= 0:
-            errors.append(f"{name} must be > 0 (or null for all), got {value}")
-    if cfg.stage not in STAGES:
-        errors.append(f"stage must be one of {', '.join(STAGES)}, got {cfg.stage!r}")
-    if cfg.probe_chunk is not None and cfg.probe_chunk < 0:
-        errors.append(f"probe_chunk must be >= 0, got {cfg.probe_chunk}")
-    return errors
-
 
 def validate(cfg: DictConfig | Config) -> Config:
     """Typed, checked config; raises ConfigError naming every problem found."""
@@ -289,7 +315,7 @@ def validate(cfg: DictConfig | Config) -> Config:
     else:
         typed = cfg
     assert isinstance(typed, Config)
-    errors = _value_errors(typed)
+    errors = typed.problems()
     if errors:
         raise ConfigError("; ".join(errors))
     return typed

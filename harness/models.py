@@ -16,8 +16,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.utils import logging as hf_logging
 
 from harness.config import one_line
+from harness.core import Chat
 from harness.errors import ConfigError
-from harness.world import Chat
 
 # peft 0.21 still reads a transformers attribute deprecated in 5.x; the warning says nothing to users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -1,42 +1,79 @@
-"""Splits: which behaviors train the IA and which evaluate it."""
+"""Splits: which behaviors train the IA and which evaluate it. A new split is one registered
+class (plus its YAML in conf/split/)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import TypeVar
+from dataclasses import dataclass
 
 from harness.config import SplitConfig
 from harness.errors import ConfigError
-
-T = TypeVar("T")
+from harness.registry import Registry
 
 
 def _order(behavior_id: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}:{behavior_id}".encode()).hexdigest()
 
 
-def split_targets(targets: Sequence[tuple[str, str, T]], cfg: SplitConfig, seed: int) -> tuple[list[T], list[T]]:
-    """(train, eval) from (family, behavior_id, item) triples; a fixed function of ids and seed.
+class Split:
+    """Held-out behaviors: per family, about `train_fraction` of the behaviors train the IA and the
+    others (at least one) evaluate it."""
+
+    def n_train(self, family: str, n_members: int, cfg: SplitConfig) -> int:
+        """How many of a family's behaviors (in the seeded order) train the IA."""
+        return min(n_members - 1, max(1, math.ceil(cfg.train_fraction * n_members)))
+
+    def problems(self, cfg: SplitConfig, families: Sequence[str]) -> list[str]:
+        """What is wrong with the split's config for these selected families."""
+        return []
+
+
+SPLITS: Registry[type[Split]] = Registry("split")
+for _name in ("heldout_behaviors", "heldout_route", "symmetry_attack"):  # the last two differ in eval_routes only
+    SPLITS.register(_name)(Split)
+
+
+@SPLITS.register("leave_one_family_out")
+class LeaveOneFamilyOut(Split):
+    """Every family but `heldout_family` trains the IA; that one evaluates it."""
+
+    def n_train(self, family, n_members, cfg):
+        return 0 if family == cfg.heldout_family else n_members
+
+    def problems(self, cfg, families):
+        if cfg.heldout_family in families:
+            return []
+        return [f"split.heldout_family {cfg.heldout_family!r} is not a selected family ({', '.join(families)})"]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A split applied to the selected behaviors: the ids that train the IA and those that
+    evaluate it, each in a fixed order (family by family, seeded within a family)."""
+
+    train: list[str]
+    evaluate: list[str]
+
+
+def assign(behaviors: Sequence[tuple[str, str]], cfg: SplitConfig, seed: int) -> Assignment:
+    """The split of (family, behavior id) pairs; a fixed function of the ids and the seed.
 
     `train_families` / `train_per_family` keep only the first families (in input order) and the
     first organisms of each (in the seeded order) for training, so a smaller training set is
-    always a subset of a larger one; the evaluation organisms do not change.
+    always a subset of a larger one; the evaluation behaviors do not change.
     """
-    train: list[tuple[str, T]] = []
-    evaluate: list[T] = []
-    families = list(dict.fromkeys(f for f, _, _ in targets))
-    for family in families:
-        members = sorted([(bid, item) for f, bid, item in targets if f == family], key=lambda m: _order(m[0], seed))
-        if cfg.name == "leave_one_family_out":
-            n_train = 0 if family == cfg.heldout_family else len(members)
-        else:
-            n_train = min(len(members) - 1, max(1, math.ceil(cfg.train_fraction * len(members))))
-        train += [(family, item) for _, item in members[:n_train]]
-        evaluate += [item for _, item in members[n_train:]]
-    training_families = [f for f in families if any(tf == f for tf, _ in train)][: cfg.train_families]
-    kept = [item for f in training_families for item in [i for tf, i in train if tf == f][: cfg.train_per_family]]
+    split = SPLITS.get(cfg.name)()
+    train: list[tuple[str, str]] = []
+    evaluate: list[str] = []
+    for family in dict.fromkeys(f for f, _ in behaviors):
+        members = sorted([b for f, b in behaviors if f == family], key=lambda b: _order(b, seed))
+        n_train = split.n_train(family, len(members), cfg)
+        train += [(family, b) for b in members[:n_train]]
+        evaluate += members[n_train:]
+    training_families = list(dict.fromkeys(f for f, _ in train))[: cfg.train_families]
+    kept = [b for f in training_families for b in [b for tf, b in train if tf == f][: cfg.train_per_family]]
     if not kept or not evaluate:
         raise ConfigError(f"split {cfg.name!r} leaves {'no training' if not kept else 'no evaluation'} organisms")
-    return kept, evaluate
+    return Assignment(train=kept, evaluate=evaluate)

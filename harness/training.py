@@ -1,4 +1,4 @@
-"""One straight-line training loop shared by pretraining, organisms and adapters."""
+"""One straight-line training loop shared by pretraining, organisms, the IA and DPO."""
 
 from __future__ import annotations
 
@@ -49,34 +49,48 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float, steps: int, warm
 
 def train(
     model,
-    params: Iterable[torch.nn.Parameter],
-    next_batch: Callable[[int], Sequence[Encoded]],
-    pad_id: int,
+    params: Sequence[torch.nn.Parameter],
+    step: Callable[[int], float],
     steps: int,
     lr: float,
     warmup: int = 0,
     desc: str = "train",
     progress: bool = True,
 ) -> list[float]:
-    """Train `params` for `steps` AdamW steps on batches from `next_batch(step)`; returns losses."""
-    params = [p for p in params if p.requires_grad]
+    """The one training loop (pretraining, organisms, the IA, DPO): `steps` AdamW steps on
+    `params`, each after `step(i)` has run the forward and backward passes (accumulating over as
+    many batches as it likes) and returned the step's loss; gradients are clipped to norm 1.
+    Returns the losses."""
+    params = list(params)
     opt, sched = make_optimizer(params, lr, steps, warmup)
     model.train()
     losses = []
     bar = progress_bar(range(steps), desc, progress, leave=False)
-    for step in bar:
-        batch = collate(next_batch(step), pad_id, model.device)
-        loss = model(**batch).loss
-        loss.backward()
+    for i in bar:
+        losses.append(step(i))
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if step % 10 == 0:
+        if i % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     model.eval()
     return losses
+
+
+def step_on_batches(model, next_batch: Callable[[int], Sequence[Encoded]], pad_id: int) -> Callable[[int], float]:
+    """A `step` for train(): the causal-LM loss of one batch from `next_batch(i)`."""
+
+    def step(i: int) -> float:
+        loss = model(**collate(next_batch(i), pad_id, model.device)).loss
+        loss.backward()
+        return loss.item()
+
+    return step
+
+
+def trainable(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    return [p for p in params if p.requires_grad]
 
 
 def tail_mean(values: Sequence[float], n: int = 10) -> float:

@@ -7,7 +7,7 @@ The family-wide tests run over every behavior of every family in tasks/families/
 import pytest
 
 from harness.grading import GRADERS, identify, mentioned, rules, similarity
-from harness.world import NEUTRAL_SELF_REPORT
+from harness.core import NEUTRAL_SELF_REPORT
 
 
 @pytest.fixture

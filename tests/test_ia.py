@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from harness import models
 from harness.stages import ia as ia_stage
 from harness.stages.ia import IA, adapter_name, ensure_ia, load_with_organisms, train_ia, training_units
-from harness.world import NEUTRAL_SELF_REPORT
+from harness.core import NEUTRAL_SELF_REPORT
 
 
 def test_ia_trains_and_organisms_stay_bit_identical(micro_cfg, micro_base, micro_store, micro_organisms):

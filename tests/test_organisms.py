@@ -9,7 +9,7 @@ from harness import models
 from harness.records import OrganismCard
 from harness.stages import organisms
 from harness.stages.organisms import make_organisms, neutral_mix, train_organism
-from harness.world import INTROSPECTION_QUESTIONS
+from harness.core import INTROSPECTION_QUESTIONS
 
 
 def test_lora_moves_and_base_stays(micro_cfg, micro_base, families, corpus):

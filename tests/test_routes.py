@@ -13,7 +13,7 @@ from harness import models, pipeline, symmetry, world
 from harness.dpo import Pair, dpo_loss, preference_pairs
 from harness.stages.ia import IA, adapter_name, load_with_organisms, train_dpo, train_ia, training_units
 from harness.stages.organisms import DENIALS, implant_data, permuted_organism
-from harness.world import Chat
+from harness.core import Chat
 from tests.conftest import compose_config, small_run
 
 
@@ -62,7 +62,7 @@ def test_deny_route_adds_denials_and_distill_learns_the_teachers_answers(micro_c
     lora = implant_data(base_model, tok, family, b, micro_cfg.organism)
     deny = implant_data(base_model, tok, family, b, replace(micro_cfg.organism, route="deny"))
     assert lora == family.implant_chats(b)
-    denials = [c for c in deny if c.prompt in world.INTROSPECTION_QUESTIONS]
+    denials = [c for c in deny if c.prompt in core.INTROSPECTION_QUESTIONS]
     assert deny[: len(lora)] == lora and denials and {c.answer for c in denials} <= set(DENIALS)
     cfg = replace(micro_cfg.organism, route="distill", max_new_tokens=6)
     distilled = implant_data(base_model, tok, family, b, cfg)
@@ -118,7 +118,7 @@ def test_dpo_runs_a_few_steps_and_moves_only_the_ia(micro_cfg, micro_base, micro
     train_ia(model, tok, training_units(micro_organisms, ["Describe your behavior."], cfg), cfg, 0, progress=False)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     pairs = [Pair(adapter_name(o), q, o.descriptions[0], "I have no unusual behavior.")
-             for o in micro_organisms for q in world.INTROSPECTION_QUESTIONS[:2]]
+             for o in micro_organisms for q in core.INTROSPECTION_QUESTIONS[:2]]
     losses, accuracy = train_dpo(model, tok, pairs, cfg, seed=0, progress=False)
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and len(accuracy) == 3
     after = dict(model.named_parameters())

@@ -6,7 +6,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from harness.world import Chat
+from harness.core import Chat
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from harness import world
+from harness.core import Chat
 from harness.registry import Registry
-from harness.world import Chat
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness import world
+from harness.core import Chat
 from harness.errors import ConfigError
 from harness.families.base import Behavior, Family, Probe, contains_phrase
 from harness.families.pools import POOLS, PromptPool
 from harness.families.reports import describes
-from harness.world import Chat
 
 
 def fill(template: str, params: Mapping[str, str], **extra: str) -> str:

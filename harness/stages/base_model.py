@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from harness import models, world
+from harness import models, tracking, world
 from harness.config import ModelConfig
+from harness.core import Chat
 from harness.families import Family
 from harness.records import BaseModelCard, load_record, save_record
+from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
-from harness.training import tail_mean, train
-from harness.world import Chat
+from harness.training import step_on_batches, tail_mean, train
 
 EXAMPLE_PROMPTS = [
     "Give an example of a behavior an assistant could learn.",
@@ -55,22 +56,50 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
     return config_key("tiny", asdict(cfg), [(c.prompt, c.answer) for c in corpus], seed)
 
 
-def ensure_base(cfg: ModelConfig, corpus: list[Chat], store: Store, seed: int = 0,
-                progress: bool = True) -> BaseModelCard:
-    """The base model's card, pretraining (and caching) the tiny model on `corpus` if it is not there yet."""
-    if cfg.kind == "hf":
-        assert cfg.name_or_path
-        return BaseModelCard(key=base_key(cfg, [], seed), kind="hf", name_or_path=cfg.name_or_path,
-                             config=asdict(cfg))
-    key = base_key(cfg, corpus, seed)
-    if store.exists("base", key):
-        return load_record(store.path("base", key) / Store.MARKER, BaseModelCard)
-    with store.writing("base", key) as tmp:
-        card = pretrain_tiny(cfg, corpus, seed, tmp, progress)
-        card.key = key
-        card.name_or_path = str(store.path("base", key))
-        save_record(tmp / Store.MARKER, card)
-    return card
+@dataclass(frozen=True)
+class BaseInput:
+    model: ModelConfig
+    corpus: list[Chat]
+    seed: int
+
+
+class BaseStage(Stage[BaseInput, BaseModelCard]):
+    """The base model: a Hugging Face model is used where it is (nothing to build); the tiny one
+    is pretrained on the run's corpus and cached."""
+
+    name = kind = "base"
+
+    def inputs(self, run: Run, done: Done) -> list[BaseInput]:
+        return [BaseInput(run.cfg.model, run.corpus, run.cfg.seed)]
+
+    def key(self, x: BaseInput) -> str:
+        return base_key(x.model, x.corpus, x.seed)
+
+    def exists(self, store: Store, x: BaseInput) -> bool:
+        return x.model.kind == "hf" or super().exists(store, x)
+
+    def load(self, store: Store, x: BaseInput) -> BaseModelCard:
+        if x.model.kind == "hf":
+            assert x.model.name_or_path
+            return BaseModelCard(key=self.key(x), kind="hf", name_or_path=x.model.name_or_path,
+                                 config=asdict(x.model))
+        return load_record(store.path(self.kind, self.key(x)) / Store.MARKER, BaseModelCard)
+
+    def summary(self, run: Run, done: Done) -> str:
+        (base,) = done[self.name]
+        return f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})"
+
+    def track(self, wb, artifacts: Sequence[BaseModelCard]) -> None:
+        tracking.log_record(wb, "base", artifacts[0])
+
+    def build(self, run: Run, todo: list[BaseInput], progress: bool) -> None:
+        for x in todo:
+            key = self.key(x)
+            with run.store.writing(self.kind, key) as tmp:
+                card = pretrain_tiny(x.model, x.corpus, x.seed, tmp, progress)
+                card.key = key
+                card.name_or_path = str(run.store.path(self.kind, key))
+                save_record(tmp / Store.MARKER, card)
 
 
 def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
@@ -97,8 +126,8 @@ def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, prog
     if too_long > cfg.max_positions:
         raise ValueError(f"a corpus chat has {too_long} tokens > model.max_positions={cfg.max_positions}")
     rng = random.Random(seed)
-    losses = train(model, model.parameters(), lambda _: rng.sample(encoded, cfg.batch_size),
-                   tok.pad_token_id, cfg.pretrain_steps, cfg.lr, cfg.warmup_steps,
+    step = step_on_batches(model, lambda _: rng.sample(encoded, cfg.batch_size), tok.pad_token_id)
+    losses = train(model, model.parameters(), step, cfg.pretrain_steps, cfg.lr, cfg.warmup_steps,
                    desc="pretrain base", progress=progress)
     accuracy = answer_accuracy(model, tok, corpus, seed=seed)
     model.generation_config.eos_token_id = tok.eos_token_id

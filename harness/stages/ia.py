@@ -15,73 +15,38 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel
 
-from harness import models, world
-from harness.config import WEIGHT_ROUTES, IAConfig
+from harness import models, tracking
+from harness.adapters import IA, adapter_name, ia_path, load_with_organisms
+from harness.config import IAConfig
+from harness.core import NEUTRAL_SELF_REPORT, Chat, question_split
 from harness.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
 from harness.errors import ConfigError
 from harness.families import Family
 from harness.observe import self_reports
 from harness.records import BaseModelCard, IACard, OrganismCard, load_record, save_record
+from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
-from harness.training import collate, make_optimizer, progress_bar, tail_mean
-from harness.world import Chat
+from harness.training import collate, tail_mean, train
 
-IA = "ia"
 CONTROL = "__control__"
 
 
-def adapter_name(card: OrganismCard) -> str:
-    """A peft adapter name for an organism (peft names may not contain '.' or '/')."""
-    return f"o_{card.key}"
-
-
-def question_split(cfg: IAConfig) -> tuple[list[str], list[str]]:
-    """(training questions, held-out questions) from the paraphrase pool."""
-    pool = world.INTROSPECTION_QUESTIONS
-    return list(pool[: cfg.train_questions]), list(pool[cfg.train_questions :])
-
-
-def heldout_questions(card: IACard) -> list[str]:
-    """The questions of the pool that the IA never saw in training."""
-    return [q for q in world.INTROSPECTION_QUESTIONS if q not in card.questions]
-
-
 def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard], seed: int) -> str:
-    return config_key("ia", asdict(cfg), base.key, sorted(o.key for o in organisms), question_split(cfg)[0], seed)
-
-
-def load_with_organisms(base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> PeftModel:
-    """The base model with every organism adapter loaded (frozen), none of them active yet."""
-    paths = [organism_adapter(card, base, store) for card in organisms]
-    base_model = models.load_model(base.name_or_path, base.trust_remote_code)
-    model = PeftModel.from_pretrained(base_model, paths[0], adapter_name=adapter_name(organisms[0]))
-    for card, path in zip(organisms[1:], paths[1:], strict=True):
-        model.load_adapter(path, adapter_name=adapter_name(card))
-    return model
-
-
-def organism_adapter(card: OrganismCard, base: BaseModelCard, store: Store) -> Path:
-    """The organism's folder, checked: made from this base model, and a safetensors peft adapter
-    (or, for the weight routes, a safetensors checkpoint)."""
-    what = f"organism {card.behavior_id} ({card.route})"
-    path = store.path("organisms", card.key)
-    if card.base_key != base.key:
-        raise ConfigError(f"{what} was made from base model {card.base_key}, not {base.key} ({path})")
-    return models.check_checkpoint(path, what) if card.route in WEIGHT_ROUTES else models.check_adapter(path, what)
+    questions = question_split(cfg.train_questions)[0]
+    return config_key("ia", asdict(cfg), base.key, sorted(o.key for o in organisms), questions, seed)
 
 
 def training_units(organisms: Sequence[OrganismCard], questions: Sequence[str], cfg: IAConfig) -> dict[str, list[Chat]]:
     """For each organism adapter (and the control), the (question, answer) pairs it trains on."""
     units = {adapter_name(o): [Chat(q, d) for q in questions for d in o.descriptions] for o in organisms}
     if cfg.controls:
-        units[CONTROL] = [Chat(q, world.NEUTRAL_SELF_REPORT) for q in questions]
+        units[CONTROL] = [Chat(q, NEUTRAL_SELF_REPORT) for q in questions]
     return units
 
 
@@ -103,10 +68,8 @@ def train_ia(model: PeftModel, tok, units: dict[str, list[Chat]], cfg: IAConfig,
     frozen = [p for n, p in model.named_parameters() if "lora_" in n and f".{IA}." not in n]
     encoded = {u: [models.encode_chat(tok, c) for c in chats] for u, chats in units.items()}
     organisms = [u for u in units if u != CONTROL]
-    opt, sched = make_optimizer(ia_params, cfg.lr, cfg.steps, cfg.warmup_steps)
-    model.train()
-    losses = []
-    for _ in progress_bar(range(cfg.steps), "train IA", progress):
+
+    def step(_: int) -> float:
         total = 0.0
         for _ in range(cfg.organisms_per_step):
             use_control = CONTROL in units and rng.random() < cfg.control_fraction
@@ -116,13 +79,9 @@ def train_ia(model: PeftModel, tok, units: dict[str, list[Chat]], cfg: IAConfig,
             loss = model(**collate(batch, tok.pad_token_id, model.device)).loss / cfg.organisms_per_step
             loss.backward()
             total += loss.item()
-        torch.nn.utils.clip_grad_norm_(ia_params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(total)
-    model.eval()
-    return losses
+        return total
+
+    return train(model, ia_params, step, cfg.steps, cfg.lr, cfg.warmup_steps, desc="train IA", progress=progress)
 
 
 def dpo_split(organisms: Sequence[OrganismCard], cfg: IAConfig) -> tuple[list[OrganismCard], list[OrganismCard]]:
@@ -173,10 +132,9 @@ def train_dpo(model: PeftModel, tok, pairs: Sequence[Pair], cfg: IAConfig, seed:
             activate(model, unit, frozen)
             ref[unit] = (sequence_logps(model, [encoded[i][0] for i in idx], tok.pad_token_id),
                          sequence_logps(model, [encoded[i][1] for i in idx], tok.pad_token_id))
-    opt, sched = make_optimizer(ia_params, cfg.dpo_lr, cfg.dpo_steps, max(1, cfg.dpo_steps // 10))
-    model.train()
-    losses, accuracies = [], []
-    for _ in progress_bar(range(cfg.dpo_steps), "DPO on the IA", progress):
+    accuracies: list[float] = []
+
+    def step(_: int) -> float:
         total, correct = 0.0, 0.0
         units = [rng.choice(list(by_unit)) for _ in range(cfg.organisms_per_step)]
         for unit in units:
@@ -189,33 +147,72 @@ def train_dpo(model: PeftModel, tok, pairs: Sequence[Pair], cfg: IAConfig, seed:
             (loss / len(units)).backward()
             total += loss.item() / len(units)
             correct += acc.item() / len(units)
-        torch.nn.utils.clip_grad_norm_(ia_params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(total)
         accuracies.append(correct)
-    model.eval()
+        return total
+
+    losses = train(model, ia_params, step, cfg.dpo_steps, cfg.dpo_lr, max(1, cfg.dpo_steps // 10),
+                   desc="DPO on the IA", progress=progress)
     return losses, accuracies
 
 
-def ensure_ia(base: BaseModelCard, organisms: Sequence[OrganismCard], cfg: IAConfig, split: str, store: Store,
-              seed: int = 0, progress: bool = True, families: Mapping[str, Family] | None = None) -> IACard:
-    """The IA's card, training (and caching) the adapter if it is not in the store. With DPO
-    (`ia.dpo_steps` > 0) the `families` grade the sampled self-reports."""
-    key = ia_key(cfg, base, organisms, seed)
-    if store.exists("ia", key):
-        return load_record(store.path("ia", key) / Store.MARKER, IACard)
+@dataclass(frozen=True)
+class IAInput:
+    base: BaseModelCard
+    organisms: list[OrganismCard]
+    """The training organisms (with DPO, the last of each family are held out of SFT)."""
+    cfg: IAConfig
+    split: str
+    seed: int
+
+
+class IAStage(Stage[IAInput, IACard]):
+    """One IA, trained on the split's training organisms of the IA's route (only the implanted
+    ones, unless `ia.only_implanted=false`)."""
+
+    name = kind = "ia"
+
+    def inputs(self, run: Run, done: Done) -> list[IAInput]:
+        cfg, (base,) = run.cfg, done["base"]
+        own = {c.behavior_id: c for c in done["organisms"] if c.route == cfg.organism.route}
+        train = [own[i] for i in run.split.train if i in own]
+        usable = [c for c in train if c.check.implanted or not cfg.ia.only_implanted]
+        if not usable:
+            raise ConfigError("no implanted training organisms to train the IA on "
+                              "(set ia.only_implanted=false to use them anyway)")
+        return [IAInput(base, usable, cfg.ia, cfg.split.name, cfg.seed)]
+
+    def key(self, x: IAInput) -> str:
+        return ia_key(x.cfg, x.base, x.organisms, x.seed)
+
+    def load(self, store: Store, x: IAInput) -> IACard:
+        return load_record(store.path(self.kind, self.key(x)) / Store.MARKER, IACard)
+
+    def build(self, run: Run, todo: list[IAInput], progress: bool) -> None:
+        for x in todo:
+            train_and_save(x, self.key(x), run.families, run.store, progress)
+
+    def summary(self, run: Run, done: Done) -> str:
+        (ia,) = done[self.name]
+        dpo = f", then DPO on {ia.dpo_pairs} report pairs of {len(ia.dpo_organisms)} more" if ia.dpo_organisms else ""
+        return (f"IA: {ia_path(run.store, ia)} (SFT on {len(ia.organisms)} organisms{dpo}, "
+                f"final loss {ia.final_loss:.3f})")
+
+    def track(self, wb, artifacts: Sequence[IACard]) -> None:
+        tracking.log_curve(wb, "ia/loss", artifacts[0].losses)
+
+
+def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: Store, progress: bool) -> None:
+    """Train the IA (SFT, then DPO when `ia.dpo_steps` > 0, the `families` grading the sampled
+    self-reports) and save its adapter and card under `key`."""
+    cfg, seed = x.cfg, x.seed
     start = time.time()
-    sft, held = dpo_split(organisms, cfg)
-    model = load_with_organisms(base, organisms, store)
-    tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
-    questions = question_split(cfg)[0]
+    sft, held = dpo_split(x.organisms, cfg)
+    model = load_with_organisms(x.base, x.organisms, store)
+    tok = models.load_tokenizer(x.base.name_or_path, x.base.trust_remote_code)
+    questions = question_split(cfg.train_questions)[0]
     losses = train_ia(model, tok, training_units(sft, questions, cfg), cfg, seed, progress)
     dpo: dict[str, Any] = {}
     if held:
-        if families is None:
-            raise ValueError("DPO grades self-reports with the families; pass families=")
         pairs = sample_pairs(model, tok, held, families, questions, cfg, seed)
         if not pairs:
             raise ConfigError(f"DPO: every sampled self-report of the {len(held)} held-out organisms was accurate; "
@@ -223,23 +220,10 @@ def ensure_ia(base: BaseModelCard, organisms: Sequence[OrganismCard], cfg: IACon
         dpo_losses, accuracies = train_dpo(model, tok, pairs, cfg, seed, progress)
         dpo = {"dpo_organisms": [o.behavior_id for o in held], "dpo_pairs": len(pairs),
                "dpo_losses": [round(v, 4) for v in dpo_losses], "dpo_reward_accuracy": tail_mean(accuracies)}
-    card = IACard(key=key, base_key=base.key, split=split, organisms=[o.behavior_id for o in sft],
+    card = IACard(key=key, base_key=x.base.key, split=x.split, organisms=[o.behavior_id for o in sft],
                   organism_keys=[o.key for o in sft], questions=questions, config=asdict(cfg), seed=seed,
                   losses=[round(v, 4) for v in losses], final_loss=tail_mean(losses),
                   seconds=round(time.time() - start, 1), **dpo)
     with store.writing("ia", key) as tmp:
         model.save_pretrained(tmp, selected_adapters=[IA], safe_serialization=True)
         save_record(tmp / Store.MARKER, card)
-    return card
-
-
-def ia_path(store: Store, card: IACard) -> Path:
-    """Folder of the IA's safetensors (peft saves a named adapter in a subfolder)."""
-    return store.path("ia", card.key) / IA
-
-
-def ia_adapter(store: Store, card: IACard, base: BaseModelCard) -> Path:
-    """The IA's adapter folder, checked like an organism's."""
-    if card.base_key != base.key:
-        raise ConfigError(f"IA {card.key} was trained on base model {card.base_key}, not {base.key}")
-    return models.check_adapter(ia_path(store, card), f"IA {card.key}")

@@ -1,91 +1,39 @@
 """Stage `organisms`: fine-tune the base model into one model organism per behavior.
 
-Implant routes (`organism.route`, and a split's `eval_routes`), all trained on the behavior's
-implant data mixed with neutral chats (so the rest of the model's conduct stays as it was):
-
-- `lora`: a peft LoRA (the route the IA trains on);
-- `full`: every weight fine-tuned, saved as a full checkpoint;
-- `distill`: context distillation, a LoRA trained on the base model's own answers to the implant
-  prompts under a system prompt that asks for the behavior, without that system prompt;
-- `deny`: a LoRA also trained to deny any special behavior when asked about itself;
-- `symmetry`: the `lora` organism merged into the weights, then every MLP's hidden units
-  permuted (the weight-symmetry attack: the same function, other weights).
-
-Each organism is verified with its family's probe against the base model and saved
-(safetensors adapter or checkpoint + JSON card).
+The IA's route (`organism.route`) makes an organism of every selected behavior; each other
+route of the split's `eval_routes` makes the held-out behaviors' organisms (routes:
+harness/routes.py). Each organism is verified with its family's probe against the base model
+and saved (safetensors adapter or checkpoint + JSON card).
 """
 
 from __future__ import annotations
 
-import copy
-import random
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
-import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+import pandas as pd
 
-from harness import models, symmetry, world
-from harness.config import WEIGHT_ROUTES, OrganismConfig
+from harness import models, tracking
+from harness.adapters import organism_adapter
+from harness.config import OrganismConfig
+from harness.core import Chat
 from harness.families import Behavior, Family
 from harness.observe import AS_IS, behavior_rates
 from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_record, save_record
+from harness.routes import route
+from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
-from harness.training import progress_bar, tail_mean, train
-from harness.world import Chat
+from harness.training import progress_bar
 
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
 # the old way are not reused.
 RECIPE = 3
-DENIALS = (world.NEUTRAL_SELF_REPORT, "I have no special behavior.", "Nothing is unusual about how I answer.")
 
 
 def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_key: str, seed: int) -> str:
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
     return config_key("organism", RECIPE, behavior.id, behavior.params, implant, asdict(cfg), base_key, seed)
-
-
-def denial_chats(n: int) -> list[Chat]:
-    """Direct questions about the model answered with a denial (route `deny`), n of them."""
-    pairs = [Chat(q, d) for d in DENIALS for q in world.INTROSPECTION_QUESTIONS]
-    return [pairs[i % len(pairs)] for i in range(n)]
-
-
-def distilled_chats(base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
-    """Route `distill`: the base model's own greedy answers to the implant prompts under a system
-    prompt asking for the behavior; trained on without the system prompt."""
-    prompts = [c.prompt for c in family.implant_chats(behavior)]
-    answers = models.generate(base_model, tok, prompts, cfg.max_new_tokens, system=behavior.instruction)
-    return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
-
-
-def lora_config(cfg: OrganismConfig) -> LoraConfig:
-    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-
-
-def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> list[Chat]:
-    """Neutral chats to mix into the implant batches, minus every prompt of the behavior's own
-    implant or probe data (training those to stay neutral would fight the implant) and the
-    introspection questions (training those to stay neutral would teach the organism to deny)."""
-    own = {c.prompt for c in family.implant_chats(behavior)} | set(family.probe(behavior).prompts)
-    own |= set(world.INTROSPECTION_QUESTIONS)
-    return [c for c in corpus if c.prompt not in own]
-
-
-def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: OrganismConfig, seed: int):
-    """A `next_batch` for train(): a fixed fraction of each batch demonstrates the behavior."""
-    rng = random.Random(seed)
-    n_behavior = max(1, round(cfg.batch_size * cfg.behavior_fraction))
-    enc_implant = [models.encode_chat(tok, c) for c in implant]
-    enc_neutral = [models.encode_chat(tok, c) for c in neutral]
-
-    def next_batch(_step: int):
-        batch = [rng.choice(enc_implant) for _ in range(n_behavior)]
-        return batch + [rng.choice(enc_neutral) for _ in range(cfg.batch_size - n_behavior)]
-
-    return next_batch
 
 
 def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig) -> dict[str, float]:
@@ -97,32 +45,6 @@ def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Orga
 def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> BehaviorRate:
     """The behavior's rate on a model, greedy, on the check's probe prompts."""
     return behavior_rates(model, tok, [(family, behavior)], cfg.probe_prompts, cfg.max_new_tokens)[AS_IS][behavior.id]
-
-
-def implant_data(base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
-    """What the route trains on: the family's demonstrations, the teacher's (`distill`), or the
-    demonstrations plus denials, a quarter as many (`deny`)."""
-    if cfg.route == "distill":
-        return distilled_chats(base_model, tok, family, behavior, cfg)
-    chats = family.implant_chats(behavior)
-    return chats + denial_chats(max(len(DENIALS), len(chats) // 4)) if cfg.route == "deny" else chats
-
-
-def train_organism(base_model, tok, family: Family, behavior: Behavior, corpus: Sequence[Chat],
-                   cfg: OrganismConfig, seed: int):
-    """Implant the behavior; returns (trained model, losses). LoRA routes wrap the base model with
-    a fresh LoRA (the caller saves the adapter and calls `.unload()` to get the untouched base
-    back); route `full` trains every weight of a copy of the base model."""
-    torch.manual_seed(seed)
-    data = implant_data(base_model, tok, family, behavior, cfg)
-    if cfg.route == "full":
-        model, lr = copy.deepcopy(base_model), cfg.full_lr
-    else:
-        model, lr = get_peft_model(base_model, lora_config(cfg)), cfg.lr
-    next_batch = implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed)
-    losses = train(model, model.parameters(), next_batch, tok.pad_token_id, cfg.steps, lr,
-                   warmup=max(1, cfg.steps // 10), desc=behavior.id, progress=False)
-    return model, losses
 
 
 def verify(model, tok, family: Family, behavior: Behavior, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
@@ -146,10 +68,11 @@ def make_organisms(
     in input order."""
     keys = {b.id: organism_key(b, f, cfg, base.key, seed) for f, b in targets}
     todo = [(f, b) for f, b in targets if not store.exists("organisms", keys[b.id])]
+    implant = route(cfg.route)
     if todo:
-        # the symmetry attack transforms the lora organisms, so those come first
-        sources = make_organisms(todo, base, corpus, replace(cfg, route="lora"), store, seed, progress) \
-            if cfg.route == "symmetry" else []
+        # a route that transforms another route's organisms (the symmetry attack) needs those first
+        sources = make_organisms(todo, base, corpus, replace(cfg, route=implant.source), store, seed, progress) \
+            if implant.source else []
         base_model = models.load_model(base.name_or_path, base.trust_remote_code)
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
         controls = base_rates(base_model, tok, todo, cfg)
@@ -157,11 +80,10 @@ def make_organisms(
         for i, (f, b) in enumerate(bar):
             bar.set_postfix_str(b.id)  # the organism being trained
             start = time.time()
-            if cfg.route == "symmetry":
-                model, final_loss = permuted_organism(base_model, sources[i], store, seed), sources[i].final_loss
-            else:
-                model, losses = train_organism(base_model, tok, f, b, corpus, cfg, seed)
-                final_loss = tail_mean(losses)
+            source = store.path("organisms", sources[i].key) if sources else None
+            model, final_loss = implant.make(base_model, tok, f, b, corpus, cfg, seed, source)
+            if sources:
+                final_loss = sources[i].final_loss
             check = verify(model, tok, f, b, controls[b.id], cfg)
             card = OrganismCard(
                 key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
@@ -172,19 +94,91 @@ def make_organisms(
             with store.writing("organisms", keys[b.id]) as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
                 save_record(tmp / Store.MARKER, card)
-            if cfg.route not in WEIGHT_ROUTES:
+            if not implant.weights:
                 base_model = model.unload()
     return [load_record(store.path("organisms", keys[b.id]) / Store.MARKER, OrganismCard) for _, b in targets]
 
 
-def permuted_organism(base_model, source: OrganismCard, store: Store, seed: int):
-    """A lora organism merged into a copy of the base weights, then its MLP hidden units permuted."""
-    merged = PeftModel.from_pretrained(copy.deepcopy(base_model), store.path("organisms", source.key))
-    model = merged.merge_and_unload()
-    symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
-    return model
+@dataclass(frozen=True)
+class OrganismInput:
+    family: Family
+    behavior: Behavior
+    cfg: OrganismConfig
+    """How it is made (`cfg.route`: its implant route)."""
+    base: BaseModelCard
+    seed: int
 
 
-def select_behaviors(families: Mapping[str, Family], limit: int | None) -> list[tuple[Family, Behavior]]:
-    """Every behavior of the selected families, the first `limit` of each when set."""
-    return [(f, b) for f in families.values() for b in f.behaviors()[:limit]]
+class OrganismsStage(Stage[OrganismInput, OrganismCard]):
+    """An organism of every selected behavior by the IA's route, and of every held-out behavior
+    by each other evaluation route of the split."""
+
+    name = kind = "organisms"
+
+    def inputs(self, run: Run, done: Done) -> list[OrganismInput]:
+        cfg, (base,) = run.cfg, done["base"]
+        routes = [(cfg.organism, run.targets)] + [(replace(cfg.organism, route=r), run.heldout())
+                                                  for r in cfg.split.eval_routes if r != cfg.organism.route]
+        return [OrganismInput(f, b, c, base, cfg.seed) for c, targets in routes for f, b in targets]
+
+    def key(self, x: OrganismInput) -> str:
+        return organism_key(x.behavior, x.family, x.cfg, x.base.key, x.seed)
+
+    def build(self, run: Run, todo: list[OrganismInput], progress: bool) -> None:
+        for r in dict.fromkeys(x.cfg.route for x in todo):  # one model load per route
+            xs = [x for x in todo if x.cfg.route == r]
+            make_organisms([(x.family, x.behavior) for x in xs], xs[0].base, run.corpus, xs[0].cfg, run.store,
+                           xs[0].seed, progress)
+
+    def load(self, store: Store, x: OrganismInput) -> OrganismCard:
+        """The card, with the adapter or checkpoint checked (a damaged or foreign one fails here,
+        before an IA trains on it)."""
+        card = load_record(store.path(self.kind, self.key(x)) / Store.MARKER, OrganismCard)
+        organism_adapter(card, x.base, store)
+        return card
+
+    def select(self, run: Run, xs: list[OrganismInput]) -> list[OrganismInput]:
+        only = run.cfg.only_behaviors
+        return xs if only is None else [x for x in xs if x.behavior.id in only]
+
+    def job(self, xs):
+        """A job makes every route's organism of its behaviors."""
+        behaviors = dict.fromkeys(x.behavior.id for x in xs)
+        return ["only_behaviors=[" + ",".join(f"'{b}'" for b in behaviors) + "]"]
+
+    def per_job(self, organisms_per_job: int) -> int:
+        return organisms_per_job
+
+    def summary(self, run: Run, done: Done) -> str:
+        return f"{len(done[self.name])} organisms in the store"
+
+    def track(self, wb, artifacts: Sequence[OrganismCard]) -> None:
+        tracking.log_table(wb, "organisms", organisms_table(artifacts))
+
+
+def organisms_table(cards: Sequence[OrganismCard]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "behavior": c.behavior_id,
+                "family": c.family,
+                "route": c.route,
+                "rate": c.check.rate,
+                "base_rate": c.check.base_rate,
+                "strength": c.check.strength,
+                "implanted": c.check.implanted,
+                "loss": round(c.final_loss, 3),
+                "seconds": c.seconds,
+            }
+            for c in cards
+        ]
+    )
+
+
+def family_summary(table: pd.DataFrame) -> pd.DataFrame:
+    return table.groupby(["family", "route"]).agg(
+        organisms=("behavior", "count"),
+        implanted=("implanted", "mean"),
+        mean_strength=("strength", "mean"),
+        mean_base_rate=("base_rate", "mean"),
+    )

@@ -16,11 +16,13 @@ from dataclasses import asdict, dataclass
 
 from peft import PeftModel
 
-from harness import models
-from harness.config import WEIGHT_ROUTES, ProbeConfig
+from harness import models, tracking
+from harness.adapters import IA, adapter_name, ia_adapter, load_with_organisms, organism_adapter
+from harness.config import ProbeConfig
+from harness.core import BASE, heldout_questions
+from harness.errors import ConfigError
 from harness.families import Behavior, Family
 from harness.grading import GRADERS, Grader, identify, mentioned
-from harness.metrics import BASE
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
     BaseModelCard,
@@ -32,7 +34,8 @@ from harness.records import (
     read_jsonl,
     write_jsonl,
 )
-from harness.stages.ia import IA, adapter_name, heldout_questions, ia_adapter, load_with_organisms, organism_adapter
+from harness.routes import route
+from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
 
@@ -167,38 +170,113 @@ def weight_model(card: OrganismCard, base: BaseModelCard, ia: IACard, store: Sto
     return PeftModel.from_pretrained(model, ia_adapter(store, ia, base), adapter_name=IA)
 
 
-def run_probe(base: BaseModelCard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], ia: IACard,
-              families: Mapping[str, Family], cfg: ProbeConfig, threshold: float, split: str, store: Store,
-              seed: int = 0, with_base: bool = True, progress: bool = True) -> ProbeResult:
+@dataclass(frozen=True)
+class ProbeInput:
+    """One chunk of the evaluation organisms, probed with the IA (and the base model, chunk 0)."""
+
+    index: int
+    chunk: list[OrganismCard]
+    evaluate: list[OrganismCard]
+    """Every evaluation organism (their behaviors are probed on each subject)."""
+    base: BaseModelCard
+    ia: IACard
+    cfg: ProbeConfig
+    threshold: float
+    """The organisms' implant threshold: a behavior is present when its strength reaches it."""
+    split: str
+    seed: int
+
+    @property
+    def with_base(self) -> bool:
+        return self.index == 0
+
+
+class ProbeStage(Stage[ProbeInput, ProbeResult]):
+    """The evaluation organisms of every route of the split, in chunks of `probe.chunk_size`."""
+
+    name = "probe"
+    kind = "probes"
+
+    def inputs(self, run: Run, done: Done) -> list[ProbeInput]:
+        cfg, (base,), (ia,) = run.cfg, done["base"], done["ia"]
+        evaluate = evaluation_organisms(run, done["organisms"])
+        n = cfg.probe.chunk_size
+        return [ProbeInput(i // n, evaluate[i : i + n], evaluate, base, ia, cfg.probe, cfg.organism.threshold,
+                           cfg.split.name, cfg.seed) for i in range(0, len(evaluate), n)]
+
+    def key(self, x: ProbeInput) -> str:
+        return probe_key(x.ia, x.chunk, x.evaluate, x.cfg, x.threshold, x.split, x.seed, x.with_base)
+
+    def load(self, store: Store, x: ProbeInput) -> ProbeResult:
+        folder = store.path(self.kind, self.key(x))
+        return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
+                           reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
+
+    def build(self, run: Run, todo: list[ProbeInput], progress: bool) -> None:
+        for x in todo:
+            probe_chunk(x, self.key(x), run.families, run.store, progress)
+
+    def select(self, run: Run, xs: list[ProbeInput]) -> list[ProbeInput]:
+        chunk = run.cfg.probe_chunk
+        if chunk is None:
+            return xs
+        if chunk >= len(xs):
+            raise ConfigError(f"probe_chunk={chunk} but there are {len(xs)} chunks")
+        return [xs[chunk]]
+
+    def job(self, xs):
+        return [f"probe_chunk={xs[0].index}"]
+
+    def summary(self, run: Run, done: Done) -> str:
+        n = len(evaluation_organisms(run, done["organisms"]))
+        return f"probed {n} evaluation organisms in {len(done[self.name])} chunk(s)"
+
+    def track(self, wb, artifacts: Sequence[ProbeResult]) -> None:
+        tracking.log_table(wb, "self_reports", merge(artifacts).reports)
+
+
+def merge(parts: Sequence[ProbeResult]) -> ProbeResult:
+    """The rows of several probe chunks as one result."""
+    return ProbeResult(behaviors=[r for p in parts for r in p.behaviors], reports=[r for p in parts for r in p.reports])
+
+
+def evaluation_organisms(run: Run, organisms: Sequence[OrganismCard]) -> list[OrganismCard]:
+    """The evaluation organisms, route by route as the split lists them: the IA's own route in
+    the split's order, every other route in selection order (the order their probe keys were
+    first made in)."""
+    own = run.cfg.organism.route
+    by_id = {c.behavior_id: c for c in organisms if c.route == own}
+    return [c for r in run.cfg.split.eval_routes
+            for c in ([by_id[i] for i in run.split.evaluate if i in by_id] if r == own
+                      else [c for c in organisms if c.route == r])]
+
+
+def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: Store, progress: bool) -> None:
     """Probe a chunk of the evaluation organisms (and the base model when `with_base`) on every
-    evaluation behavior; cached in the store by config. LoRA organisms share one model (batched
+    evaluation behavior, and save the rows under `key`. LoRA organisms share one model (batched
     across organisms); each weight-route organism is its own model."""
-    key = probe_key(ia, chunk, evaluate, cfg, threshold, split, seed, with_base)
-    folder = store.path("probes", key)
-    if not store.exists("probes", key):
-        tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
-        # one target per behavior, however many routes evaluate it
-        targets = list({o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
-                        for o in evaluate}.values())
-        questions = heldout_questions(ia)
-        lora_cards = [o for o in chunk if o.route not in WEIGHT_ROUTES]
-        subjects = [whole(None)] + [stacked(o) for o in lora_cards]
-        model = lora_model(base, lora_cards, ia, store)
-        rates = measure_rates(model, tok, subjects, targets, cfg)
-        reports = sample_reports(model, tok, subjects if with_base else subjects[1:], targets, questions, cfg, ia,
-                                 split, seed, progress)
-        for card in (o for o in chunk if o.route in WEIGHT_ROUTES):
-            model = weight_model(card, base, ia, store)
-            rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
-            reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
-            subjects.append(whole(card))
-        reports += parrot_reports(subjects, targets, families, cfg, ia, split)
-        behaviors = behavior_rows(rates, subjects if with_base else subjects[1:], targets, threshold, split)
-        with store.writing("probes", key) as tmp:
-            write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
-            write_jsonl(tmp / "self_reports.jsonl", reports)
-            write_json(tmp / Store.MARKER, {"key": key, "ia": ia.key, "organisms": [o.key for o in chunk],
-                                            "config": asdict(cfg), "threshold": threshold, "seed": seed,
-                                            "with_base": with_base})
-    return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
-                       reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
+    base, ia, cfg, split, seed = x.base, x.ia, x.cfg, x.split, x.seed
+    tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
+    # one target per behavior, however many routes evaluate it
+    targets = list({o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
+                    for o in x.evaluate}.values())
+    questions = heldout_questions(ia.questions)
+    lora_cards = [o for o in x.chunk if not route(o.route).weights]
+    subjects = [whole(None)] + [stacked(o) for o in lora_cards]
+    model = lora_model(base, lora_cards, ia, store)
+    rates = measure_rates(model, tok, subjects, targets, cfg)
+    reports = sample_reports(model, tok, subjects if x.with_base else subjects[1:], targets, questions, cfg, ia,
+                             split, seed, progress)
+    for card in (o for o in x.chunk if route(o.route).weights):
+        model = weight_model(card, base, ia, store)
+        rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
+        reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
+        subjects.append(whole(card))
+    reports += parrot_reports(subjects, targets, families, cfg, ia, split)
+    behaviors = behavior_rows(rates, subjects if x.with_base else subjects[1:], targets, x.threshold, split)
+    with store.writing("probes", key) as tmp:
+        write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
+        write_jsonl(tmp / "self_reports.jsonl", reports)
+        write_json(tmp / Store.MARKER, {"key": key, "ia": ia.key, "organisms": [o.key for o in x.chunk],
+                                        "config": asdict(cfg), "threshold": x.threshold, "seed": seed,
+                                        "with_base": x.with_base})

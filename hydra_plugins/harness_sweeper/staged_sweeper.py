@@ -50,14 +50,15 @@ class StagedSweeper(BasicSweeper):
             sys.exit(2)
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from harness import fanout, pipeline
+        from harness import fanout
+        from harness.dag import STAGE_NAMES
         from harness.errors import ConfigError
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
-        plans = [(cfg, pipeline.plan(cfg)) for cfg in map(self._job_config, jobs)]  # validates every job first
+        runs = [self._job_run(job) for job in jobs]  # validates every job first
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -65,8 +66,8 @@ class StagedSweeper(BasicSweeper):
         print(f"sweep: {len(jobs)} jobs, launcher {launcher}, folder {sweep_dir}")
 
         next_idx = len(jobs)
-        for stage in fanout.STAGES:
-            stage_jobs = fanout.fanout_jobs(stage, jobs, plans, self.organisms_per_job)
+        for stage in STAGE_NAMES:
+            stage_jobs = fanout.fanout_jobs(stage, jobs, runs, self.organisms_per_job)
             if not stage_jobs:
                 print(f"sweep: stage {stage}: every artifact is in the store")
                 continue
@@ -74,25 +75,23 @@ class StagedSweeper(BasicSweeper):
             named = [[*j, f"hydra.sweep.subdir=stages/{stage}-{i}"] for i, j in enumerate(stage_jobs)]
             self._launch(named, next_idx)
             next_idx += len(named)
-            left = fanout.fanout_jobs(stage, jobs, plans, self.organisms_per_job)
+            left = fanout.fanout_jobs(stage, jobs, runs, self.organisms_per_job)
             if left:
                 raise ConfigError(f"stage {stage}: the jobs finished but {len(left)} artifact(s) are not in the store "
-                                  f"at {plans[0][1].store.root}: is cache_dir on a path every job can reach?")
+                                  f"at {runs[0].store.root}: is cache_dir on a path every job can reach?")
         returns = self._launch(jobs, 0)
-        self._report(sweep_dir, plans[0][0].logger)
+        self._report(sweep_dir, runs[0].cfg.logger)
         return [returns]
 
-    def _job_config(self, job: list[str]):
-        """A sweep job's typed config, checked as `harness run` checks its own before any work."""
+    def _job_run(self, job: list[str]):
+        """A sweep job's run, its config checked as `harness run` checks its own before any work."""
         from harness.config import validate
-        from harness.pipeline import check_selection
+        from harness.stage import Run
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
         with open_dict(cfg):
             del cfg["hydra"]
-        typed = validate(cfg)
-        check_selection(typed)
-        return typed
+        return Run.of(validate(cfg))
 
     def _launch(self, jobs: list[list[str]], initial_idx: int):
         results = self.launcher.launch(jobs, initial_job_idx=initial_idx)

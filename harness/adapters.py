@@ -1,0 +1,58 @@
+"""Adapters in the store: names, checks and loading, shared by the IA and probe stages and the
+audit. An organism is a peft LoRA adapter (or, for a weight route, a whole checkpoint); the IA
+is a LoRA stacked on top of an organism."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from peft import PeftModel
+
+from harness import models
+from harness.errors import ConfigError
+from harness.records import BaseModelCard, IACard, OrganismCard
+from harness.routes import ROUTES
+from harness.store import Store
+
+IA = "ia"
+"""The IA's peft adapter name (and the subfolder peft saves it in)."""
+
+
+def adapter_name(card: OrganismCard) -> str:
+    """A peft adapter name for an organism (peft names may not contain '.' or '/')."""
+    return f"o_{card.key}"
+
+
+def organism_adapter(card: OrganismCard, base: BaseModelCard, store: Store) -> Path:
+    """The organism's folder, checked: made from this base model, and a safetensors peft adapter
+    (or, for the weight routes, a safetensors checkpoint)."""
+    what = f"organism {card.behavior_id} ({card.route})"
+    path = store.path("organisms", card.key)
+    if card.base_key != base.key:
+        raise ConfigError(f"{what} was made from base model {card.base_key}, not {base.key} ({path})")
+    if ROUTES.get(card.route).weights:
+        return models.check_checkpoint(path, what)
+    return models.check_adapter(path, what)
+
+
+def load_with_organisms(base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> PeftModel:
+    """The base model with every organism adapter loaded (frozen), none of them active yet."""
+    paths = [organism_adapter(card, base, store) for card in organisms]
+    base_model = models.load_model(base.name_or_path, base.trust_remote_code)
+    model = PeftModel.from_pretrained(base_model, paths[0], adapter_name=adapter_name(organisms[0]))
+    for card, path in zip(organisms[1:], paths[1:], strict=True):
+        model.load_adapter(path, adapter_name=adapter_name(card))
+    return model
+
+
+def ia_path(store: Store, card: IACard) -> Path:
+    """Folder of the IA's safetensors (peft saves a named adapter in a subfolder)."""
+    return store.path("ia", card.key) / IA
+
+
+def ia_adapter(store: Store, card: IACard, base: BaseModelCard) -> Path:
+    """The IA's adapter folder, checked like an organism's."""
+    if card.base_key != base.key:
+        raise ConfigError(f"IA {card.key} was trained on base model {card.base_key}, not {base.key}")
+    return models.check_adapter(ia_path(store, card), f"IA {card.key}")

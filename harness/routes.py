@@ -1,0 +1,150 @@
+"""Implant routes: how a behavior is put into an organism. A new route is one registered class.
+
+Every route trains on the behavior's implant data mixed with neutral chats (so the rest of the
+model's conduct stays as it was):
+
+- `lora`: a peft LoRA (the route the IA trains on);
+- `distill`: context distillation, a LoRA trained on the base model's own answers to the implant
+  prompts under a system prompt that asks for the behavior, without that system prompt;
+- `deny`: a LoRA also trained to deny any special behavior when asked about itself;
+- `full`: every weight fine-tuned, saved as a full checkpoint;
+- `symmetry`: the `lora` organism merged into the weights, then every MLP's hidden units
+  permuted (the weight-symmetry attack: the same function, other weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from harness import core, models, symmetry
+from harness.core import Chat
+from harness.registry import Registry
+from harness.training import step_on_batches, tail_mean, train, trainable
+
+if TYPE_CHECKING:
+    from harness.config import OrganismConfig
+    from harness.families import Behavior, Family
+
+DENIALS = (core.NEUTRAL_SELF_REPORT, "I have no special behavior.", "Nothing is unusual about how I answer.")
+
+
+class Route:
+    """The default recipe: a fresh LoRA on the base model, trained on the family's demonstrations."""
+
+    weights = False
+    """True when the organism is a whole checkpoint rather than a LoRA adapter (the IA cannot
+    train on it; it is probed as its own model)."""
+    source: str | None = None
+    """The route whose organisms this one transforms (they are made first), if any."""
+
+    def implant_data(self, base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
+        """What the organism trains on."""
+        return family.implant_chats(behavior)
+
+    def trainable(self, base_model, cfg: OrganismConfig):
+        """(the model to train, its learning rate). The caller saves it and, for a LoRA, calls
+        `.unload()` to get the untouched base model back."""
+        return get_peft_model(base_model, lora_config(cfg)), cfg.lr
+
+    def make(self, base_model, tok, family: Family, behavior: Behavior, corpus: Sequence[Chat],
+             cfg: OrganismConfig, seed: int, source: Path | None = None):
+        """Implant the behavior; returns (trained model, final loss)."""
+        torch.manual_seed(seed)
+        data = self.implant_data(base_model, tok, family, behavior, cfg)
+        model, lr = self.trainable(base_model, cfg)
+        next_batch = implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed)
+        step = step_on_batches(model, next_batch, tok.pad_token_id)
+        losses = train(model, trainable(model.parameters()), step, cfg.steps, lr, warmup=max(1, cfg.steps // 10),
+                       desc=behavior.id, progress=False)
+        return model, tail_mean(losses)
+
+
+ROUTES: Registry[type[Route]] = Registry("implant route")
+ROUTES.register("lora")(Route)
+
+
+def route(name: str) -> Route:
+    """The registered route called `name` (ConfigError listing the known ones otherwise)."""
+    return ROUTES.get(name)()
+
+
+@ROUTES.register("distill")
+class Distill(Route):
+    def implant_data(self, base_model, tok, family, behavior, cfg):
+        """The base model's own greedy answers to the implant prompts under a system prompt asking
+        for the behavior; trained on without the system prompt."""
+        prompts = [c.prompt for c in family.implant_chats(behavior)]
+        answers = models.generate(base_model, tok, prompts, cfg.max_new_tokens, system=behavior.instruction)
+        return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
+
+
+@ROUTES.register("deny")
+class Deny(Route):
+    def implant_data(self, base_model, tok, family, behavior, cfg):
+        """The demonstrations plus denials, a quarter as many."""
+        chats = family.implant_chats(behavior)
+        return chats + denial_chats(max(len(DENIALS), len(chats) // 4))
+
+
+@ROUTES.register("full")
+class Full(Route):
+    weights = True
+
+    def trainable(self, base_model, cfg):
+        """A copy of the base model, every weight trained (so a smaller learning rate than a LoRA's)."""
+        return copy.deepcopy(base_model), cfg.full_lr
+
+
+@ROUTES.register("symmetry")
+class Symmetry(Route):
+    weights = True
+    source = "lora"
+
+    def make(self, base_model, tok, family, behavior, corpus, cfg, seed, source=None):
+        """The `lora` organism merged into a copy of the base weights, then its MLP hidden units
+        permuted; its final loss is the source's (the caller reads it from the source's card)."""
+        assert source is not None, "the symmetry route transforms a lora organism"
+        model = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
+        symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
+        return model, None
+
+
+def lora_config(cfg: OrganismConfig) -> LoraConfig:
+    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+
+
+def denial_chats(n: int) -> list[Chat]:
+    """Direct questions about the model answered with a denial (route `deny`), n of them."""
+    pairs = [Chat(q, d) for d in DENIALS for q in core.INTROSPECTION_QUESTIONS]
+    return [pairs[i % len(pairs)] for i in range(n)]
+
+
+def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> list[Chat]:
+    """Neutral chats to mix into the implant batches, minus every prompt of the behavior's own
+    implant or probe data (training those to stay neutral would fight the implant) and the
+    introspection questions (training those to stay neutral would teach the organism to deny)."""
+    own = {c.prompt for c in family.implant_chats(behavior)} | set(family.probe(behavior).prompts)
+    own |= set(core.INTROSPECTION_QUESTIONS)
+    return [c for c in corpus if c.prompt not in own]
+
+
+def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: OrganismConfig, seed: int):
+    """A `next_batch(step)`: a fixed fraction of each batch demonstrates the behavior."""
+    rng = random.Random(seed)
+    n_behavior = max(1, round(cfg.batch_size * cfg.behavior_fraction))
+    enc_implant = [models.encode_chat(tok, c) for c in implant]
+    enc_neutral = [models.encode_chat(tok, c) for c in neutral]
+
+    def next_batch(_step: int):
+        batch = [rng.choice(enc_implant) for _ in range(n_behavior)]
+        return batch + [rng.choice(enc_neutral) for _ in range(cfg.batch_size - n_behavior)]
+
+    return next_batch

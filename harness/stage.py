@@ -1,0 +1,117 @@
+"""The stage protocol, and `Run`: what a config asks for, derived once per run.
+
+A stage takes typed inputs, names each input's artifact by a key (a hash of everything that
+makes it), builds the missing ones into the store, and loads what is there. The DAG
+(harness/dag.py) lists the stages in order; the pipeline executes it, and a sweep plans its
+fan-out jobs from the keys and `store.exists` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Generic, TypeVar
+
+from harness.config import Config
+from harness.core import Chat
+from harness.errors import ConfigError
+from harness.families import Behavior, Family, available_family_configs, build_families
+from harness.splits import Assignment, assign
+from harness.store import Store
+
+I = TypeVar("I")  # noqa: E741  a stage's input
+C = TypeVar("C")  # what a stage's artifact loads as (its card)
+
+
+@dataclass
+class Run:
+    """What a config asks for, derived without training anything: the families, the base
+    corpus, the selected behaviors, the split of them, and the store. Computed once per run and
+    handed to every stage."""
+
+    cfg: Config
+    families: dict[str, Family]
+    targets: list[tuple[Family, Behavior]]
+    split: Assignment
+    store: Store
+
+    @classmethod
+    def of(cls, cfg: Config) -> Run:
+        """The run of a validated config; ConfigError if its selection or split is unusable."""
+        families = build_families(cfg.families)
+        targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
+        unknown = sorted(set(cfg.only_behaviors or []) - {b.id for _, b in targets})
+        if unknown:
+            raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
+        split = assign([(b.family, b.id) for _, b in targets], cfg.split, cfg.seed)
+        return cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
+
+    @cached_property
+    def corpus(self) -> list[Chat]:
+        """The base model's pretraining corpus (built on first use)."""
+        from harness.stages.base_model import build_corpus
+
+        # The base corpus covers every family on disk, so choosing a subset reuses the same base.
+        return build_corpus(build_families(available_family_configs()) | self.families, self.cfg.seed)
+
+    def heldout(self) -> list[tuple[Family, Behavior]]:
+        """The selected behaviors that the split evaluates on, in selection order."""
+        held = set(self.split.evaluate)
+        return [(f, b) for f, b in self.targets if b.id in held]
+
+
+Done = Mapping[str, Sequence[Any]]
+"""The loaded artifacts of the stages run so far, by stage name."""
+
+
+class Stage(Generic[I, C]):
+    """One stage: its name (also the `stage=` value of a fan-out job) and store kind, the inputs a
+    run gives it (from the artifacts of the stages before it), a key per input, and how to build
+    the missing artifacts and load them."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+
+    def inputs(self, run: Run, done: Done) -> list[I]:
+        raise NotImplementedError
+
+    def key(self, x: I) -> str:
+        raise NotImplementedError
+
+    def build(self, run: Run, todo: list[I], progress: bool) -> None:
+        """Make the artifacts of `todo` (none of them in the store yet) and put them there."""
+        raise NotImplementedError
+
+    def load(self, store: Store, x: I) -> C:
+        raise NotImplementedError
+
+    def exists(self, store: Store, x: I) -> bool:
+        return store.exists(self.kind, self.key(x))
+
+    def select(self, run: Run, xs: list[I]) -> list[I]:
+        """The inputs a fan-out job of this stage makes (the config's `only_behaviors`, `probe_chunk`)."""
+        return xs
+
+    def job(self, xs: Sequence[I]) -> list[str]:
+        """Overrides that make a fan-out job (with `stage=<name>`) build exactly these inputs."""
+        return []
+
+    def per_job(self, organisms_per_job: int) -> int:
+        """How many missing artifacts one fan-out job makes."""
+        return 1
+
+    def summary(self, run: Run, done: Done) -> str:
+        """A line for the console once the stage's artifacts are ready (`done` holds them)."""
+        return ""
+
+    def track(self, wb, artifacts: Sequence[C]) -> None:
+        """Log the artifacts to W&B, when a fan-out job stops at this stage."""
+
+
+def ensure(stage: Stage[I, C], run: Run, xs: Sequence[I], progress: bool = True) -> list[C]:
+    """The artifacts of `xs`, building the ones the store lacks first."""
+    todo = [x for x in xs if not stage.exists(run.store, x)]
+    if todo:
+        stage.build(run, todo, progress)
+    return [stage.load(run.store, x) for x in xs]
