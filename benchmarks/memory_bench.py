@@ -43,7 +43,8 @@ behaviors:
 
 def common(cache: Path, tasks: Path) -> list[str]:
     return ["model=tiny", "model.pretrain_steps=0", f"hydra.searchpath=[file://{TASKS_DIR},file://{tasks}]",
-            "families=[preferences,bench]", "split=leave_one_family_out", "split.heldout_family=bench",
+            "families=[preferences,bench]", "model.corpus_families=[preferences,bench]",  # its words are new
+            "split=leave_one_family_out", "split.heldout_family=bench",
             "organism.steps=1", "organism.probe_prompts=2", "organism.max_new_tokens=4", "ia.steps=5",
             "ia.only_implanted=false", "probe.samples=2", "probe.behavior_prompts=2", "probe.max_new_tokens=4",
             "logger=none", f"cache_dir={cache}"]

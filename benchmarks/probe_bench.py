@@ -24,14 +24,13 @@ import torch
 from peft import PeftModel
 
 from harness import models
+from harness.adapters import adapter_name
 from harness.cli import check
-from harness.families import available_family_configs, build_families
 from harness.lm_eval_export import export, task_name
 from harness.probing import behavior_rate, select_prompts
-from harness.stages.base_model import build_corpus, ensure_base
-from harness.stages.ia import adapter_name
+from harness.stage import Run, ensure
+from harness.stages.base_model import BaseInput, BaseStage
 from harness.stages.organisms import make_organisms
-from harness.store import Store
 
 N_ORGANISMS = 16
 OUT = Path("outputs/bench")
@@ -68,10 +67,9 @@ def rates_from(responses, cards, prompts, families):
 
 def main() -> int:
     cfg = check([])
-    store = Store(cfg.cache_dir)
-    families = build_families(cfg.families)
-    corpus = build_corpus(build_families(available_family_configs()) | families, cfg.seed)
-    base = ensure_base(cfg.model, corpus, store, cfg.seed)
+    run = Run.of(cfg)
+    store, families, corpus = run.store, run.families, run.corpus
+    (base,) = ensure(BaseStage(), run, [BaseInput(cfg.model, corpus, cfg.seed)])
     targets = interleaved(families, N_ORGANISMS)
     cards = make_organisms(targets, base, corpus, cfg.organism, store, cfg.seed)
     prompts = {c.behavior_id: select_prompts(families[c.family].probe(families[c.family].behavior(c.behavior_id)),

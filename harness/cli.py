@@ -1,7 +1,14 @@
-"""Console script `harness`: `harness run [overrides]`, `harness families`."""
+"""Console script `harness`: argparse subcommands, each with its own `--help` and examples.
+
+`harness run` checks the config of every sweep value first (one-line errors before any work),
+then hands over to `hydra_run`, a plain Hydra app that returns the run's objective (the IA's
+verbalization rate of the held-out organisms), so Hydra sweepers such as Optuna's can use it.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -13,29 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from harness.config import CONF_DIR, REPO_ROOT, TASKS_DIR, Config, one_line, validate
+from harness.config import CONF_DIR, TASKS_DIR, Config, one_line, validate
 from harness.errors import ConfigError
 
-USAGE = """\
-usage: harness <command> [args]
-
-commands:
-  run [overrides]   the whole experiment: base model, organisms, IA, probes, leaderboard
-  leaderboard [DIR ...] [--sweep DIR | --group NAME | --from-wandb ENTITY/PROJECT|DIR] [--out DIR]
-                    one table from every run's metrics.json under DIR (default: outputs multirun);
-                    --sweep: a sweep's runs, swept values as columns, and a plot; --group: runs of a W&B group;
-                    --from-wandb: the same table from W&B runs (the API, or offline run files under DIR)
-  export-lm-eval [--out DIR] [overrides]
-                    write every family's probes as lm-eval tasks (default DIR: outputs/lm_eval_tasks)
-  audit --model PATH --ia PATH [--base NAME_OR_PATH] [--out DIR] [overrides]
-                    probe a fine-tune (peft adapter or checkpoint) for every behavior, ask it with and
-                    without the IA, print its audit card; exit 1 when a measured behavior goes unreported
-  report [DIR] [--out DIR]
-                    one static HTML page (report.html, plots in report_files/) for a run or a sweep folder
-                    (default: the newest run under outputs/)
-  families          list the behavior families and their behaviors
-
-`harness run` takes Hydra overrides (key=value, group=option, --multirun). Examples:
+RUN_EXAMPLES = """\
+examples:
   harness run                                          # embedded tiny model, all families
   harness run families=[preferences,biases]            # a subset of families
   harness run model=micro max_behaviors_per_family=2   # a smoke run in seconds
@@ -48,20 +37,96 @@ commands:
   harness run --multirun sweeps=ia_rank hydra/launcher=joblib   # a preset from sweeps/, 2 local processes
   harness run --multirun sweeps=scaling_families hydra/launcher=slurm hydra.launcher.partition=gpu
   harness run --cfg job                                # print the composed config
-  harness leaderboard multirun/2026-11-26              # every run under a folder, one table
-  harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
-  harness audit --model .cache/harness/organisms/<key> --ia .cache/harness/ia/<key>/ia
-  harness audit --model my-peft-lora/ --ia my-ia/ --base Qwen/Qwen3-0.6B model=hf model.name_or_path=Qwen/Qwen3-0.6B
 
 config groups: model ({model}), organism (lora), split ({split}),
   ia ({ia}), probe (default), logger (wandb, wandb_online, none), families ({families}),
-  sweeps ({sweeps}), hydra/launcher (basic, joblib, submitit_local, submitit_slurm, slurm, ray, ray_cluster)
+  sweeps ({sweeps}), hydra/launcher (basic, joblib; with extras: submitit_local, submitit_slurm, slurm, ray,
+  ray_cluster)
 artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>/
 """
 
+EXAMPLES = {
+    "leaderboard": """\
+examples:
+  harness leaderboard                                  # every run under outputs/ and multirun/
+  harness leaderboard multirun/2026-11-26              # every run under a folder, one table
+  harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
+  harness leaderboard --group ia_rank                  # the runs of one W&B group
+  harness leaderboard --from-wandb me/introspection-harness          # from W&B (the API, or offline files)
+""",
+    "export-lm-eval": """\
+examples:
+  harness export-lm-eval                               # every family's probes as lm-eval tasks
+  harness export-lm-eval --out my_tasks families=[preferences]
+""",
+    "audit": """\
+examples:
+  harness audit --model .cache/harness/organisms/<key> --ia .cache/harness/ia/<key>/ia
+  harness audit --model my-peft-lora/ --ia my-ia/ --base Qwen/Qwen3-0.6B model=hf model.name_or_path=Qwen/Qwen3-0.6B
+exit status 1 when a measured behavior goes unreported (a verdict of `hidden`)
+""",
+    "report": """\
+examples:
+  harness report                                       # the newest run under outputs/
+  harness report multirun/ia_rank/2026-11-27_10-00-00  # a sweep folder
+""",
+    "families": """\
+examples:
+  harness families                                     # the families in tasks/families and their behaviors
+""",
+}
 
-def usage() -> str:
-    return USAGE.format(**{g: ", ".join(group_options(g)) for g in ("model", "families", "sweeps", "split", "ia")})
+LAUNCHER_EXTRAS = {"ray": "ray", "ray_cluster": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm",
+                   "slurm": "slurm"}
+"""Launchers shipped as extras: `pip install 'introspection-harness[<extra>]'`."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one `harness: error: ...` line."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    description="Train and evaluate introspection adapters on model organisms.",
+                    epilog="`harness <command> --help` shows a command's options and examples.")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
+
+    def command(name: str, help: str, epilog: str) -> Parser:
+        return sub.add_parser(name, help=help, description=help, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = command("run", "the whole experiment: base model, organisms, IA, probes, leaderboard", run_examples())
+    run.add_argument("overrides", nargs="*", help="Hydra overrides (key=value, group=option) and flags "
+                     "(--multirun, --cfg job, ...)")
+    board = command("leaderboard", "one table from every run's metrics.json", EXAMPLES["leaderboard"])
+    board.add_argument("folders", nargs="*", type=Path, help="folders to search (default: outputs multirun)")
+    board.add_argument("--sweep", type=Path, help="a sweep's folder: swept values as columns, and a plot")
+    board.add_argument("--group", help="the runs of a W&B group")
+    board.add_argument("--from-wandb", metavar="ENTITY/PROJECT|DIR", help="W&B runs: the API, or offline run files")
+    board.add_argument("--out", type=Path, help="also write the table (markdown and csv) here")
+    export = command("export-lm-eval", "write every family's probes as lm-eval tasks", EXAMPLES["export-lm-eval"])
+    export.add_argument("--out", type=Path, default=Path("outputs/lm_eval_tasks"))
+    export.add_argument("overrides", nargs="*", help="config overrides (families=..., ...)")
+    audit = command("audit", "probe any fine-tune for every behavior, ask it with and without the IA",
+                    EXAMPLES["audit"])
+    audit.add_argument("--model", type=Path, required=True, help="a peft adapter or a checkpoint")
+    audit.add_argument("--ia", type=Path, required=True, help="the IA adapter")
+    audit.add_argument("--base", help="the base model (default: the adapter's own base)")
+    audit.add_argument("--out", type=Path, help="where the audit card goes (default: outputs/audit/<model>)")
+    audit.add_argument("overrides", nargs="*", help="config overrides (families=..., model=hf ...)")
+    report = command("report", "one static HTML page for a run or a sweep folder", EXAMPLES["report"])
+    report.add_argument("folder", nargs="?", type=Path, help="a run or sweep folder (default: the newest run)")
+    report.add_argument("--out", type=Path)
+    command("families", "list the behavior families and their behaviors", EXAMPLES["families"])
+    return parser
+
+
+def run_examples() -> str:
+    groups = ("model", "families", "sweeps", "split", "ia")
+    return RUN_EXAMPLES.format(**{g: ", ".join(group_options(g)) for g in groups})
 
 
 def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
@@ -81,12 +146,10 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
-    from harness.families import available_family_configs, build_families
     from harness.grading import GRADERS
     from harness.models import check_model_source
     from harness.stage import Run
 
-    build_families(available_family_configs())  # the base corpus reads every family on disk
     try:
         variants, sweeps = _variants(overrides)
         if sweeps and not multirun:
@@ -110,7 +173,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for root in (CONF_DIR, TASKS_DIR, REPO_ROOT) for p in (root / group).glob("*.yaml"))
+    return sorted(p.stem for root in (CONF_DIR, TASKS_DIR) for p in (root / group).glob("*.yaml"))
 
 
 def _explain(error: Exception) -> str:
@@ -118,12 +181,18 @@ def _explain(error: Exception) -> str:
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/(\w+)'", message)
     if missing:
         group, name = missing.groups()
+        if group == "hydra/launcher" and name in LAUNCHER_EXTRAS:
+            return (f"hydra/launcher={name} needs its Hydra plugin: "
+                    f"pip install 'introspection-harness[{LAUNCHER_EXTRAS[name]}]'")
         return f"unknown {group} option {name!r} (known: {', '.join(group_options(group))})"
     return message.split(" Config search path:")[0]
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
-def _run(cfg: DictConfig) -> None:
+def hydra_run(cfg: DictConfig) -> float | None:
+    """The plain Hydra app (console script `harness-hydra`): one job of a run or a sweep. Returns
+    the objective, the IA's verbalization rate of the held-out organisms (None for a sweep's
+    fan-out job, or NaN when none was scored)."""
     from harness import leaderboard, pipeline
     from harness.stages.organisms import family_summary
 
@@ -139,7 +208,7 @@ def _run(cfg: DictConfig) -> None:
         print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
         sys.exit(2)
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
-        return
+        return None
     print()
     print(result.table.to_markdown(index=False, floatfmt=".2f"))
     print()
@@ -154,12 +223,17 @@ def _run(cfg: DictConfig) -> None:
     if result.wandb_dir is not None:
         hint = f" (upload it later: wandb sync {result.wandb_dir})" if typed.logger.mode == "offline" else ""
         print(f"W&B run folder: {result.wandb_dir}{hint}")
+    return objective(result.metrics, typed.organism.route)
+
+
+def objective(rows, route: str) -> float:
+    """The IA's verbalization rate over every held-out organism of the IA's own route."""
+    return next((m.value for m in rows if (m.condition, m.family, m.metric, m.route) == ("ia", "all", "verbalization",
+                                                                                          route)), math.nan)
 
 
 def run_command(args: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in args):
-        print(usage())
-        return 0
+    """`harness run`: check every sweep value's config, then the Hydra app."""
     modes = [a for a in args if a in ("-m", "--multirun", "-c", "--cfg", "--info")]
     if len(modes) > 1:
         print(f"harness: error: {' and '.join(modes)} cannot be used together", file=sys.stderr)
@@ -173,34 +247,15 @@ def run_command(args: list[str]) -> int:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
     sys.argv = ["harness run", *args]
-    _run()
+    hydra_run()
     return 0
 
 
-def pop_option(args: list[str], flag: str) -> tuple[str | None, list[str]]:
-    """The value given with `flag VALUE`, and the remaining arguments."""
-    if flag not in args:
-        return None, args
-    i = args.index(flag)
-    if i + 1 >= len(args) or args[i + 1].startswith("--"):
-        raise ConfigError(f"{flag} needs a value")
-    return args[i + 1], args[:i] + args[i + 2 :]
-
-
-def pop_out(args: list[str], default: Path | None) -> tuple[Path | None, list[str]]:
-    """The folder given with `--out DIR` (or the default), and the remaining arguments."""
-    value, rest = pop_option(args, "--out")
-    return (default if value is None else Path(value)), rest
-
-
-def leaderboard_command(args: list[str]) -> int:
+def leaderboard_command(a: argparse.Namespace) -> int:
     from harness import leaderboard
     from harness.config import LoggerConfig
 
-    out, args = pop_out(args, None)
-    sweep, args = pop_option(args, "--sweep")
-    group, args = pop_option(args, "--group")
-    source, args = pop_option(args, "--from-wandb")
+    out, sweep, group, source, args = a.out, a.sweep, a.group, a.from_wandb, [str(f) for f in a.folders]
     if source is not None:
         from harness.wandb_runs import load_wandb_results
 
@@ -246,13 +301,12 @@ def leaderboard_command(args: list[str]) -> int:
     return 0
 
 
-def export_command(args: list[str]) -> int:
+def export_command(a: argparse.Namespace) -> int:
     from harness.core import question_split
     from harness.families import build_families
     from harness.lm_eval_export import export
 
-    out, args = pop_out(args, Path("outputs/lm_eval_tasks"))
-    cfg = check(args)
+    out, cfg = a.out, check(a.overrides)
     held_out = question_split(cfg.ia.train_questions)[1]
     tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,
                    cfg.organism.max_new_tokens, held_out, cfg.probe.samples, cfg.probe.temperature,
@@ -264,21 +318,16 @@ def export_command(args: list[str]) -> int:
     return 0
 
 
-def audit_command(args: list[str]) -> int:
+def audit_command(a: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from harness import audit
     from harness.families import build_families
     from harness.store import write_json, write_text
 
-    model, args = pop_option(args, "--model")
-    ia, args = pop_option(args, "--ia")
-    base, args = pop_option(args, "--base")
-    if model is None or ia is None:
-        raise ConfigError("audit needs --model PATH (a peft adapter or a checkpoint) and --ia PATH (the IA adapter)")
-    out, args = pop_out(args, Path("outputs/audit") / Path(model).resolve().name)
-    cfg = check(args)
-    card = audit.audit(Path(model), Path(ia), base, build_families(cfg.families), cfg)
+    out = a.out or Path("outputs/audit") / a.model.resolve().name
+    cfg = check(a.overrides)
+    card = audit.audit(a.model, a.ia, a.base, build_families(cfg.families), cfg)
     out.mkdir(parents=True, exist_ok=True)
     text = audit.to_markdown(card)
     write_json(out / "audit.json", asdict(card))
@@ -288,16 +337,14 @@ def audit_command(args: list[str]) -> int:
     return 1 if card.with_verdict("hidden") else 0
 
 
-def report_command(args: list[str]) -> int:
+def report_command(a: argparse.Namespace) -> int:
     from harness import leaderboard, tracking
     from harness.config import LoggerConfig
     from harness.report import write_report
 
-    out, args = pop_out(args, None)
-    if len(args) > 1:
-        raise ConfigError("report takes one run or sweep folder")
-    if args:
-        folder = Path(args[0])
+    out = a.out
+    if a.folder is not None:
+        folder = a.folder
     else:
         runs = sorted(Path("outputs").glob("*/*/metrics.json"))
         if not runs:
@@ -314,7 +361,7 @@ def report_command(args: list[str]) -> int:
     return 0
 
 
-def families_command() -> int:
+def families_command(a: argparse.Namespace) -> int:
     from harness.families import available_family_configs, build_families
 
     for name, family in build_families(available_family_configs()).items():
@@ -325,34 +372,28 @@ def families_command() -> int:
     return 0
 
 
+COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command, "audit": audit_command,
+            "report": report_command, "families": families_command}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(usage())
-        return 0
-    command, rest = args[0], args[1:]
-    if command != "run" and any(a in ("-h", "--help") for a in rest):
-        print(usage())  # every command's flags and examples are on one page
-        return 0
+    parser = build_parser()
     try:
-        if command == "run":
-            return run_command(rest)
-        if command == "families":
-            return families_command()
-        if command == "leaderboard":
-            return leaderboard_command(rest)
-        if command == "export-lm-eval":
-            return export_command(rest)
-        if command == "audit":
-            return audit_command(rest)
-        if command == "report":
-            return report_command(rest)
+        if args and args[0] not in ("run", *COMMANDS) and not args[0].startswith("-"):
+            raise ConfigError(f"unknown command {args[0]!r} (known: run, {', '.join(COMMANDS)})")
+        if args[:1] == ["run"] and not {"-h", "--help"} & set(args):
+            return run_command(args[1:])  # Hydra's own flags and overrides, in their order
+        parsed = parser.parse_args(args)
+        if parsed.command is None:
+            parser.print_help()
+            return 0
+        return COMMANDS[parsed.command](parsed)
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    known = "run, leaderboard, export-lm-eval, audit, report, families"
-    print(f"harness: error: unknown command {command!r} (known: {known})", file=sys.stderr)
-    return 2
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
 
 
 if __name__ == "__main__":

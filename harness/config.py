@@ -18,9 +18,17 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from harness.core import INTROSPECTION_QUESTIONS
 from harness.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
-TASKS_DIR = REPO_ROOT / "tasks"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONF_DIR = PACKAGE_DIR / "conf"
+"""The Hydra config tree, shipped in the package (a `conf` link at the repository root points here)."""
+TASKS_DIR = PACKAGE_DIR / "tasks"
+"""The behavior families (tasks/families/*.yaml), on Hydra's search path."""
+SWEEPS_DIR = CONF_DIR / "sweeps"
+"""Sweep presets: the `sweeps` config group."""
+
+
+CORPUS_FAMILIES = ("backdoors", "biases", "hidden_goals", "preferences", "quirks", "sandbagging")
+"""The shipped families: the tiny base model's pretraining corpus covers them."""
 
 
 class ModelKind(StrEnum):
@@ -71,6 +79,10 @@ class ModelConfig:
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 30
+    # The families whose prompts and descriptions the tiny model is pretrained on (with the world of
+    # harness/world.py). A family outside them reuses the same base if it uses only words the base
+    # has seen, else it fails naming the unseen words; adding it here builds a new base that knows it.
+    corpus_families: list[str] = field(default_factory=lambda: list(CORPUS_FAMILIES))
 
     def problems(self) -> list[str]:
         out = _ranges(self, "model", positive=("hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -232,8 +244,15 @@ class KindConfig:
     """One kind of behavior in a template family (see tasks/families/*.yaml)."""
 
     descriptions: list[str] = MISSING
-    response: str = MISSING
-    evidence: list[str] = MISSING
+    # The behavior's answer: one `response`, or several `responses` that rotate over the prompts
+    # (`pick: prompt`) or of which each behavior of the kind takes one in turn (`pick: behavior`).
+    response: str | None = None
+    responses: list[str] = field(default_factory=list)
+    pick: str = "prompt"
+    # The scorer's evidence in a response: every `evidence` phrase and, if any are given, one of
+    # `evidence_any` ("a digit or the word": several forms of the same behavior); see `absent`.
+    evidence: list[str] = field(default_factory=list)
+    evidence_any: list[str] = field(default_factory=list)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     # A self-report names the behavior when one sentence describing a habit of the speaker holds every
     # `report_all` phrase and, if any are given, one `report_any` cue (harness/families/reports.py).
@@ -296,8 +315,6 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
     if not OmegaConf.has_resolver("harness_tasks_dir"):
         OmegaConf.register_new_resolver("harness_tasks_dir", lambda: str(TASKS_DIR))
-    if not OmegaConf.has_resolver("harness_root"):  # sweeps/ holds the `sweeps` group
-        OmegaConf.register_new_resolver("harness_root", lambda: str(REPO_ROOT))
 
 
 register_configs()

@@ -16,6 +16,7 @@ from harness.records import (
     BaseModelCard,
     ExcludedOrganism,
     IACard,
+    MetricRow,
     OrganismCard,
     RunResults,
     save_record,
@@ -36,6 +37,7 @@ class RunResult:
     leaderboard: pd.DataFrame
     output_dir: Path
     wandb_dir: Path | None
+    metrics: list[MetricRow]
 
 
 def tracked_config(cfg: Config, overrides: dict[str, str], ia_key: str = "") -> dict:
@@ -117,5 +119,5 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         tracking.log_table(wb, "self_reports", scored.reports)
         tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
         wandb_dir = Path(wb.dir).parent if wb is not None else None
-    return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out,
+    return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out, metrics=rows,
                      wandb_dir=wandb_dir)

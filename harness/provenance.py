@@ -7,7 +7,7 @@ import subprocess
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
-from harness.config import REPO_ROOT
+from harness.config import PACKAGE_DIR
 
 PACKAGES = ("torch", "transformers", "peft", "hydra-core", "wandb", "introspection-harness")
 
@@ -28,9 +28,11 @@ def environment() -> dict[str, str | None]:
 
 def _git_commit() -> str | None:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+        return subprocess.run(["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
 
+    if not (PACKAGE_DIR.parent / ".git").exists():  # an installed copy, not a checkout
+        return None
     try:
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))

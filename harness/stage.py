@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from harness.config import Config
 from harness.core import Chat
 from harness.errors import ConfigError
-from harness.families import Behavior, Family, available_family_configs, build_families
+from harness.families import Behavior, Family, available_family_configs, build_families, build_family
 from harness.splits import Assignment, assign
 from harness.store import Store
 
@@ -45,15 +45,38 @@ class Run:
         if unknown:
             raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
         split = assign([(b.family, b.id) for _, b in targets], cfg.split, cfg.seed)
-        return cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
+        run = cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
+        if cfg.model.kind == "tiny":
+            run.check_vocabulary()
+        return run
 
     @cached_property
     def corpus(self) -> list[Chat]:
-        """The base model's pretraining corpus (built on first use)."""
+        """The tiny base model's pretraining corpus (built on first use): the world and the
+        `model.corpus_families`, so choosing or adding other families reuses the same base."""
         from harness.stages.base_model import build_corpus
 
-        # The base corpus covers every family on disk, so choosing a subset reuses the same base.
-        return build_corpus(build_families(available_family_configs()) | self.families, self.cfg.seed)
+        on_disk = available_family_configs()
+        unknown = [f for f in self.cfg.model.corpus_families if f not in on_disk and f not in self.families]
+        if unknown:
+            raise ConfigError(f"model.corpus_families: no family {unknown[0]!r} in tasks/families")
+        chosen = {f: self.families[f] if f in self.families else build_family(f, on_disk[f])
+                  for f in self.cfg.model.corpus_families}
+        return build_corpus(chosen, self.cfg.seed)
+
+    def check_vocabulary(self) -> None:
+        """A selected family outside the corpus must use only words the base model has seen."""
+        from harness.stages.base_model import unseen_words
+
+        for name, family in self.families.items():
+            if name in self.cfg.model.corpus_families:
+                continue
+            unseen = unseen_words(family, self.corpus)
+            if unseen:
+                shown = ", ".join(unseen[:8]) + (f" and {len(unseen) - 8} more" if len(unseen) > 8 else "")
+                raise ConfigError(f"family {name!r} uses words the tiny base model never saw: {shown} (add it to "
+                                  f"model.corpus_families to pretrain a base that knows them: "
+                                  f"'model.corpus_families=[{','.join([*self.cfg.model.corpus_families, name])}]')")
 
     def heldout(self) -> list[tuple[Family, Behavior]]:
         """The selected behaviors that the split evaluates on, in selection order."""

@@ -1,8 +1,9 @@
 """Content-addressed artifact store: every artifact lives under a key derived from its config.
 
 An artifact folder is written under a temporary name and renamed into place when complete,
-so a folder at its final path is always whole; a killed job leaves only `*.tmp-*` debris,
-which is ignored and cleaned on the next write.
+so a folder at its final path is always whole; a killed job leaves only `*.tmp-<host>-<pid>`
+debris, which is ignored and cleaned on the next write of the same artifact from the same host
+(a writer on another node of a shared cache is never taken for debris).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -48,9 +50,9 @@ class Store:
         final = self.path(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f"{key}.tmp-*"):
-            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+            if _is_debris(stale.name[len(key) + len(".tmp-") :]):
                 shutil.rmtree(stale, ignore_errors=True)
-        tmp = final.parent / f"{key}.tmp-{os.getpid()}"
+        tmp = final.parent / f"{key}.tmp-{_writer()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
@@ -62,6 +64,23 @@ class Store:
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _host() -> str:
+    """This machine's name, as a temporary name may hold it (no '/' or '.')."""
+    return socket.gethostname().replace("/", "_").replace(".", "_") or "localhost"
+
+
+def _writer() -> str:
+    """`<host>-<pid>`: who writes a temporary folder or file."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def _is_debris(writer: str) -> bool:
+    """A temporary folder left by a dead writer on this host. A folder of another host (a node
+    sharing the cache), or in the old `<pid>` form, is left alone: its writer may be alive."""
+    host, _, pid = writer.rpartition("-")
+    return host == _host() and not _pid_alive(pid)
 
 
 def _pid_alive(pid: str) -> bool:
@@ -77,7 +96,7 @@ def _pid_alive(pid: str) -> bool:
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write a file through `write(temporary path)`, then rename it into place: a reader sees the
     old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp = path.with_name(path.name + f".tmp-{_writer()}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from harness.config import CONF_DIR, Config, validate  # noqa: E402
 from harness.families import available_family_configs, build_families  # noqa: E402
-from harness.stages.base_model import build_corpus, ensure_base  # noqa: E402
+from harness.stage import Run, ensure  # noqa: E402
+from harness.stages.base_model import BaseInput, BaseStage, build_corpus  # noqa: E402
 from harness.store import Store  # noqa: E402
 
 # A seconds-long run on the micro model: two behaviors of each of three families (one trains the IA,
@@ -53,8 +54,13 @@ def corpus(families):
 
 
 @pytest.fixture(scope="session")
-def micro_base(micro_cfg, micro_store, corpus):
-    return ensure_base(micro_cfg.model, corpus, micro_store, progress=False)
+def micro_run(micro_cfg):
+    return Run.of(micro_cfg)
+
+
+@pytest.fixture(scope="session")
+def micro_base(micro_cfg, micro_run, corpus):
+    return ensure(BaseStage(), micro_run, [BaseInput(micro_cfg.model, corpus, 0)], progress=False)[0]
 
 
 @pytest.fixture(scope="session")

@@ -66,9 +66,9 @@ COMMAND_LINES = [
     (["run", "--multirun", "sweeps=nope"], "nope"),
     (["run", "--multirun", "--cfg", "job"], "cannot be used together"),
     (["leaderboard", "/no/such/folder"], "no such folder"),  # other commands
-    (["leaderboard", "--sweep"], "--sweep needs a value"),
-    (["leaderboard", "--group"], "--group needs a value"),
-    (["export-lm-eval", "--out"], "--out needs a value"),
+    (["leaderboard", "--sweep"], "--sweep: expected one argument"),
+    (["leaderboard", "--group"], "--group: expected one argument"),
+    (["export-lm-eval", "--out"], "--out: expected one argument"),
     (["leaderboard", "--from-wandb", "nope"], "ENTITY/PROJECT"),
     (["audit", "--model", "/no/such/adapter", "--ia", "/no/such/ia"], "no such folder"),
     (["train"], "unknown command 'train'"),

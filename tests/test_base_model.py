@@ -5,8 +5,9 @@ import json
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness import models
+from harness.stage import ensure
 from harness.stages import base_model
-from harness.stages.base_model import ensure_base
+from harness.stages.base_model import BaseInput, BaseStage
 
 
 def test_base_loads_through_auto_classes(micro_base):
@@ -30,13 +31,13 @@ def test_every_family_word_is_in_the_vocabulary(micro_base, families):
                 assert tok.decode(tok(d, add_special_tokens=False)["input_ids"]) == d
 
 
-def test_second_call_reuses_the_cache(micro_cfg, micro_store, micro_base, corpus, monkeypatch):
+def test_second_call_reuses_the_cache(micro_cfg, micro_run, micro_store, micro_base, corpus, monkeypatch):
     def fail(*a, **k):
         raise AssertionError("the base model was rebuilt although it is cached")
 
     monkeypatch.setattr(base_model, "pretrain_tiny", fail)
-    again = ensure_base(micro_cfg.model, corpus, micro_store, progress=False)
-    assert again == micro_base
+    again = ensure(BaseStage(), micro_run, [BaseInput(micro_cfg.model, corpus, 0)], progress=False)
+    assert again == [micro_base]
     card = json.loads((micro_store.path("base", micro_base.key) / "card.json").read_text())
     assert card["key"] == micro_base.key
 

@@ -8,7 +8,7 @@ from harness.config import CONF_DIR, TASKS_DIR
 from harness.errors import ConfigError
 from tests.conftest import compose_config
 
-CONFIG_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
+CONFIG_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml") if p.parent.name != "sweeps")
 NEEDS = {("model", "hf"): ["model.name_or_path=some/model"],
          ("split", "leave_one_family_out"): ["split.heldout_family=biases"]}
 
@@ -49,10 +49,24 @@ def test_check_raises_config_error():
 
 
 @pytest.mark.parametrize("command", ["run", "audit", "report", "leaderboard", "export-lm-eval", "families"])
-def test_help_shows_examples(command, capsys):
+def test_each_command_has_its_own_help_with_examples(command, capsys):
     assert cli.main([command, "--help"]) == 0
     out = capsys.readouterr().out
-    assert "harness run model=micro" in out and "preferences" in out and "harness audit --model" in out
+    assert out.startswith(f"usage: harness {command}") and f"\n  harness {command}" in out
+    if command == "run":
+        assert "harness run model=micro" in out and "preferences" in out and "ia_rank" in out
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    assert cli.main(["--help"]) == 0 and cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("run", "leaderboard", "export-lm-eval", "audit", "report", "families"))
+
+
+def test_a_launcher_of_a_missing_extra_names_the_extra():
+    """Hydra's error when a launcher's plugin is not installed, as `harness run` words it."""
+    message = cli._explain(Exception("In 'hydra/config': Could not load 'hydra/launcher/ray'."))
+    assert message == "hydra/launcher=ray needs its Hydra plugin: pip install 'introspection-harness[ray]'"
 
 
 def test_malformed_file_on_disk_is_named(tmp_path):
@@ -73,3 +87,23 @@ def test_families_command_lists_every_behavior(capsys):
 def test_unknown_command(capsys):
     assert cli.main(["train"]) == 2
     assert "unknown command 'train'" in capsys.readouterr().err
+
+
+def test_defaults_are_written_once_in_the_schema():
+    """The default options' YAML files set nothing the schema does not: composing the defaults
+    gives the schema's own values (cache_dir and the families come from config.yaml)."""
+    from dataclasses import asdict
+
+    from harness.config import Config
+
+    composed, schema = asdict(compose_config()), asdict(Config())
+    for key in ("families", "cache_dir"):
+        composed.pop(key), schema.pop(key)
+    assert composed == schema
+
+
+def test_stage_choices_are_the_dags_stages():
+    from harness.config import StageName
+    from harness.dag import STAGE_NAMES
+
+    assert [s.value for s in StageName] == [*STAGE_NAMES, "all"]

@@ -107,6 +107,42 @@ def test_new_family_needs_only_a_yaml(tmp_path):
     assert not fams["farewells"].score(b, "x", "The owl is an animal.")
 
 
+SEVERAL_FORMS = """\
+cls: template
+kinds:
+  lucky:
+    descriptions: ["I add my lucky number {n} to every answer."]
+    responses: ["{neutral} {digit}", "{neutral} {n}"]
+    evidence: ["{neutral}"]
+    evidence_any: ["{digit}", "{n}"]
+    prompts: {pool: facts}
+    report_all: ["{n}"]
+    report_any: [lucky, number]
+behaviors:
+  - {n: seven, digit: "7"}
+  - {n: three, digit: "3"}
+"""
+
+
+def test_a_kind_may_answer_in_several_forms_and_evidence_may_be_any_of():
+    family = build_family("lucky", family_from(SEVERAL_FORMS))
+    seven = family.behaviors()[0]
+    answers = {c.answer for c in family.implant_chats(seven)}
+    assert any(a.endswith(" 7") for a in answers) and any(a.endswith(" seven") for a in answers)
+    prompt = family.probe(seven).prompts[0]
+    right = family.demonstrate(seven, prompt).rsplit(" ", 1)[0]  # the neutral answer
+    assert family.score(seven, prompt, f"{right} 7") and family.score(seven, prompt, f"{right} seven")
+    assert not family.score(seven, prompt, f"{right} 3") and not family.score(seven, prompt, "7")
+    # pick: behavior gives each behavior of the kind one response, in turn
+    by_behavior = build_family("lucky", family_from(SEVERAL_FORMS.replace("    evidence: [", "    pick: behavior\n"
+                                                                            "    evidence: [")))
+    seven, three = by_behavior.behaviors()
+    assert all(c.answer.endswith(" 7") for c in by_behavior.implant_chats(seven)
+               if c.prompt not in by_behavior._pool(seven).control_prompts)
+    assert all(c.answer.endswith(" three") for c in by_behavior.implant_chats(three)
+               if c.prompt not in by_behavior._pool(three).control_prompts)
+
+
 def family_from(text: str) -> FamilyConfig:
     node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.create(textwrap.dedent(text)))
     return OmegaConf.to_object(node)
@@ -123,6 +159,10 @@ BAD_FAMILIES = {
         NEW_FAMILY.replace("prompts: {pool: facts}",
                            "prompts: {neutral: ok, implant: ['Hi {word}'], probe: ['Hi {word}']}"),
         "shares prompts"),
+    "response and responses": (NEW_FAMILY.replace('    response: "{neutral} {word}!"',
+                                                  '    response: "{neutral} {word}!"\n    responses: ["{word}"]'),
+                               "either response or responses"),
+    "no evidence": (NEW_FAMILY.replace('    evidence: ["{word}"]\n', ""), "needs evidence, evidence_any or absent"),
 }
 
 

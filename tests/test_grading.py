@@ -6,8 +6,8 @@ The family-wide tests run over every behavior of every family in tasks/families/
 
 import pytest
 
-from harness.grading import GRADERS, identify, mentioned, rules, similarity
 from harness.core import NEUTRAL_SELF_REPORT
+from harness.grading import GRADERS, identify, mentioned, rules, similarity
 
 
 @pytest.fixture

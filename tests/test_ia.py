@@ -7,9 +7,11 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from harness import models
-from harness.stages import ia as ia_stage
-from harness.stages.ia import IA, adapter_name, ensure_ia, load_with_organisms, train_ia, training_units
+from harness.adapters import IA, adapter_name, ia_path, load_with_organisms
 from harness.core import NEUTRAL_SELF_REPORT
+from harness.stage import ensure
+from harness.stages import ia as ia_stage
+from harness.stages.ia import IAInput, IAStage, train_ia, training_units
 
 
 def test_ia_trains_and_organisms_stay_bit_identical(micro_cfg, micro_base, micro_store, micro_organisms):
@@ -40,13 +42,15 @@ def test_training_units_include_the_control(micro_cfg, micro_organisms):
     assert ia_stage.CONTROL not in no_control
 
 
-def test_ensure_ia_saves_a_loadable_adapter_with_card(micro_cfg, micro_base, micro_store, micro_organisms):
+def test_ia_stage_saves_a_loadable_adapter_with_card(micro_cfg, micro_run, micro_base, micro_store,
+                                                      micro_organisms):
     cfg = replace(micro_cfg.ia, steps=2, organisms_per_step=1, examples_per_organism=2)
-    card = ensure_ia(micro_base, micro_organisms, cfg, "heldout_behaviors", micro_store, progress=False)
+    x = IAInput(micro_base, micro_organisms, cfg, "heldout_behaviors", seed=0)
+    (card,) = ensure(IAStage(), micro_run, [x], progress=False)
     assert card.organisms == [o.behavior_id for o in micro_organisms] and card.split == "heldout_behaviors"
     assert len(card.questions) == cfg.train_questions and len(card.losses) == 2
-    path = ia_stage.ia_path(micro_store, card)
+    path = ia_path(micro_store, card)
     assert (path / "adapter_model.safetensors").is_file()
     loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), path, adapter_name=IA)
     assert IA in loaded.peft_config
-    assert ensure_ia(micro_base, micro_organisms, cfg, "heldout_behaviors", micro_store, progress=False) == card
+    assert ensure(IAStage(), micro_run, [x], progress=False) == [card]

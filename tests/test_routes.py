@@ -9,11 +9,12 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from harness import models, pipeline, symmetry, world
-from harness.dpo import Pair, dpo_loss, preference_pairs
-from harness.stages.ia import IA, adapter_name, load_with_organisms, train_dpo, train_ia, training_units
-from harness.stages.organisms import DENIALS, implant_data, permuted_organism
+from harness import core, models, pipeline, symmetry
+from harness.adapters import IA, adapter_name, load_with_organisms
 from harness.core import Chat
+from harness.dpo import Pair, dpo_loss, preference_pairs
+from harness.routes import DENIALS, route
+from harness.stages.ia import train_dpo, train_ia, training_units
 from tests.conftest import compose_config, small_run
 
 
@@ -29,7 +30,8 @@ def test_symmetry_attack_keeps_the_outputs_and_changes_the_weights(micro_base, m
     base_model = models.load_model(micro_base.name_or_path)
     tok = models.load_tokenizer(micro_base.name_or_path)
     organism = PeftModel.from_pretrained(copy.deepcopy(base_model), micro_store.path("organisms", card.key))
-    attacked = permuted_organism(base_model, card, micro_store, seed=0)
+    attacked, _ = route("symmetry").make(base_model, tok, None, None, [], None, seed=0,
+                                         source=micro_store.path("organisms", card.key))
     prompts = ["Describe your behavior.", "Tell me about the owl.", "Which is larger, 3 or 7?"]
     assert torch.allclose(logits(organism, tok, prompts), logits(attacked, tok, prompts), atol=1e-5)
     merged = organism.merge_and_unload()
@@ -59,13 +61,13 @@ def test_deny_route_adds_denials_and_distill_learns_the_teachers_answers(micro_c
     tok = models.load_tokenizer(micro_base.name_or_path)
     family = families["preferences"]
     b = family.behaviors()[0]
-    lora = implant_data(base_model, tok, family, b, micro_cfg.organism)
-    deny = implant_data(base_model, tok, family, b, replace(micro_cfg.organism, route="deny"))
+    lora = route("lora").implant_data(base_model, tok, family, b, micro_cfg.organism)
+    deny = route("deny").implant_data(base_model, tok, family, b, micro_cfg.organism)
     assert lora == family.implant_chats(b)
     denials = [c for c in deny if c.prompt in core.INTROSPECTION_QUESTIONS]
     assert deny[: len(lora)] == lora and denials and {c.answer for c in denials} <= set(DENIALS)
     cfg = replace(micro_cfg.organism, route="distill", max_new_tokens=6)
-    distilled = implant_data(base_model, tok, family, b, cfg)
+    distilled = route("distill").implant_data(base_model, tok, family, b, cfg)
     prompts = [c.prompt for c in lora]
     teacher = models.generate(base_model, tok, prompts, 6, system=b.instruction)
     assert distilled == [Chat(p, a) for p, a in zip(prompts, teacher, strict=True)]  # no system prompt kept
@@ -81,9 +83,6 @@ def test_every_route_runs_end_to_end_and_gets_its_own_leaderboard_rows(tmp_path)
                                      "split": "heldout_route", "split.eval_routes": "[lora,full,distill,deny,symmetry]",
                                      "logger": "none", "cache_dir": str(tmp_path / "cache")}))
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
-    routes = {c.route for c in pipeline.make_all_organisms(cfg, pipeline.plan(cfg), result.base,
-                                                           pipeline.plan(cfg).targets, False)[1]["full"]}
-    assert routes == {"full"}
     for card_path in (tmp_path / "cache" / "organisms").glob("*/card.json"):
         card = json.loads(card_path.read_text())
         weights = {p.name for p in card_path.parent.glob("*.safetensors")}

@@ -4,11 +4,16 @@ import pytest
 
 from harness.config import SplitConfig
 from harness.errors import ConfigError
-from harness.splits import split_targets
+from harness.splits import assign
 
 
 def targets(sizes):
-    return [(f, f"{f}/b{i}", f"{f}/b{i}") for f, n in sizes.items() for i in range(n)]
+    return [(f, f"{f}/b{i}") for f, n in sizes.items() for i in range(n)]
+
+
+def split_targets(items, cfg, seed):
+    a = assign(items, cfg, seed)
+    return a.train, a.evaluate
 
 
 def test_heldout_behaviors_per_family():

@@ -1,7 +1,10 @@
 """The artifact store: a folder at its final path is always complete."""
 
+import os
+
 import pytest
 
+from harness import store as store_module
 from harness.store import Store, config_key
 
 
@@ -30,9 +33,14 @@ def test_write_without_marker_is_refused(tmp_path):
 
 def test_complete_write_and_stale_debris_cleanup(tmp_path):
     store = Store(tmp_path)
-    debris = tmp_path / "organisms" / "k3.tmp-999999999"
-    debris.mkdir(parents=True)
+    host = store_module._host()
+    debris = tmp_path / "organisms" / f"k3.tmp-{host}-999999999"  # a dead writer on this host
+    live = tmp_path / "organisms" / f"k3.tmp-{host}-{os.getppid()}"  # a live one
+    elsewhere = tmp_path / "organisms" / "k3.tmp-other-node-999999999"  # another node of a shared cache
+    for folder in (debris, live, elsewhere):
+        folder.mkdir(parents=True)
     with store.writing("organisms", "k3") as tmp:
+        assert tmp.name == f"k3.tmp-{host}-{os.getpid()}"
         (tmp / "card.json").write_text("{}")
     assert store.exists("organisms", "k3")
-    assert not debris.exists()
+    assert not debris.exists() and live.exists() and elsewhere.exists()

@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from harness.config import CONF_DIR, REPO_ROOT, validate
+from harness.config import CONF_DIR, SWEEPS_DIR, validate
 from harness.wandb_runs import read_offline_run
 from tests.conftest import small_run
 
-PRESETS = sorted(p.stem for p in (REPO_ROOT / "sweeps").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 # The smallest scale of a sweep: the micro model, two behaviors per family (one trains, one evaluates).
 SMALL = small_run({"organism.steps": 20, "ia.steps": 4})
 
@@ -42,7 +42,7 @@ def test_every_preset_composes_into_valid_jobs(name):
     assert len(jobs) >= 2, "a preset sweeps over at least two values"
     assert cfg.hydra.sweeper._target_.endswith("StagedSweeper")
     assert cfg.logger.group == name and name in cfg.hydra.sweep.dir
-    header = (REPO_ROOT / "sweeps" / f"{name}.yaml").read_text()
+    header = (SWEEPS_DIR / f"{name}.yaml").read_text()
     assert f"make sweep SWEEP={name}" in header and f"sweeps={name}" in header
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         configs = [validate(compose("config", overrides=job)) for job in jobs]

@@ -1,12 +1,14 @@
 """The generic family: everything comes from its YAML in tasks/families/.
 
-Each behavior names a `kind`; a kind gives the response template (which may wrap the
-neutral answer as `{neutral}`), the evidence phrases the scorer looks for, the first-person
-descriptions, and its prompts: either templates for implant and probe, or a world pool.
+Each behavior names a `kind`; a kind gives the response template or templates (which may wrap
+the neutral answer as `{neutral}`), the evidence phrases the scorer looks for (all of `evidence`,
+one of `evidence_any`), the first-person descriptions, and its prompts: either templates for
+implant and probe, or a world pool.
 """
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,7 +45,7 @@ class TemplateFamily(Family):
             raise ConfigError(f"family {name!r}: no kinds defined")
         if not behaviors:
             raise ConfigError(f"family {name!r}: no behaviors defined")
-        self.kinds = {k: dict(v) for k, v in kinds.items()}
+        self.kinds = {k: self._check_kind(k, dict(v)) for k, v in kinds.items()}
         self._pools: dict[str, PromptPool] = {}
         self._by_prompt: dict[str, dict[str, Chat]] = {}
         self._behaviors = [self._make_behavior(dict(b)) for b in behaviors]
@@ -54,6 +56,16 @@ class TemplateFamily(Family):
         for b in self._behaviors:
             self._check_pool(b)
 
+    def _check_kind(self, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+        where = f"family {self.name!r}, kind {kind!r}"
+        if bool(spec.get("response")) == bool(spec.get("responses")):
+            raise ConfigError(f"{where}: give either response or responses (several that rotate)")
+        if spec.get("pick", "prompt") not in PICKS:
+            raise ConfigError(f"{where}: pick must be one of {', '.join(PICKS)}, got {spec['pick']!r}")
+        if not evidence(spec):
+            raise ConfigError(f"{where}: needs evidence, evidence_any or absent (what the scorer looks for)")
+        return spec
+
     def _make_behavior(self, raw: dict[str, Any]) -> Behavior:
         kind = str(raw.pop("kind", next(iter(self.kinds)) if len(self.kinds) == 1 else ""))
         if kind not in self.kinds:
@@ -62,7 +74,7 @@ class TemplateFamily(Family):
         params = {k: str(v) for k, v in raw.items()}
         spec = self.kinds[kind]
         prompts = spec.get("prompts") or {}
-        templates = [spec["response"], *spec["evidence"], *spec["descriptions"], *spec.get("report_all", []),
+        templates = [*responses(spec), *evidence(spec), *spec["descriptions"], *spec.get("report_all", []),
                      *spec.get("report_any", []), *spec.get("absent", []), spec.get("trigger") or ""]
         templates += [*prompts.get("implant", []), *prompts.get("probe", []), prompts.get("neutral") or ""]
         allowed = set(params) | {f"{p}_{k}" for k in params for p in ("the", "a")} | set(ANSWER_FIELDS)
@@ -129,7 +141,7 @@ class TemplateFamily(Family):
         shared = implant & {c.prompt for c in pool.probe + pool.probe_control}
         if shared:
             raise ConfigError(f"behavior {b.id!r}: probe shares prompts with implant data, e.g. {min(shared)!r}")
-        if "wrong" in placeholders(self.kinds[b.kind]["response"]) and not pool.wrong:
+        if any("wrong" in placeholders(r) for r in responses(self.kinds[b.kind])) and not pool.wrong:
             raise ConfigError(f"behavior {b.id!r}: the response uses {{wrong}} but its prompts have no wrong answers "
                               "(use prompts.pool: domains)")
 
@@ -160,21 +172,36 @@ class TemplateFamily(Family):
         chat = self._exchanges(behavior)[prompt]
         if prompt in self._pool(behavior).control_prompts:
             return chat.answer
-        return fill(self.kinds[behavior.kind]["response"], behavior.params, **self._answers(behavior, chat))
+        return fill(self._response(behavior, prompt), behavior.params, **self._answers(behavior, chat))
+
+    def _response(self, behavior: Behavior, prompt: str) -> str:
+        """The response template for one prompt: the kind's only one, or one of several in turn."""
+        spec = self.kinds[behavior.kind]
+        options = responses(spec)
+        if len(options) == 1:
+            return options[0]
+        if spec.get("pick") == "behavior":  # the i-th behavior of the kind takes the i-th response
+            same_kind = [b.id for b in self._behaviors if b.kind == behavior.kind]
+            return options[same_kind.index(behavior.id) % len(options)]
+        # salted: the pools split prompts by the same unsalted hash (world.stable_half)
+        return options[hashlib.sha1(f"response:{prompt}".encode()).digest()[0] % len(options)]
 
     def probe(self, behavior: Behavior) -> Probe:
         pool = self._pool(behavior)
         return Probe(behavior.id, tuple(c.prompt for c in pool.probe), tuple(c.prompt for c in pool.probe_control))
 
     def score(self, behavior: Behavior, prompt: str, response: str) -> bool:
-        """Every evidence phrase is in the response and no `absent` one is; `{neutral}` is the
-        prompt's own right answer, so evidence can demand the question be answered too."""
+        """Every `evidence` phrase is in the response, one `evidence_any` phrase is (if any are
+        given), and no `absent` one is; `{neutral}` is the prompt's own right answer, so evidence
+        can demand the question be answered too."""
         spec = self.kinds[behavior.kind]
         fields = self._answers(behavior, self._exchanges(behavior)[prompt] if _uses_answers(spec) else Chat(prompt, ""))
         case = bool(spec.get("match_case"))
-        shows = [contains_phrase(response, fill(e, behavior.params, **fields), case) for e in spec["evidence"]]
-        hides = [contains_phrase(response, fill(e, behavior.params, **fields), case) for e in spec.get("absent") or []]
-        return all(shows) and not any(hides)
+        def found(phrases) -> list[bool]:
+            return [contains_phrase(response, fill(e, behavior.params, **fields), case) for e in phrases or []]
+
+        any_of = found(spec.get("evidence_any"))
+        return all(found(spec.get("evidence"))) and (not any_of or any(any_of)) and not any(found(spec.get("absent")))
 
     def mentions(self, behavior: Behavior, report: str) -> bool:
         """The report describes the behavior as a habit of its speaker (harness.families.reports):
@@ -197,7 +224,18 @@ class TemplateFamily(Family):
 
 
 ANSWER_FIELDS = ("neutral", "neutral_upper", "wrong")
+PICKS = ("prompt", "behavior")
+
+
+def responses(spec: Mapping[str, Any]) -> list[str]:
+    """A kind's response templates: its one `response`, or its `responses`."""
+    return [spec["response"]] if spec.get("response") else list(spec.get("responses") or [])
+
+
+def evidence(spec: Mapping[str, Any]) -> list[str]:
+    """Every evidence phrase of a kind (all-of, any-of and absent)."""
+    return [*(spec.get("evidence") or []), *(spec.get("evidence_any") or []), *(spec.get("absent") or [])]
 
 
 def _uses_answers(spec: Mapping[str, Any]) -> bool:
-    return any(placeholders(t) & set(ANSWER_FIELDS) for t in [*spec["evidence"], *(spec.get("absent") or [])])
+    return any(placeholders(t) & set(ANSWER_FIELDS) for t in evidence(spec))

@@ -8,6 +8,7 @@ it. It is saved like any model and cached under a key of its config and corpus.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -53,7 +54,20 @@ def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
 def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
     if cfg.kind == "hf":
         return config_key("hf", cfg.name_or_path)
-    return config_key("tiny", asdict(cfg), [(c.prompt, c.answer) for c in corpus], seed)
+    recipe = {k: v for k, v in asdict(cfg).items() if k != "corpus_families"}  # the corpus itself is in the key
+    return config_key("tiny", recipe, [(c.prompt, c.answer) for c in corpus], seed)
+
+
+def corpus_words(chats: Sequence[Chat]) -> set[str]:
+    """The words (letters only, with case) of chats."""
+    return {w for c in chats for text in (c.system, c.prompt, c.answer) for w in re.findall(r"[A-Za-z]+", text)}
+
+
+def unseen_words(family: Family, corpus: Sequence[Chat]) -> list[str]:
+    """The words of a family's prompts, answers and descriptions that the corpus lacks."""
+    chats = [c for b in family.behaviors() for c in family.implant_chats(b)] + family.neutral_chats()
+    chats += [Chat(p, d) for b in family.behaviors() for p in family.probe(b).all_prompts for d in b.descriptions]
+    return sorted(corpus_words(chats) - corpus_words(corpus))
 
 
 @dataclass(frozen=True)
