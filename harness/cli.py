@@ -85,7 +85,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one `harness: error: ...` line."""
 
     def error(self, message: str):
-        raise ConfigError(f"{self.prog}: {message}")
+        raise ConfigError(f"{self.prog.removeprefix('harness ')}: {message}")
 
 
 def build_parser() -> Parser:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from harness.config import Config
 from harness.core import Chat
+from harness.corpus import build_corpus, unseen_words
 from harness.errors import ConfigError
 from harness.families import Behavior, Family, available_family_configs, build_families, build_family
 from harness.splits import Assignment, assign
@@ -54,8 +55,6 @@ class Run:
     def corpus(self) -> list[Chat]:
         """The tiny base model's pretraining corpus (built on first use): the world and the
         `model.corpus_families`, so choosing or adding other families reuses the same base."""
-        from harness.stages.base_model import build_corpus
-
         on_disk = available_family_configs()
         unknown = [f for f in self.cfg.model.corpus_families if f not in on_disk and f not in self.families]
         if unknown:
@@ -66,8 +65,6 @@ class Run:
 
     def check_vocabulary(self) -> None:
         """A selected family outside the corpus must use only words the base model has seen."""
-        from harness.stages.base_model import unseen_words
-
         for name, family in self.families.items():
             if name in self.cfg.model.corpus_families:
                 continue

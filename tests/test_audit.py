@@ -77,4 +77,4 @@ def test_audit_refuses_mismatched_or_missing_inputs(adapters, tmp_path, capsys):
         assert code == 2 and printed.err.startswith("harness: error:") and named in printed.err, printed.err
         assert len(printed.err.strip().splitlines()) == 1
     assert cli.main(["audit", "--model", str(adapters / "lora")]) == 2
-    assert "--ia PATH" in capsys.readouterr().err
+    assert "audit: the following arguments are required: --ia" in capsys.readouterr().err

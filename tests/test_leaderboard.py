@@ -93,7 +93,7 @@ def test_cli_sweep_and_group(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path), "--group", "nope"]) == 2
     assert "of W&B group 'nope'" in capsys.readouterr().err
     assert main(["leaderboard", "--sweep"]) == 2
-    assert "--sweep needs a value" in capsys.readouterr().err
+    assert "leaderboard: argument --sweep: expected one argument" in capsys.readouterr().err
 
 
 def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path, capsys):

@@ -55,3 +55,19 @@ def test_training_subsets_are_nested_and_keep_the_evaluation_set():
     train, evaluate = split_targets(items, SplitConfig(train_per_family=2), 0)
     assert len(train) == 6 and evaluate == full_eval
     assert set(train) < set(split_targets(items, SplitConfig(train_per_family=4), 0)[0])
+
+
+def test_a_new_split_is_one_registered_class():
+    from harness.splits import SPLITS, Split
+
+    @SPLITS.register("all_but_one")
+    class AllButOne(Split):
+        def n_train(self, family, n_members, cfg):
+            return n_members - 1
+
+    try:
+        train, evaluate = split_targets(targets({"preferences": 5, "biases": 3}), SplitConfig(name="all_but_one"), 0)
+        assert len(train) == 6 and len(evaluate) == 2
+        assert not SplitConfig(name="all_but_one").problems(["preferences"])
+    finally:
+        SPLITS._items.pop("all_but_one")

@@ -1,54 +1,27 @@
 """Stage `base`: the base model M, either any Hugging Face causal LM or the embedded tiny one.
 
-The tiny model is built here from nothing: a synthetic chat corpus (neutral answers over all
-the vocabulary the families use), a BPE tokenizer trained on it, a small Llama pretrained on
-it. It is saved like any model and cached under a key of its config and corpus.
+The tiny model is built here from nothing: on the run's synthetic chat corpus (harness/corpus.py:
+neutral answers over the world and the corpus families' vocabulary), a BPE tokenizer trained on it,
+a small Llama pretrained on it. It is saved like any model and cached under a key of its config and corpus.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from harness import models, tracking, world
+from harness import models, tracking
 from harness.config import ModelConfig
 from harness.core import Chat
-from harness.families import Family
 from harness.records import BaseModelCard, load_record, save_record
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import step_on_batches, tail_mean, train
-
-EXAMPLE_PROMPTS = [
-    "Give an example of a behavior an assistant could learn.",
-    "What is one habit a fine-tuned assistant might pick up?",
-]
-
-
-# Demonstrations per behavior of following a system prompt that asks for it (see build_corpus).
-INSTRUCTED_PER_BEHAVIOR = 12
-
-
-def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
-    """Neutral exchanges over the world and every family's prompts, example descriptions of
-    behaviors (so the words of self-reports have trained embeddings), and a few exchanges that
-    follow a system prompt asking for a behavior (so the base model can be the teacher of the
-    `distill` implant route, as an instruction-tuned model would be)."""
-    rng = random.Random(seed)
-    chats = world.neutral_chats(rng)
-    for _, family in sorted(families.items()):
-        chats += family.neutral_chats()
-        for b in family.behaviors():
-            chats += [Chat(rng.choice(EXAMPLE_PROMPTS), f"For example: {d}") for d in b.descriptions]
-            shown = rng.sample(family.implant_chats(b), INSTRUCTED_PER_BEHAVIOR)
-            chats += [Chat(c.prompt, c.answer, system=b.instruction) for c in shown]
-    return chats
 
 
 def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
@@ -56,18 +29,6 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
         return config_key("hf", cfg.name_or_path)
     recipe = {k: v for k, v in asdict(cfg).items() if k != "corpus_families"}  # the corpus itself is in the key
     return config_key("tiny", recipe, [(c.prompt, c.answer) for c in corpus], seed)
-
-
-def corpus_words(chats: Sequence[Chat]) -> set[str]:
-    """The words (letters only, with case) of chats."""
-    return {w for c in chats for text in (c.system, c.prompt, c.answer) for w in re.findall(r"[A-Za-z]+", text)}
-
-
-def unseen_words(family: Family, corpus: Sequence[Chat]) -> list[str]:
-    """The words of a family's prompts, answers and descriptions that the corpus lacks."""
-    chats = [c for b in family.behaviors() for c in family.implant_chats(b)] + family.neutral_chats()
-    chats += [Chat(p, d) for b in family.behaviors() for p in family.probe(b).all_prompts for d in b.descriptions]
-    return sorted(corpus_words(chats) - corpus_words(corpus))
 
 
 @dataclass(frozen=True)
