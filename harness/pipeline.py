@@ -1,4 +1,5 @@
-"""The stage order: base model, organisms, IA, probe, report. Nothing else lives here."""
+"""Runs the DAG (harness/dag.py) up to the config's `stage`, then reports: metrics, self-reports,
+the leaderboard and one W&B run. Nothing else lives here."""
 
 from __future__ import annotations
 

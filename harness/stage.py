@@ -55,7 +55,7 @@ class Run:
     def corpus(self) -> list[Chat]:
         """The tiny base model's pretraining corpus (built on first use): the world and the
         `model.corpus_families`, so choosing or adding other families reuses the same base."""
-        on_disk = available_family_configs()
+        on_disk = available_family_configs(names=[f for f in self.cfg.model.corpus_families if f not in self.families])
         unknown = [f for f in self.cfg.model.corpus_families if f not in on_disk and f not in self.families]
         if unknown:
             raise ConfigError(f"model.corpus_families: no family {unknown[0]!r} in tasks/families")

@@ -107,3 +107,18 @@ def test_stage_choices_are_the_dags_stages():
     from harness.dag import STAGE_NAMES
 
     assert [s.value for s in StageName] == [*STAGE_NAMES, "all"]
+
+
+def test_the_objective_is_the_ias_verbalization_on_its_own_route():
+    import math
+
+    from harness.records import MetricRow
+
+    def row(condition, family, metric, value, route="lora"):
+        return MetricRow("heldout_route", condition, family, metric, value, value, value, 4, route)
+
+    rows = [row("no_ia", "all", "verbalization", 0.1), row("ia", "quirks", "verbalization", 0.9),
+            row("ia", "all", "verbalization", 0.4, route="full"), row("ia", "all", "specificity", 0.7),
+            row("ia", "all", "verbalization", 0.25)]
+    assert cli.objective(rows, "lora") == 0.25 and cli.objective(rows, "full") == 0.4
+    assert math.isnan(cli.objective(rows, "deny"))

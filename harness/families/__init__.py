@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -37,10 +37,12 @@ def build_families(cfgs: Mapping[str, FamilyConfig]) -> dict[str, Family]:
     return {name: build_family(name, c) for name, c in cfgs.items()}
 
 
-def available_family_configs(tasks_dir=TASKS_DIR) -> dict[str, FamilyConfig]:
-    """Every family YAML under tasks/families, typed by the schema (for the base corpus)."""
+def available_family_configs(tasks_dir=TASKS_DIR, names: Collection[str] | None = None) -> dict[str, FamilyConfig]:
+    """Every family YAML under tasks/families (or those called `names`), typed by the schema."""
     out = {}
     for path in sorted((tasks_dir / "families").glob("*.yaml")):
+        if names is not None and path.stem not in names:
+            continue
         try:
             node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.load(path))
             out[path.stem] = OmegaConf.to_object(node)
