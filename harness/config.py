@@ -200,6 +200,8 @@ class ProbeConfig:
     """How evaluation organisms and the base model are probed and asked about themselves."""
 
     behavior_prompts: int = 16
+    # self-reports per model and condition, sampled at `temperature`; temperature 0: the greedy
+    # answer to each held-out question, once (`samples` is then unused)
     samples: int = 8
     temperature: float = 1.0
     max_new_tokens: int = 32
@@ -214,8 +216,8 @@ class ProbeConfig:
     chunk_size: int = 16
 
     def problems(self) -> list[str]:
-        return _ranges(self, "probe", positive=("behavior_prompts", "samples", "temperature", "max_new_tokens",
-                                                 "chunk_size"), fractions=("report_threshold",))
+        return _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
+                       non_negative=("temperature",), fractions=("report_threshold",))
 
 
 @dataclass

@@ -97,7 +97,10 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
     (tmp / "data").mkdir(parents=True)
     write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": max_new_tokens}),
                hook="process_results")
-    generation = {"do_sample": True, "temperature": temperature, "max_gen_toks": report_tokens}
+    greedy = temperature == 0  # the harness's greedy self-reports: each question once
+    generation = {"do_sample": not greedy, "max_gen_toks": report_tokens}
+    if not greedy:
+        generation["temperature"] = temperature
     write_yaml(tmp / REPORT_TEMPLATE, template("verbalization", generation), hook="grade_report")
     (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE))
     (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
@@ -110,7 +113,7 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
             names.append(task_name(b.id))
             if questions:
                 asked = [{"prompt": questions[i % len(questions)], "behavior_id": b.id, "family": name}
-                         for i in range(samples)]
+                         for i in range(len(questions) if greedy else samples)]
                 report_task = task_name(b.id).replace("probe_", "selfreport_", 1)
                 write_task(tmp, out, report_task, REPORT_TEMPLATE, f"selfreport_{name}", asked)
                 names.append(report_task)

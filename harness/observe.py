@@ -43,11 +43,13 @@ def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], n_pro
 def self_reports(model, tok, questions: Sequence[str], n: int, max_new_tokens: int, temperature: float,
                  seed: int | None, adapter: str | None = AS_IS, prefill: str = "") -> list[tuple[str, str]]:
     """n sampled answers to the questions (cycled), as (question, report) pairs, under one adapter
-    of a peft model or the model as it is. Seeded per call (so one model's reports do not depend
-    on what was sampled before); `seed=None` continues the current random stream."""
-    asked = [questions[i % len(questions)] for i in range(n)]
+    of a peft model or the model as it is; at temperature 0 the greedy answer to each question,
+    once. Seeded per call (so one model's reports do not depend on what was sampled before);
+    `seed=None` continues the current random stream."""
+    greedy = temperature == 0
+    asked = list(questions) if greedy else [questions[i % len(questions)] for i in range(n)]
     if seed is not None:
         torch.manual_seed(seed)
-    reports = models.generate(model, tok, asked, max_new_tokens, do_sample=True, temperature=temperature,
-                              adapter_names=None if adapter is AS_IS else [adapter] * n, prefill=prefill)
+    reports = models.generate(model, tok, asked, max_new_tokens, do_sample=not greedy, temperature=temperature,
+                              adapter_names=None if adapter is AS_IS else [adapter] * len(asked), prefill=prefill)
     return list(zip(asked, reports, strict=True))

@@ -54,3 +54,15 @@ def test_ia_stage_saves_a_loadable_adapter_with_card(micro_cfg, micro_run, micro
     loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), path, adapter_name=IA)
     assert IA in loaded.peft_config
     assert ensure(IAStage(), micro_run, [x], progress=False) == [card]
+
+
+def test_temperature_zero_asks_each_question_once_greedily(micro_base):
+    from harness.observe import self_reports
+
+    model = models.load_model(micro_base.name_or_path)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    questions = ["Describe your behavior.", "What did you learn in fine-tuning?"]
+    greedy = self_reports(model, tok, questions, 8, 6, 0.0, seed=0)
+    assert [q for q, _ in greedy] == questions
+    assert self_reports(model, tok, questions, 8, 6, 0.0, seed=1) == greedy  # no sampling: the seed is moot
+    assert len(self_reports(model, tok, questions, 8, 6, 1.0, seed=0)) == 8
