@@ -195,10 +195,12 @@ def hydra_run(cfg: DictConfig) -> float | None:
     fan-out job, or NaN when none was scored)."""
     from harness import leaderboard, pipeline
     from harness.stages.organisms import family_summary
+    from harness.training import set_threads
 
     typed = validate(cfg)
     hydra_cfg = HydraConfig.get()
     typed.output_dir = hydra_cfg.runtime.output_dir
+    set_threads(typed.threads)
     try:
         result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)))
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)

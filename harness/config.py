@@ -300,6 +300,10 @@ class Config:
     only_behaviors: list[str] | None = None
     # stage=probe: probe only this chunk of the evaluation organisms (null: every chunk).
     probe_chunk: int | None = None
+    # torch threads of this job (null: every core this process may use). The staged sweeper sets
+    # it for jobs that share a machine (joblib: the cores divided among the parallel jobs), since
+    # oversubscribed threads run many times slower. Results can differ slightly with the count.
+    threads: int | None = None
 
     def problems(self) -> list[str]:
         out = (self.model.problems() + self.organism.problems() + self.split.problems(list(self.families))
@@ -310,6 +314,8 @@ class Config:
             out.append(f"max_behaviors_per_family must be > 0 (or null for all), got {self.max_behaviors_per_family}")
         if self.probe_chunk is not None and self.probe_chunk < 0:
             out.append(f"probe_chunk must be >= 0, got {self.probe_chunk}")
+        if self.threads is not None and self.threads <= 0:
+            out.append(f"threads must be > 0 (or null for every core), got {self.threads}")
         return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
@@ -10,6 +11,17 @@ import torch
 from tqdm.auto import tqdm
 
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels with -100 where no loss)
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(n: int | None) -> int:
+    """Give torch `n` threads (None: every core this process may use); returns the count."""
+    torch.set_num_threads(n or cores())
+    return torch.get_num_threads()
 
 
 def progress_bar(iterable, desc: str, enabled: bool = True, **kw):

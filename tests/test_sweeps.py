@@ -102,6 +102,11 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     assert sorted(p.name for p in (tmp / "sweep" / "stages").iterdir()) == [
         "base-0", "ia-0", "ia-1", "ia-2", "organisms-0", "organisms-1", "probe-0", "probe-1", "probe-2"]
     assert len(reports) == 3
+    # Jobs side by side share the cores: each gets its share of torch threads (a lone job, all of them).
+    cores = len(os.sched_getaffinity(0))
+    for folder, expected in [("stages/base-0", cores), ("stages/ia-0", max(1, cores // 3)), ("0", max(1, cores // 3))]:
+        overrides = OmegaConf.load(tmp / "sweep" / folder / ".hydra" / "overrides.yaml")
+        assert f"threads={expected}" in overrides, (folder, overrides)
 
 
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])

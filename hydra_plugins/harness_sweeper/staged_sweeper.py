@@ -94,10 +94,25 @@ class StagedSweeper(BasicSweeper):
         return Run.of(validate(cfg))
 
     def _launch(self, jobs: list[list[str]], initial_idx: int):
+        threads = self._threads(len(jobs))
+        if threads is not None:
+            jobs = [[*j, f"threads={threads}"] if not any(o.startswith("threads=") for o in j) else j for j in jobs]
         results = self.launcher.launch(jobs, initial_job_idx=initial_idx)
         for r in results:
             _ = r.return_value  # re-raises a failed job's error
         return results
+
+    def _threads(self, n_jobs: int):
+        """Torch threads per job when the launcher runs jobs side by side on this machine (joblib):
+        its cores divided among them. None for launchers whose jobs get their own resources."""
+        from harness.training import cores
+
+        launcher = self.config.hydra.launcher
+        if not launcher._target_.endswith("JoblibLauncher"):
+            return None
+        n = -1 if launcher.n_jobs is None else int(launcher.n_jobs)
+        parallel = max(1, cores() + 1 + n if n < 0 else n)  # joblib: -1 is every core, -2 all but one
+        return max(1, cores() // max(1, min(parallel, n_jobs)))
 
     def _report(self, sweep_dir: Path, logger) -> None:
         from harness import leaderboard
