@@ -300,7 +300,7 @@ class Config:
     only_behaviors: list[str] | None = None
     # stage=probe: probe only this chunk of the evaluation organisms (null: every chunk).
     probe_chunk: int | None = None
-    # torch threads of this job (null: every core this process may use). The staged sweeper sets
+    # torch threads of this job (null: $OMP_NUM_THREADS, else every core it may use). The staged sweeper sets
     # it for jobs that share a machine (joblib: the cores divided among the parallel jobs), since
     # oversubscribed threads run many times slower. Results can differ slightly with the count.
     threads: int | None = None
