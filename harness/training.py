@@ -21,7 +21,8 @@ def cores() -> int:
 def set_threads(n: int | None) -> int:
     """Give torch `n` threads (None: $OMP_NUM_THREADS if set, else every core this process may
     use); returns the count."""
-    torch.set_num_threads(n or int(os.environ.get("OMP_NUM_THREADS") or 0) or cores())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(n or (int(env) if env.isdigit() else 0) or cores())
     return torch.get_num_threads()
 
 
