@@ -27,6 +27,9 @@ SWEEPS_DIR = CONF_DIR / "sweeps"
 """Sweep presets: the `sweeps` config group."""
 
 
+SAMPLERS = ("organism", "kind")
+"""How the IA's training steps pick organisms (IAConfig.sampler)."""
+
 CORPUS_FAMILIES = ("backdoors", "biases", "hidden_goals", "preferences", "quirks", "sandbagging")
 """The shipped families: the tiny base model's pretraining corpus covers them."""
 
@@ -175,6 +178,9 @@ class IAConfig:
     control_fraction: float = 0.2
     train_questions: int = 8
     only_implanted: bool = True
+    # How each step picks its organisms: `organism` (uniformly), or `kind` (a kind of behavior
+    # uniformly, then one of its organisms: 16 favorite-item organisms do not crowd out 2 products).
+    sampler: str = "organism"
     # DPO after SFT (0 steps: none; ia=lora_sft_dpo turns it on): the last `dpo_organisms`
     # training organisms of each family are held out of SFT, `dpo_samples` self-reports of each
     # are sampled and graded, and DPO prefers the accurate ones.
@@ -190,6 +196,8 @@ class IAConfig:
                                              "examples_per_organism", "train_questions", "dpo_organisms",
                                              "dpo_samples", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"),
                       non_negative=("dpo_steps",), fractions=("control_fraction",))
+        if self.sampler not in SAMPLERS:
+            out.append(f"ia.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if not 0 < self.train_questions < len(INTROSPECTION_QUESTIONS):
             out.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
         return out

@@ -33,6 +33,7 @@ COMMAND_LINES = [
     (["run", "probe.samples=0"], "probe.samples"),
     (["run", "probe.chunk_size=0"], "probe.chunk_size"),
     (["run", "probe.temperature=-1"], "probe.temperature"),
+    (["run", "ia.sampler=random"], "ia.sampler"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),
     (["run", "split.train_families=0"], "split.train_families"),
     (["run", "model.pretrain_steps=-1"], "model.pretrain_steps"),

@@ -66,3 +66,14 @@ def test_temperature_zero_asks_each_question_once_greedily(micro_base):
     assert [q for q, _ in greedy] == questions
     assert self_reports(model, tok, questions, 8, 6, 0.0, seed=1) == greedy  # no sampling: the seed is moot
     assert len(self_reports(model, tok, questions, 8, 6, 1.0, seed=0)) == 8
+
+
+def test_the_kind_sampler_groups_organisms_by_kind(micro_cfg, micro_organisms):
+    from harness.stages.ia import unit_groups
+
+    same_kind = replace(micro_organisms[0], key="other", behavior_id="preferences/other")
+    cards = [*micro_organisms, same_kind]
+    assert unit_groups(cards, micro_cfg.ia) == [[adapter_name(c) for c in cards]]
+    by_kind = unit_groups(cards, replace(micro_cfg.ia, sampler="kind"))
+    assert sorted(map(len, by_kind)) == [1, 1, 2]
+    assert [adapter_name(micro_organisms[0]), "o_other"] in by_kind

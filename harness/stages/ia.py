@@ -42,6 +42,15 @@ def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard]
     return config_key("ia", asdict(cfg), base.key, sorted(o.key for o in organisms), questions, seed)
 
 
+def unit_groups(organisms: Sequence[OrganismCard], cfg: IAConfig) -> list[list[str]]:
+    """The organism units a step picks from: one group of all (`ia.sampler=organism`), or one
+    group per kind of behavior (`kind`), picked uniformly before an organism within it."""
+    if cfg.sampler == "organism":
+        return [[adapter_name(o) for o in organisms]]
+    kinds = dict.fromkeys((o.family, o.kind) for o in organisms)
+    return [[adapter_name(o) for o in organisms if (o.family, o.kind) == k] for k in kinds]
+
+
 def training_units(organisms: Sequence[OrganismCard], questions: Sequence[str], cfg: IAConfig) -> dict[str, list[Chat]]:
     """For each organism adapter (and the control), the (question, answer) pairs it trains on."""
     units = {adapter_name(o): [Chat(q, d) for q in questions for d in o.descriptions] for o in organisms}
@@ -58,8 +67,10 @@ def activate(model: PeftModel, unit: str, frozen: Sequence[torch.nn.Parameter]) 
 
 
 def train_ia(model: PeftModel, tok, units: dict[str, list[Chat]], cfg: IAConfig, seed: int,
-             progress: bool = True) -> list[float]:
-    """Add the IA to a model holding the organism adapters and train it; returns the losses."""
+             progress: bool = True, groups: Sequence[Sequence[str]] | None = None) -> list[float]:
+    """Add the IA to a model holding the organism adapters and train it; returns the losses.
+    Each micro-batch is the control (`ia.control_fraction` of them) or an organism of a group
+    picked uniformly (`groups`, see unit_groups; default: one group of every organism)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model.add_adapter(IA, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules="all-linear",
@@ -67,13 +78,13 @@ def train_ia(model: PeftModel, tok, units: dict[str, list[Chat]], cfg: IAConfig,
     ia_params = [p for n, p in model.named_parameters() if f".{IA}." in n]
     frozen = [p for n, p in model.named_parameters() if "lora_" in n and f".{IA}." not in n]
     encoded = {u: [models.encode_chat(tok, c) for c in chats] for u, chats in units.items()}
-    organisms = [u for u in units if u != CONTROL]
+    groups = groups or [[u for u in units if u != CONTROL]]
 
     def step(_: int) -> float:
         total = 0.0
         for _ in range(cfg.organisms_per_step):
             use_control = CONTROL in units and rng.random() < cfg.control_fraction
-            unit = CONTROL if use_control else rng.choice(organisms)
+            unit = CONTROL if use_control else rng.choice(groups[0] if len(groups) == 1 else rng.choice(groups))
             activate(model, unit, frozen)
             batch = [rng.choice(encoded[unit]) for _ in range(cfg.examples_per_organism)]
             loss = model(**collate(batch, tok.pad_token_id, model.device)).loss / cfg.organisms_per_step
@@ -210,7 +221,7 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
     model = load_with_organisms(x.base, x.organisms, store)
     tok = models.load_tokenizer(x.base.name_or_path, x.base.trust_remote_code)
     questions = question_split(cfg.train_questions)[0]
-    losses = train_ia(model, tok, training_units(sft, questions, cfg), cfg, seed, progress)
+    losses = train_ia(model, tok, training_units(sft, questions, cfg), cfg, seed, progress, unit_groups(sft, cfg))
     dpo: dict[str, Any] = {}
     if held:
         pairs = sample_pairs(model, tok, held, families, questions, cfg, seed)
