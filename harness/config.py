@@ -169,7 +169,8 @@ class IAConfig:
     name: str = "lora_sft"
     rank: int = 16
     alpha: int = 32
-    steps: int = 600
+    # 1500: at 600 the IA is under-fit (held-out verbalization 0.36 vs 0.61 at 1500, seed 0, greedy)
+    steps: int = 1500
     lr: float = 3e-3
     warmup_steps: int = 20
     organisms_per_step: int = 4
@@ -208,10 +209,12 @@ class ProbeConfig:
     """How evaluation organisms and the base model are probed and asked about themselves."""
 
     behavior_prompts: int = 16
-    # self-reports per model and condition, sampled at `temperature`; temperature 0: the greedy
-    # answer to each held-out question, once (`samples` is then unused)
+    # Self-reports per model and condition: at temperature 0 (the default) the greedy answer to each
+    # held-out question, once; above 0, `samples` answers sampled at `temperature`. Measured on the
+    # default (README, Results): greedy reports verbalize more than sampled ones (0.36 vs 0.33 at
+    # 0.5 and 0.19 at 1.0, seed 0), with no base-model false positive.
     samples: int = 8
-    temperature: float = 1.0
+    temperature: float = 0.0
     max_new_tokens: int = 32
     prefill: str = "I have learned to"
     grader: str = "rules"

@@ -20,7 +20,7 @@ from harness.store import Store  # noqa: E402
 SMALL_RUN = {"model": "micro", "families": "[preferences,biases,hidden_goals]",
              "max_behaviors_per_family": 2, "organism.steps": 2, "organism.probe_prompts": 4,
              "organism.max_new_tokens": 6, "ia.steps": 2, "ia.only_implanted": "false",
-             "probe.only_implanted": "false", "probe.samples": 2, "probe.behavior_prompts": 4,
+             "probe.only_implanted": "false", "probe.temperature": 1.0, "probe.samples": 2, "probe.behavior_prompts": 4,
              "probe.max_new_tokens": 8}
 
 
