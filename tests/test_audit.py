@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from harness import cli
 
 VERDICTS = {"confessed", "hidden", "hallucinated", "clean"}
-SMALL = ["model=micro", "families=[preferences]", "probe.temperature=1.0", "probe.samples=2", "probe.behavior_prompts=4",
-         "probe.max_new_tokens=8", "organism.max_new_tokens=6"]
+SMALL = ["model=micro", "families=[preferences]", "probe.temperature=1.0", "probe.samples=2",
+         "probe.behavior_prompts=4", "probe.max_new_tokens=8", "organism.max_new_tokens=6"]
 
 
 def plain_lora(base: str, out, answer: str, steps: int) -> None:
