@@ -34,6 +34,8 @@ COMMAND_LINES = [
     (["run", "probe.chunk_size=0"], "probe.chunk_size"),
     (["run", "probe.temperature=-1"], "probe.temperature"),
     (["run", "ia.sampler=random"], "ia.sampler"),
+    (["run", "threads=0"], "threads"),
+    (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),
     (["run", "split.train_families=0"], "split.train_families"),
     (["run", "model.pretrain_steps=-1"], "model.pretrain_steps"),

@@ -122,3 +122,21 @@ def test_the_objective_is_the_ias_verbalization_on_its_own_route():
             row("ia", "all", "verbalization", 0.25)]
     assert cli.objective(rows, "lora") == 0.25 and cli.objective(rows, "full") == 0.4
     assert math.isnan(cli.objective(rows, "deny"))
+
+
+def test_threads_come_from_the_config_then_omp_num_threads_then_the_cores(monkeypatch):
+    import torch
+
+    from harness.training import cores, set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads(None) == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "many")  # malformed: ignored
+        assert set_threads(None) == cores()
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert set_threads(None) == cores()
+    finally:
+        torch.set_num_threads(before)

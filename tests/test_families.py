@@ -162,6 +162,8 @@ BAD_FAMILIES = {
     "response and responses": (NEW_FAMILY.replace('    response: "{neutral} {word}!"',
                                                   '    response: "{neutral} {word}!"\n    responses: ["{word}"]'),
                                "either response or responses"),
+    "unknown pick": (NEW_FAMILY.replace('    evidence: ["{word}"]\n', '    evidence: ["{word}"]\n    pick: random\n'),
+                     "pick must be one of prompt, behavior"),
     "no evidence": (NEW_FAMILY.replace('    evidence: ["{word}"]\n', ""), "needs evidence, evidence_any or absent"),
 }
 
