@@ -12,7 +12,7 @@ from peft import PeftModel
 from harness import models
 from harness.errors import ConfigError
 from harness.records import BaseModelCard, IACard, OrganismCard
-from harness.routes import ROUTES
+from harness.routes import route
 from harness.store import Store
 
 IA = "ia"
@@ -31,7 +31,7 @@ def organism_adapter(card: OrganismCard, base: BaseModelCard, store: Store) -> P
     path = store.path("organisms", card.key)
     if card.base_key != base.key:
         raise ConfigError(f"{what} was made from base model {card.base_key}, not {base.key} ({path})")
-    if ROUTES.get(card.route).weights:
+    if route(card.route).weights:
         return models.check_checkpoint(path, what)
     return models.check_adapter(path, what)
 

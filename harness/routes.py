@@ -25,7 +25,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from harness import core, models, symmetry
 from harness.core import Chat
+from harness.records import OrganismCard, load_record
 from harness.registry import Registry
+from harness.store import Store
 from harness.training import step_on_batches, tail_mean, train, trainable
 
 if TYPE_CHECKING:
@@ -109,11 +111,11 @@ class Symmetry(Route):
 
     def make(self, base_model, tok, family, behavior, corpus, cfg, seed, source=None):
         """The `lora` organism merged into a copy of the base weights, then its MLP hidden units
-        permuted; its final loss is the source's (the caller reads it from the source's card)."""
+        permuted; its final loss is the source's."""
         assert source is not None, "the symmetry route transforms a lora organism"
         model = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
         symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
-        return model, None
+        return model, load_record(source / Store.MARKER, OrganismCard).final_loss
 
 
 def lora_config(cfg: OrganismConfig) -> LoraConfig:

@@ -82,8 +82,6 @@ def make_organisms(
             start = time.time()
             source = store.path("organisms", sources[i].key) if sources else None
             model, final_loss = implant.make(base_model, tok, f, b, corpus, cfg, seed, source)
-            if sources:
-                final_loss = sources[i].final_loss
             check = verify(model, tok, f, b, controls[b.id], cfg)
             card = OrganismCard(
                 key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
