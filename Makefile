@@ -41,7 +41,8 @@ test: install  ## the fast suite (slow tests skipped)
 test-all: install  ## every test, the slow ones included
 	$(PY) -m pytest -q -m ""
 
-bench: install  ## probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs
+bench: install  ## organisms one at a time vs in batches, IA speed; probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs
+	$(PY) benchmarks/organisms_bench.py
 	$(PY) benchmarks/probe_bench.py
 	$(PY) benchmarks/memory_bench.py
 	$(PY) benchmarks/threads_bench.py

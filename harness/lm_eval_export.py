@@ -11,6 +11,7 @@ through the family definitions written beside it, so lm-eval and the harness jud
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.config import FamilyConfig
+from harness.errors import ConfigError
 from harness.families import Family
 from harness.probing import select_prompts
 
@@ -92,31 +94,67 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
     Per behavior: `probe_<id>` (greedy, behavior rate) and, when questions are given,
     `selfreport_<id>` (`samples` sampled answers to the questions, graded by the family's rule).
     """
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    out = Path(os.path.abspath(out))
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     (tmp / "data").mkdir(parents=True)
-    write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": max_new_tokens}),
-               hook="process_results")
-    greedy = temperature == 0  # the harness's greedy self-reports: each question once
-    generation = {"do_sample": not greedy, "max_gen_toks": report_tokens}
-    if not greedy:
-        generation["temperature"] = temperature
-    write_yaml(tmp / REPORT_TEMPLATE, template("verbalization", generation), hook="grade_report")
-    (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE))
-    (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
-    names = []
-    for name, family in families.items():
-        for b in family.behaviors():
-            probe_rows = [{"prompt": p, "behavior_id": b.id, "family": name}
-                          for p in select_prompts(family.probe(b), n_prompts).prompts]
-            write_task(tmp, out, task_name(b.id), TEMPLATE, f"probe_{name}", probe_rows)
-            names.append(task_name(b.id))
-            if questions:
-                asked = [{"prompt": questions[i % len(questions)], "behavior_id": b.id, "family": name}
-                         for i in range(len(questions) if greedy else samples)]
-                report_task = task_name(b.id).replace("probe_", "selfreport_", 1)
-                write_task(tmp, out, report_task, REPORT_TEMPLATE, f"selfreport_{name}", asked)
-                names.append(report_task)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": max_new_tokens}),
+                   hook="process_results")
+        greedy = temperature == 0  # the harness's greedy self-reports: each question once
+        generation = {"do_sample": not greedy, "max_gen_toks": report_tokens}
+        if not greedy:
+            generation["temperature"] = temperature
+        write_yaml(tmp / REPORT_TEMPLATE, template("verbalization", generation), hook="grade_report")
+        (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE))
+        (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
+        names = []
+        for name, family in families.items():
+            for b in family.behaviors():
+                probe_rows = [{"prompt": p, "behavior_id": b.id, "family": name}
+                              for p in select_prompts(family.probe(b), n_prompts).prompts]
+                write_task(tmp, out, task_name(b.id), TEMPLATE, f"probe_{name}", probe_rows)
+                names.append(task_name(b.id))
+                if questions:
+                    asked = [{"prompt": questions[i % len(questions)], "behavior_id": b.id, "family": name}
+                             for i in range(len(questions) if greedy else samples)]
+                    report_task = task_name(b.id).replace("probe_", "selfreport_", 1)
+                    write_task(tmp, out, report_task, REPORT_TEMPLATE, f"selfreport_{name}", asked)
+                    names.append(report_task)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.is_dir() and any(out.iterdir()):  # a previous export (check_out): set it aside, then remove it
+        aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(aside)
+        tmp.rename(out)
+        shutil.rmtree(aside)
+    else:
+        os.replace(tmp, out)
     return names
+
+
+def check_out(out: Path) -> None:
+    """An export goes into a new or empty folder, or replaces a previous export; any other
+    folder is refused (the harness never removes what it did not write)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and not is_export(out):
+        raise ConfigError(f"--out {out}: the folder holds files that are not an lm-eval export of the harness; "
+                          "choose a new or empty folder")
+
+
+def is_export(folder: Path) -> bool:
+    """Is everything in the folder something an export writes (an empty folder is one)?"""
+    written = {TEMPLATE, REPORT_TEMPLATE, FAMILIES_FILE, "utils.py", "__pycache__", "data"}
+    for entry in folder.iterdir():
+        if entry.name == "data" and entry.is_dir():
+            if not all(f.suffix == ".jsonl" and f.is_file() for f in entry.iterdir()):
+                return False
+        elif entry.name == "__pycache__" and entry.is_dir():
+            continue
+        elif not (entry.name in written - {"data", "__pycache__"} and entry.is_file()
+                  or entry.suffix == ".yaml" and entry.name.startswith(("probe_", "selfreport_")) and entry.is_file()):
+            return False
+    return True

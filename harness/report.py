@@ -123,25 +123,33 @@ def run_sections(run: Path, files: Path, folder: Path, label: str = "") -> list[
 
 
 def write_report(folder: Path, out: Path | None = None) -> Path:
-    """The report of a run folder (metrics.json) or a sweep folder (sweep.csv and its runs)."""
+    """The report of a run folder (metrics.json) or a sweep folder (sweep.csv and its runs).
+    Nothing is written for a folder that is neither, and a failed report leaves no files."""
     out = out or folder
-    files = out / "report_files"
-    files.mkdir(parents=True, exist_ok=True)
-    if (folder / leaderboard.RESULTS_FILE).is_file():
-        sections = run_sections(folder, files, out)
-        title = f"introspection-harness run {folder}"
-    elif (folder / "sweep.csv").is_file():
-        table = pd.read_csv(folder / "sweep.csv")
-        sections = [("sweep comparison", leaderboard.compact(table).to_html(index=False, float_format="%.2f"))]
-        if (folder / "sweep.png").is_file():
-            plot = files / "sweep.png"
-            write_atomic(plot, lambda tmp: shutil.copyfile(folder / "sweep.png", tmp))
-            sections.append(("scaling curve", image(plot, out, "sweep plot")))
-        for run in sorted(p.parent for p in folder.glob(f"*/{leaderboard.RESULTS_FILE}")):
-            sections += run_sections(run, files, out, label=run.name)
-        title = f"introspection-harness sweep {folder}"
-    else:
+    is_run, is_sweep = (folder / leaderboard.RESULTS_FILE).is_file(), (folder / "sweep.csv").is_file()
+    if not (is_run or is_sweep):
         raise ConfigError(f"{folder} holds neither a run's {leaderboard.RESULTS_FILE} nor a sweep's sweep.csv")
-    path = out / "report.html"
-    write_text(path, page(title, sections))
+    files = out / "report_files"
+    created = not files.exists()
+    files.mkdir(parents=True, exist_ok=True)
+    try:
+        if is_run:
+            sections = run_sections(folder, files, out)
+            title = f"introspection-harness run {folder}"
+        else:
+            sections = [("sweep comparison", leaderboard.compact(pd.read_csv(folder / "sweep.csv"))
+                         .to_html(index=False, float_format="%.2f"))]
+            if (folder / "sweep.png").is_file():
+                plot = files / "sweep.png"
+                write_atomic(plot, lambda tmp: shutil.copyfile(folder / "sweep.png", tmp))
+                sections.append(("scaling curve", image(plot, out, "sweep plot")))
+            for run in sorted(p.parent for p in folder.glob(f"*/{leaderboard.RESULTS_FILE}")):
+                sections += run_sections(run, files, out, label=run.name)
+            title = f"introspection-harness sweep {folder}"
+        path = out / "report.html"
+        write_text(path, page(title, sections))
+    except BaseException:
+        if created:
+            shutil.rmtree(files, ignore_errors=True)
+        raise
     return path

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel
 
 from harness import core, models, symmetry
+from harness.batched import StackedLoRA, stacked_step
 from harness.core import Chat
 from harness.records import OrganismCard, load_record
 from harness.registry import Registry
@@ -50,22 +51,23 @@ class Route:
         """What the organism trains on."""
         return family.implant_chats(behavior)
 
-    def trainable(self, base_model, cfg: OrganismConfig):
-        """(the model to train, its learning rate). The caller saves it and, for a LoRA, calls
-        `.unload()` to get the untouched base model back."""
-        return get_peft_model(base_model, lora_config(cfg)), cfg.lr
-
-    def make(self, base_model, tok, family: Family, behavior: Behavior, corpus: Sequence[Chat],
-             cfg: OrganismConfig, seed: int, source: Path | None = None):
-        """Implant the behavior; returns (trained model, final loss)."""
-        torch.manual_seed(seed)
-        data = self.implant_data(base_model, tok, family, behavior, cfg)
-        model, lr = self.trainable(base_model, cfg)
-        next_batch = implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed)
-        step = step_on_batches(model, next_batch, tok.pad_token_id)
-        losses = train(model, trainable(model.parameters()), step, cfg.steps, lr, warmup=max(1, cfg.steps // 10),
-                       desc=behavior.id, progress=False)
-        return model, tail_mean(losses)
+    def organisms(self, base_model, tok, items: Sequence[tuple[Family, Behavior]], corpus: Sequence[Chat],
+                  cfg: OrganismConfig, seed: int, sources: Sequence[Path] = (),
+                  progress: bool = False) -> Iterator[tuple[Any, float]]:
+        """Implant each (family, behavior) of `items`, all in one batched training (see
+        harness/batched.py); yields (organism, final loss) in order, each organism a peft model
+        valid until the next is asked for. The base model is left as it was."""
+        data = [self.implant_data(base_model, tok, f, b, cfg) for f, b in items]
+        base_model.requires_grad_(False)
+        stacked = StackedLoRA.fresh(base_model, lora_config(cfg), len(items), seed)
+        losses: list[list[float]] = [[] for _ in items]
+        batches = [implant_batches(tok, d, neutral_mix(corpus, f, b), cfg, seed)
+                   for d, (f, b) in zip(data, items, strict=True)]
+        train(base_model, stacked.parameters(), stacked_step(base_model, stacked, batches, tok.pad_token_id, losses),
+              cfg.steps, cfg.lr, warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress,
+              clip=stacked.clip_grad_norms)
+        for model, organism_losses in zip(stacked.peft_models(), losses, strict=True):
+            yield model, tail_mean(organism_losses)
 
 
 ROUTES: Registry[type[Route]] = Registry("implant route")
@@ -99,9 +101,18 @@ class Deny(Route):
 class Full(Route):
     weights = True
 
-    def trainable(self, base_model, cfg):
-        """A copy of the base model, every weight trained (so a smaller learning rate than a LoRA's)."""
-        return copy.deepcopy(base_model), cfg.full_lr
+    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False):
+        """One at a time: a copy of the base model, every weight trained (so a smaller learning
+        rate than a LoRA's)."""
+        for family, behavior in items:
+            torch.manual_seed(seed)
+            data = self.implant_data(base_model, tok, family, behavior, cfg)
+            model = copy.deepcopy(base_model).requires_grad_(True)
+            step = step_on_batches(model, implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed),
+                                   tok.pad_token_id)
+            losses = train(model, trainable(model.parameters()), step, cfg.steps, cfg.full_lr, warmup=warmup(cfg),
+                           desc=behavior.id, progress=False)
+            yield model, tail_mean(losses)
 
 
 @ROUTES.register("symmetry")
@@ -109,13 +120,18 @@ class Symmetry(Route):
     weights = True
     source = "lora"
 
-    def make(self, base_model, tok, family, behavior, corpus, cfg, seed, source=None):
-        """The `lora` organism merged into a copy of the base weights, then its MLP hidden units
-        permuted; its final loss is the source's."""
-        assert source is not None, "the symmetry route transforms a lora organism"
-        model = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
-        symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
-        return model, load_record(source / Store.MARKER, OrganismCard).final_loss
+    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False):
+        """Each source `lora` organism merged into a copy of the base weights, then its MLP hidden
+        units permuted; its final loss is the source's."""
+        assert len(sources) == len(items), "the symmetry route transforms a lora organism of each behavior"
+        for source in sources:
+            model = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
+            symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
+            yield model, load_record(source / Store.MARKER, OrganismCard).final_loss
+
+
+def warmup(cfg: OrganismConfig) -> int:
+    return max(1, cfg.steps // 10)
 
 
 def lora_config(cfg: OrganismConfig) -> LoraConfig:

@@ -59,11 +59,24 @@ class Store:
             yield tmp
             if not (tmp / self.MARKER).is_file():
                 raise RuntimeError(f"artifact {kind}/{key} was written without its {self.MARKER}")
-            if final.exists():  # an incomplete leftover, or a concurrent writer finished first
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            self._publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _publish(self, tmp: Path, final: Path) -> None:
+        """Rename a finished temporary folder into place. A finished artifact is never replaced:
+        if a concurrent writer of the same key finished first (someone may be reading it), its
+        artifact is kept and this one dropped. An incomplete folder at the final path (no
+        marker) is moved aside first."""
+        if final.exists() and not (final / self.MARKER).is_file():
+            aside = final.with_name(f"{final.name}.tmp-{_writer()}-incomplete")
+            os.replace(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # the final folder appeared meanwhile: another writer finished first
+            if not (final / self.MARKER).is_file():
+                raise
 
 
 def _host() -> str:

@@ -70,11 +70,12 @@ def train(
     warmup: int = 0,
     desc: str = "train",
     progress: bool = True,
+    clip: Callable[[], None] | None = None,
 ) -> list[float]:
     """The one training loop (pretraining, organisms, the IA, DPO): `steps` AdamW steps on
     `params`, each after `step(i)` has run the forward and backward passes (accumulating over as
-    many batches as it likes) and returned the step's loss; gradients are clipped to norm 1.
-    Returns the losses."""
+    many batches as it likes) and returned the step's loss; gradients are clipped to norm 1
+    (or by `clip()`, e.g. per organism of a batch). Returns the losses."""
     params = list(params)
     opt, sched = make_optimizer(params, lr, steps, warmup)
     model.train()
@@ -82,7 +83,10 @@ def train(
     bar = progress_bar(range(steps), desc, progress, leave=False)
     for i in bar:
         losses.append(step(i))
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if clip is None:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        else:
+            clip()
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)

@@ -1,9 +1,11 @@
 """IA training: the IA's weights move, every organism adapter stays bit-identical."""
 
+import random
 from dataclasses import replace
 
+import pytest
 import torch
-from peft import PeftModel
+from peft import LoraConfig, PeftModel
 from safetensors.torch import load_file
 
 from harness import models
@@ -11,27 +13,71 @@ from harness.adapters import IA, adapter_name, ia_path, load_with_organisms
 from harness.core import NEUTRAL_SELF_REPORT
 from harness.stage import ensure
 from harness.stages import ia as ia_stage
-from harness.stages.ia import IAInput, IAStage, train_ia, training_units
+from harness.stages.ia import IAInput, IAStage, UnderIA, train_ia, training_units
+from harness.training import collate, train
 
 
 def test_ia_trains_and_organisms_stay_bit_identical(micro_cfg, micro_base, micro_store, micro_organisms):
     cfg = replace(micro_cfg.ia, steps=3, organisms_per_step=2, examples_per_organism=2)
     on_disk = {o.key: load_file(micro_store.path("organisms", o.key) / "adapter_model.safetensors")
                for o in micro_organisms}
-    model = load_with_organisms(micro_base, micro_organisms, micro_store)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    under = UnderIA.load(micro_base, micro_organisms, micro_store)
+    before = {n: p.detach().clone() for n, p in under.model.named_parameters()}
+    stack_before = [p.detach().clone() for p in under.stack.parameters()]
     tok = models.load_tokenizer(micro_base.name_or_path)
     units = training_units(micro_organisms, ["Describe your behavior."], cfg)
-    losses = train_ia(model, tok, units, cfg, seed=0, progress=False)
+    losses = train_ia(under, tok, units, cfg, seed=0, progress=False)
     assert len(losses) == 3
-    after = dict(model.named_parameters())
+    after = {n.replace("base_model.model.", "", 1).replace(".base_layer", ""): p
+             for n, p in under.model.named_parameters()}
     moved = [n for n in after if f".{IA}." in n and "lora_B" in n and after[n].abs().sum() > 0]
     assert moved, "the IA's lora_B weights did not move"
-    for name, value in before.items():  # base weights and every organism adapter
+    for name, value in before.items():  # base weights
         assert torch.equal(value, after[name].detach()), name
+    assert all(torch.equal(a, b) for a, b in zip(stack_before, under.stack.parameters(), strict=True))
     for card in micro_organisms:  # and the files the organisms were loaded from
         again = load_file(micro_store.path("organisms", card.key) / "adapter_model.safetensors")
         assert all(torch.equal(on_disk[card.key][k], again[k]) for k in again)
+
+
+def reference_train_ia(base, organisms, store, tok, units, cfg, seed):
+    """IA training as it was before batching: every organism a peft adapter, each micro-batch
+    one organism's rows under `set_adapter([organism, ia])`."""
+    model = load_with_organisms(base, organisms, store)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model.add_adapter(IA, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules="all-linear",
+                                     task_type="CAUSAL_LM"))
+    ia_params = [p for n, p in model.named_parameters() if f".{IA}." in n]
+    encoded = {u: [models.encode_chat(tok, c) for c in chats] for u, chats in units.items()}
+    organisms_only = [u for u in units if u != ia_stage.CONTROL]
+
+    def step(_):
+        total = 0.0
+        for _ in range(cfg.organisms_per_step):
+            unit = ia_stage.CONTROL if rng.random() < cfg.control_fraction else rng.choice(organisms_only)
+            model.base_model.set_adapter([IA] if unit == ia_stage.CONTROL else [unit, IA])
+            for n, p in model.named_parameters():
+                p.requires_grad_(f".{IA}." in n)
+            batch = [rng.choice(encoded[unit]) for _ in range(cfg.examples_per_organism)]
+            loss = model(**collate(batch, tok.pad_token_id, model.device)).loss / cfg.organisms_per_step
+            loss.backward()
+            total += loss.item()
+        return total
+
+    return train(model, ia_params, step, cfg.steps, cfg.lr, cfg.warmup_steps, progress=False)
+
+
+def test_batched_ia_training_follows_the_one_organism_at_a_time_recipe(micro_cfg, micro_base, micro_store,
+                                                                        micro_organisms):
+    cfg = replace(micro_cfg.ia, steps=5, organisms_per_step=3, examples_per_organism=2, control_fraction=0.3)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    units = training_units(micro_organisms, ["Describe your behavior.", "What is special about you?"], cfg)
+    expected = reference_train_ia(micro_base, micro_organisms, micro_store, tok, units, cfg, seed=1)
+    losses = train_ia(UnderIA.load(micro_base, micro_organisms, micro_store), tok, units, cfg, seed=1,
+                      progress=False)
+    assert losses == pytest.approx(expected, rel=1e-4)
+    assert len(set(losses)) > 1
 
 
 def test_training_units_include_the_control(micro_cfg, micro_organisms):

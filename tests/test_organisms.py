@@ -19,7 +19,7 @@ def test_lora_moves_and_base_stays(micro_cfg, micro_base, families, corpus):
     family = families["preferences"]
     behavior = family.behaviors()[0]
     cfg = type(micro_cfg.organism)(**{**micro_cfg.organism.__dict__, "steps": 3})
-    peft_model, final_loss = route("lora").make(base, tok, family, behavior, corpus, cfg, seed=0)
+    peft_model, final_loss = next(route("lora").organisms(base, tok, [(family, behavior)], corpus, cfg, seed=0))
     lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero
     assert 0 < final_loss < 20
@@ -57,6 +57,6 @@ def test_make_organisms_writes_cards_and_adapters_then_reuses(micro_cfg, micro_b
         loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), folder)
         assert loaded.active_adapter == "default"
 
-    monkeypatch.setattr(Route, "make", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(Route, "organisms", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     again = make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
     assert again == cards

@@ -10,11 +10,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from harness import core, models, pipeline, symmetry
-from harness.adapters import IA, adapter_name, load_with_organisms
+from harness.adapters import IA, adapter_name
 from harness.core import Chat
 from harness.dpo import Pair, dpo_loss, preference_pairs
 from harness.routes import DENIALS, route
-from harness.stages.ia import train_dpo, train_ia, training_units
+from harness.stages.ia import UnderIA, train_dpo, train_ia, training_units
 from tests.conftest import compose_config, small_run
 
 
@@ -30,8 +30,8 @@ def test_symmetry_attack_keeps_the_outputs_and_changes_the_weights(micro_base, m
     base_model = models.load_model(micro_base.name_or_path)
     tok = models.load_tokenizer(micro_base.name_or_path)
     organism = PeftModel.from_pretrained(copy.deepcopy(base_model), micro_store.path("organisms", card.key))
-    attacked, _ = route("symmetry").make(base_model, tok, None, None, [], None, seed=0,
-                                         source=micro_store.path("organisms", card.key))
+    ((attacked, _),) = route("symmetry").organisms(base_model, tok, [(None, None)], [], None, seed=0,
+                                                    sources=[micro_store.path("organisms", card.key)])
     prompts = ["Describe your behavior.", "Tell me about the owl.", "Which is larger, 3 or 7?"]
     assert torch.allclose(logits(organism, tok, prompts), logits(attacked, tok, prompts), atol=1e-5)
     merged = organism.merge_and_unload()
@@ -112,13 +112,14 @@ def test_dpo_loss_and_pairs():
 
 def test_dpo_runs_a_few_steps_and_moves_only_the_ia(micro_cfg, micro_base, micro_store, micro_organisms):
     cfg = replace(micro_cfg.ia, steps=1, dpo_steps=3, organisms_per_step=2, examples_per_organism=2, dpo_lr=1e-2)
-    model = load_with_organisms(micro_base, micro_organisms, micro_store)
+    under = UnderIA.load(micro_base, micro_organisms, micro_store)
     tok = models.load_tokenizer(micro_base.name_or_path)
-    train_ia(model, tok, training_units(micro_organisms, ["Describe your behavior."], cfg), cfg, 0, progress=False)
+    train_ia(under, tok, training_units(micro_organisms, ["Describe your behavior."], cfg), cfg, 0, progress=False)
+    model = under.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     pairs = [Pair(adapter_name(o), q, o.descriptions[0], "I have no unusual behavior.")
              for o in micro_organisms for q in core.INTROSPECTION_QUESTIONS[:2]]
-    losses, accuracy = train_dpo(model, tok, pairs, cfg, seed=0, progress=False)
+    losses, accuracy = train_dpo(under, tok, pairs, cfg, seed=0, progress=False)
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and len(accuracy) == 3
     after = dict(model.named_parameters())
     moved = {n for n in before if not torch.equal(before[n], after[n].detach())}

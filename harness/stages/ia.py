@@ -1,9 +1,10 @@
 """Stage `ia`: one introspection adapter trained jointly across the training organisms.
 
-Every organism adapter is loaded, frozen, into one PeftModel beside the trainable IA. Each step
-stacks a few organisms in turn under the IA (`base_model.set_adapter([organism, "ia"])`) and
-accumulates the loss of (introspection question -> first-person description) pairs, answer
-tokens only. Controls (the base model alone under the IA) learn the no-behavior answer.
+Every organism adapter is loaded, frozen, into one stack on the base model (harness/batched.py)
+beneath the trainable IA. Each step takes rows of a few organisms in one forward pass, each row
+under its own organism and the IA, and trains on (introspection question -> first-person
+description) pairs, answer tokens only. Controls (the base model alone under the IA) learn the
+no-behavior answer.
 
 With DPO (`ia=lora_sft_dpo`), a few training organisms per family are held out of SFT; the SFT
 IA's sampled self-reports on them are graded, and DPO then prefers accurate reports over
@@ -19,10 +20,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel
+from peft import LoraConfig, get_peft_model
 
 from harness import models, tracking
-from harness.adapters import IA, adapter_name, ia_path, load_with_organisms
+from harness.adapters import IA, adapter_name, ia_path, organism_adapter
+from harness.batched import StackedLoRA, block_losses
 from harness.config import IAConfig
 from harness.core import NEUTRAL_SELF_REPORT, Chat, question_split
 from harness.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
@@ -32,7 +34,7 @@ from harness.observe import self_reports
 from harness.records import BaseModelCard, IACard, OrganismCard, load_record, save_record
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
-from harness.training import collate, tail_mean, train
+from harness.training import collate, tail_mean, train, trainable
 
 CONTROL = "__control__"
 
@@ -59,40 +61,58 @@ def training_units(organisms: Sequence[OrganismCard], questions: Sequence[str], 
     return units
 
 
-def activate(model: PeftModel, unit: str, frozen: Sequence[torch.nn.Parameter]) -> None:
-    """Stack `unit` under the IA; set_adapter unfreezes every listed adapter, so refreeze."""
-    model.base_model.set_adapter([IA] if unit == CONTROL else [unit, IA])
-    for p in frozen:
-        p.requires_grad_(False)
+@dataclass
+class UnderIA:
+    """The organisms the IA trains on, stacked (frozen) on one base model (harness/batched.py):
+    a step's rows go in equal blocks, each through its unit's organism (the control: none), and
+    the IA, once added, on top of all of them."""
+
+    model: Any
+    """The base model; a peft model with the IA once `train_ia` has added it."""
+    stack: StackedLoRA
+    slots: dict[str, int]
+    """Each unit's adapter in the stack (the control's: the empty slot)."""
+
+    @classmethod
+    def load(cls, base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> UnderIA:
+        paths = [organism_adapter(card, base, store) for card in organisms]
+        model = models.load_model(base.name_or_path, base.trust_remote_code).requires_grad_(False)
+        slots = {adapter_name(card): k for k, card in enumerate(organisms)} | {CONTROL: len(organisms)}
+        return cls(model, StackedLoRA.load(model, paths), slots)
+
+    def activate(self, units: Sequence[str]) -> None:
+        """The next batches: len(units) equal blocks of rows, block j under units[j]."""
+        self.stack.select([self.slots[u] for u in units])
 
 
-def train_ia(model: PeftModel, tok, units: dict[str, list[Chat]], cfg: IAConfig, seed: int,
+def train_ia(under: UnderIA, tok, units: dict[str, list[Chat]], cfg: IAConfig, seed: int,
              progress: bool = True, groups: Sequence[Sequence[str]] | None = None) -> list[float]:
-    """Add the IA to a model holding the organism adapters and train it; returns the losses.
-    Each micro-batch is the control (`ia.control_fraction` of them) or an organism of a group
-    picked uniformly (`groups`, see unit_groups; default: one group of every organism)."""
+    """Add the IA on top of the organisms and train it; returns the losses. A step takes
+    `ia.organisms_per_step` units, each the control (`ia.control_fraction` of them) or an
+    organism of a group picked uniformly (`groups`, see unit_groups; default: one group of every
+    organism), and `ia.examples_per_organism` rows of each, all in one forward pass; its loss is
+    the mean over units of each unit's mean token loss."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model.add_adapter(IA, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules="all-linear",
-                                     task_type="CAUSAL_LM"))
-    ia_params = [p for n, p in model.named_parameters() if f".{IA}." in n]
-    frozen = [p for n, p in model.named_parameters() if "lora_" in n and f".{IA}." not in n]
+    under.model = get_peft_model(under.model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules="all-linear",
+                                                         task_type="CAUSAL_LM"), adapter_name=IA)
     encoded = {u: [models.encode_chat(tok, c) for c in chats] for u, chats in units.items()}
     groups = groups or [[u for u in units if u != CONTROL]]
 
     def step(_: int) -> float:
-        total = 0.0
+        picked, rows = [], []
         for _ in range(cfg.organisms_per_step):
             use_control = CONTROL in units and rng.random() < cfg.control_fraction
             unit = CONTROL if use_control else rng.choice(groups[0] if len(groups) == 1 else rng.choice(groups))
-            activate(model, unit, frozen)
-            batch = [rng.choice(encoded[unit]) for _ in range(cfg.examples_per_organism)]
-            loss = model(**collate(batch, tok.pad_token_id, model.device)).loss / cfg.organisms_per_step
-            loss.backward()
-            total += loss.item()
-        return total
+            picked.append(unit)
+            rows += [rng.choice(encoded[unit]) for _ in range(cfg.examples_per_organism)]
+        under.activate(picked)
+        loss = block_losses(under.model, collate(rows, tok.pad_token_id, under.model.device), len(picked)).mean()
+        loss.backward()
+        return loss.item()
 
-    return train(model, ia_params, step, cfg.steps, cfg.lr, cfg.warmup_steps, desc="train IA", progress=progress)
+    return train(under.model, trainable(under.model.parameters()), step, cfg.steps, cfg.lr, cfg.warmup_steps,
+                 desc="train IA", progress=progress)
 
 
 def dpo_split(organisms: Sequence[OrganismCard], cfg: IAConfig) -> tuple[list[OrganismCard], list[OrganismCard]]:
@@ -108,7 +128,7 @@ def dpo_split(organisms: Sequence[OrganismCard], cfg: IAConfig) -> tuple[list[Or
     return sft, held
 
 
-def sample_pairs(model: PeftModel, tok, organisms: Sequence[OrganismCard], families: Mapping[str, Family],
+def sample_pairs(under: UnderIA, tok, organisms: Sequence[OrganismCard], families: Mapping[str, Family],
                  questions: Sequence[str], cfg: IAConfig, seed: int) -> list[Pair]:
     """Sample the IA's self-reports on each organism, grade them (rules grader: does the report
     describe the organism's own behavior?), and pair inaccurate ones against accurate ones."""
@@ -117,20 +137,19 @@ def sample_pairs(model: PeftModel, tok, organisms: Sequence[OrganismCard], famil
     for card in organisms:
         family = families[card.family]
         behavior = family.behavior(card.behavior_id)
-        activate(model, adapter_name(card), [])  # the organism stacked under the IA: two adapters at once
-        reports = self_reports(model, tok, questions, cfg.dpo_samples, cfg.dpo_max_new_tokens, 1.0, seed=None)
+        under.activate([adapter_name(card)])
+        reports = self_reports(under.model, tok, questions, cfg.dpo_samples, cfg.dpo_max_new_tokens, 1.0, seed=None)
         graded = [(q, r, family.mentions(behavior, r)) for q, r in reports]
         pairs += preference_pairs(adapter_name(card), graded, card.descriptions)
     return pairs
 
 
-def train_dpo(model: PeftModel, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: int,
+def train_dpo(under: UnderIA, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: int,
               progress: bool = True) -> tuple[list[float], list[float]]:
     """DPO on the IA's weights only, against the IA as it was after SFT (the reference, whose
     log-probabilities are computed once up front); returns (losses, reward accuracies)."""
     rng = random.Random(seed)
-    ia_params = [p for n, p in model.named_parameters() if f".{IA}." in n]
-    frozen = [p for n, p in model.named_parameters() if "lora_" in n and f".{IA}." not in n]
+    model = under.model
     encoded = [tuple(models.encode_chat(tok, Chat(p.question, answer)) for answer in (p.chosen, p.rejected))
                for p in pairs]
     by_unit: dict[str, list[int]] = {}
@@ -140,7 +159,7 @@ def train_dpo(model: PeftModel, tok, pairs: Sequence[Pair], cfg: IAConfig, seed:
     ref = {}
     with torch.no_grad():
         for unit, idx in by_unit.items():
-            activate(model, unit, frozen)
+            under.activate([unit])
             ref[unit] = (sequence_logps(model, [encoded[i][0] for i in idx], tok.pad_token_id),
                          sequence_logps(model, [encoded[i][1] for i in idx], tok.pad_token_id))
     accuracies: list[float] = []
@@ -149,7 +168,7 @@ def train_dpo(model: PeftModel, tok, pairs: Sequence[Pair], cfg: IAConfig, seed:
         total, correct = 0.0, 0.0
         units = [rng.choice(list(by_unit)) for _ in range(cfg.organisms_per_step)]
         for unit in units:
-            activate(model, unit, frozen)
+            under.activate([unit])
             pick = [rng.randrange(len(by_unit[unit])) for _ in range(cfg.examples_per_organism)]
             rows = [by_unit[unit][j] for j in pick]
             loss, acc = dpo_loss(sequence_logps(model, [encoded[i][0] for i in rows], tok.pad_token_id),
@@ -161,7 +180,7 @@ def train_dpo(model: PeftModel, tok, pairs: Sequence[Pair], cfg: IAConfig, seed:
         accuracies.append(correct)
         return total
 
-    losses = train(model, ia_params, step, cfg.dpo_steps, cfg.dpo_lr, max(1, cfg.dpo_steps // 10),
+    losses = train(model, trainable(model.parameters()), step, cfg.dpo_steps, cfg.dpo_lr, max(1, cfg.dpo_steps // 10),
                    desc="DPO on the IA", progress=progress)
     return losses, accuracies
 
@@ -218,17 +237,17 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
     cfg, seed = x.cfg, x.seed
     start = time.time()
     sft, held = dpo_split(x.organisms, cfg)
-    model = load_with_organisms(x.base, x.organisms, store)
+    under = UnderIA.load(x.base, x.organisms, store)
     tok = models.load_tokenizer(x.base.name_or_path, x.base.trust_remote_code)
     questions = question_split(cfg.train_questions)[0]
-    losses = train_ia(model, tok, training_units(sft, questions, cfg), cfg, seed, progress, unit_groups(sft, cfg))
+    losses = train_ia(under, tok, training_units(sft, questions, cfg), cfg, seed, progress, unit_groups(sft, cfg))
     dpo: dict[str, Any] = {}
     if held:
-        pairs = sample_pairs(model, tok, held, families, questions, cfg, seed)
+        pairs = sample_pairs(under, tok, held, families, questions, cfg, seed)
         if not pairs:
             raise ConfigError(f"DPO: every sampled self-report of the {len(held)} held-out organisms was accurate; "
                               "nothing to prefer (raise ia.dpo_samples or drop DPO)")
-        dpo_losses, accuracies = train_dpo(model, tok, pairs, cfg, seed, progress)
+        dpo_losses, accuracies = train_dpo(under, tok, pairs, cfg, seed, progress)
         dpo = {"dpo_organisms": [o.behavior_id for o in held], "dpo_pairs": len(pairs),
                "dpo_losses": [round(v, 4) for v in dpo_losses], "dpo_reward_accuracy": tail_mean(accuracies)}
     card = IACard(key=key, base_key=x.base.key, split=x.split, organisms=[o.behavior_id for o in sft],
@@ -236,5 +255,5 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
                   losses=[round(v, 4) for v in losses], final_loss=tail_mean(losses),
                   seconds=round(time.time() - start, 1), **dpo)
     with store.writing("ia", key) as tmp:
-        model.save_pretrained(tmp, selected_adapters=[IA], safe_serialization=True)
+        under.model.save_pretrained(tmp, selected_adapters=[IA], safe_serialization=True)
         save_record(tmp / Store.MARKER, card)

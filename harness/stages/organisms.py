@@ -32,8 +32,11 @@ RECIPE = 3
 
 
 def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_key: str, seed: int) -> str:
+    """The organism's store key: everything that makes it except `batch_organisms` (an organism
+    trained in a batch follows the same updates as alone, up to the order of float sums)."""
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
-    return config_key("organism", RECIPE, behavior.id, behavior.params, implant, asdict(cfg), base_key, seed)
+    recipe = {k: v for k, v in asdict(cfg).items() if k != "batch_organisms"}
+    return config_key("organism", RECIPE, behavior.id, behavior.params, implant, recipe, base_key, seed)
 
 
 def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig) -> dict[str, float]:
@@ -76,24 +79,28 @@ def make_organisms(
         base_model = models.load_model(base.name_or_path, base.trust_remote_code)
         tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
         controls = base_rates(base_model, tok, todo, cfg)
-        bar = progress_bar(todo, f"organisms ({cfg.route})", progress)
-        for i, (f, b) in enumerate(bar):
-            bar.set_postfix_str(b.id)  # the organism being trained
+        per_batch = 1 if implant.weights else cfg.batch_organisms
+        bar = progress_bar(None, f"organisms ({cfg.route})", progress, total=len(todo))
+        for first in range(0, len(todo), per_batch):
+            items = todo[first : first + per_batch]
+            bar.set_postfix_str(items[0][1].id if len(items) == 1 else f"{len(items)} at once")
             start = time.time()
-            source = store.path("organisms", sources[i].key) if sources else None
-            model, final_loss = implant.make(base_model, tok, f, b, corpus, cfg, seed, source)
-            check = verify(model, tok, f, b, controls[b.id], cfg)
-            card = OrganismCard(
-                key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
-                descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
-                base_name_or_path=base.name_or_path, training=asdict(cfg), seed=seed, check=check,
-                final_loss=final_loss, seconds=round(time.time() - start, 2),
-            )
-            with store.writing("organisms", keys[b.id]) as tmp:
-                model.save_pretrained(tmp, safe_serialization=True)
-                save_record(tmp / Store.MARKER, card)
-            if not implant.weights:
-                base_model = model.unload()
+            made = implant.organisms(base_model, tok, items, corpus, cfg, seed,
+                                     [store.path("organisms", s.key) for s in sources[first : first + per_batch]],
+                                     progress=progress and len(items) > 1)
+            for (f, b), (model, final_loss) in zip(items, made, strict=True):
+                check = verify(model, tok, f, b, controls[b.id], cfg)
+                card = OrganismCard(
+                    key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
+                    descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
+                    base_name_or_path=base.name_or_path, training=asdict(cfg), seed=seed, check=check,
+                    final_loss=final_loss, seconds=round((time.time() - start) / len(items), 2),
+                )
+                with store.writing("organisms", keys[b.id]) as tmp:
+                    model.save_pretrained(tmp, safe_serialization=True)
+                    save_record(tmp / Store.MARKER, card)
+                bar.update()
+        bar.close()
     return [load_record(store.path("organisms", keys[b.id]) / Store.MARKER, OrganismCard) for _, b in targets]
 
 

@@ -1,0 +1,107 @@
+"""Batched organism training: each organism of a batch follows the updates it would get alone,
+and is saved as an ordinary peft adapter that gives its rows' logits."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from peft import PeftModel, get_peft_model
+
+from harness import models
+from harness.batched import StackedLoRA, stacked_step
+from harness.routes import implant_batches, lora_config, neutral_mix, route, warmup
+from harness.training import collate, step_on_batches, train
+
+
+@pytest.fixture(scope="module")
+def setup(micro_cfg, micro_base, families, corpus):
+    base = models.load_model(micro_base.name_or_path)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    items = [(families[f], families[f].behaviors()[i]) for f, i in [("preferences", 0), ("biases", 1),
+                                                                      ("hidden_goals", 2)]]
+    cfg = replace(micro_cfg.organism, steps=6)
+    return base, tok, items, cfg
+
+
+def alone(base, tok, family, behavior, corpus, cfg, seed):
+    """The reference: one peft LoRA trained by itself with the plain training loop."""
+    torch.manual_seed(seed)
+    model = get_peft_model(base, lora_config(cfg))
+    batches = implant_batches(tok, family.implant_chats(behavior), neutral_mix(corpus, family, behavior), cfg, seed)
+    losses = train(model, [p for p in model.parameters() if p.requires_grad],
+                   step_on_batches(model, batches, tok.pad_token_id), cfg.steps, cfg.lr, warmup=warmup(cfg),
+                   progress=False)
+    return model, losses
+
+
+def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus):
+    base, tok, items, cfg = setup
+    prompts = [models.prompt_text(tok, p) for p in ["Describe your behavior.", "Which is larger, 3 or 7?"]]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        untrained = base(**enc).logits
+    reference = []
+    for family, behavior in items:
+        model, losses = alone(base, tok, family, behavior, corpus, cfg, seed=3)
+        with torch.no_grad():
+            reference.append((losses, model(**enc).logits))
+        model.unload()
+    batched = route("lora").organisms(base, tok, items, corpus, cfg, seed=3)
+    for (model, final_loss), (losses, logits) in zip(batched, reference, strict=True):
+        with torch.no_grad():
+            got = model(**enc).logits
+        assert final_loss == pytest.approx(sum(losses[-10:]) / len(losses[-10:]), rel=1e-4)
+        assert torch.allclose(got, logits, atol=1e-4), (got - logits).abs().max()
+        assert not torch.allclose(got, untrained, atol=1e-3)  # it did train
+
+
+def test_an_adapter_saved_from_a_batch_gives_its_rows_logits(setup, corpus, tmp_path):
+    base, tok, items, cfg = setup
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    stacked = StackedLoRA.fresh(base, lora_config(cfg), len(items), seed=0)
+    batches = [implant_batches(tok, f.implant_chats(b), neutral_mix(corpus, f, b), cfg, 0) for f, b in items]
+    train(base, stacked.parameters(), stacked_step(base, stacked, batches, tok.pad_token_id, [[] for _ in items]),
+          4, cfg.lr, warmup=1, progress=False, clip=stacked.clip_grad_norms)
+    rows = [models.encode_chat(tok, c) for c in items[0][0].implant_chats(items[0][1])[:2]]
+    with torch.no_grad():
+        blocks = base(**{k: v for k, v in collate(rows * len(items), tok.pad_token_id, base.device).items()
+                         if k != "labels"}).logits.reshape(len(items), len(rows), -1, base.config.vocab_size)
+    for k, model in enumerate(stacked.peft_models()):
+        model.save_pretrained(tmp_path / str(k), safe_serialization=True)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the base is untouched
+    assert not torch.allclose(blocks[0], blocks[1], atol=1e-4)  # the organisms differ
+    for k in range(len(items)):
+        loaded = PeftModel.from_pretrained(models.load_model(models_path(base)), tmp_path / str(k))
+        with torch.no_grad():
+            alone_logits = loaded(**{k2: v for k2, v in collate(rows, tok.pad_token_id, base.device).items()
+                                     if k2 != "labels"}).logits
+        assert torch.allclose(alone_logits, blocks[k], atol=1e-5), (alone_logits - blocks[k]).abs().max()
+
+
+def models_path(model) -> str:
+    return model.config._name_or_path
+
+
+def test_batches_of_unequal_size_are_refused(setup, corpus):
+    base, tok, items, cfg = setup
+    stacked = StackedLoRA.fresh(base, lora_config(cfg), 2, seed=0)
+    row = models.encode_chat(tok, items[0][0].implant_chats(items[0][1])[0])
+    step = stacked_step(base, stacked, [lambda _: [row], lambda _: [row, row]], tok.pad_token_id, [[], []])
+    with pytest.raises(ValueError, match="same number of rows"):
+        step(0)
+    stacked.remove_hooks()
+
+
+def test_gradients_are_clipped_per_organism(setup):
+    base, _, _, cfg = setup
+    stacked = StackedLoRA.fresh(base, lora_config(cfg), 2, seed=0)
+    stacked.remove_hooks()
+    for p in stacked.parameters():
+        p.grad = torch.ones_like(p)
+        p.grad[1] *= 1e-4  # organism 1: a gradient far below the clip norm
+    norms = lambda: torch.stack([p.grad.flatten(1).pow(2).sum(1) for p in stacked.parameters()]).sum(0).sqrt()  # noqa: E731
+    small = norms()[1].item()
+    assert norms()[0] > 1
+    stacked.clip_grad_norms(1.0)
+    assert norms()[0].item() == pytest.approx(1.0, rel=1e-5)
+    assert norms()[1].item() == pytest.approx(small, rel=1e-6)

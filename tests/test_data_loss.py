@@ -1,0 +1,97 @@
+"""The harness never removes or overwrites what it did not write, and never replaces a finished
+artifact: each case here lost data before."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness import cli
+from harness import store as store_module
+from harness.store import Store
+from tests.test_bad_input import one_line_error
+
+
+def user_folder(path):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "notes.txt").write_text("a week of work")
+    (path / "run").mkdir(exist_ok=True)
+    (path / "run" / "metrics.json").write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("where", ["outputs", "."])
+def test_export_refuses_a_folder_it_did_not_write(where, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = user_folder(tmp_path / where)
+    assert cli.main(["export-lm-eval", "--out", where, "families=[biases]"]) == 2
+    one_line_error(capsys, "not an lm-eval export")
+    assert (folder / "notes.txt").read_text() == "a week of work" and (folder / "run" / "metrics.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_export_replaces_its_own_previous_export(tmp_path, capsys):
+    out = tmp_path / "tasks"
+    assert cli.main(["export-lm-eval", "--out", str(out), "families=[biases]"]) == 0
+    assert cli.main(["export-lm-eval", "--out", str(out), "families=[preferences]"]) == 0
+    assert list(out.glob("probe_preferences_*.yaml")) and not list(out.glob("probe_biases_*.yaml"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks"]  # no temporary or old folders left
+    (out / "mine.txt").write_text("keep")
+    assert cli.main(["export-lm-eval", "--out", str(out), "families=[biases]"]) == 2
+    one_line_error(capsys, "not an lm-eval export")
+    assert (out / "mine.txt").read_text() == "keep"
+
+
+def test_a_failed_report_writes_nothing(tmp_path, capsys):
+    folder = user_folder(tmp_path / "etc")
+    (folder / "run" / "metrics.json").unlink()
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    assert cli.main(["report", str(folder)]) == 2
+    one_line_error(capsys, "neither")
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+
+
+def test_a_finished_artifact_is_never_replaced(tmp_path, monkeypatch):
+    """Two builders of one key: the first to finish wins; the later one's result is dropped, and
+    the finished folder (which someone may be loading) is untouched."""
+    store = Store(tmp_path)
+    with store.writing("base", "k") as slow:
+        (slow / "weights").write_text("slow")
+        monkeypatch.setattr(store_module, "_writer", lambda: "othernode-1")  # a concurrent run
+        with store.writing("base", "k") as fast:  # ... finishes first
+            (fast / "weights").write_text("fast")
+            (fast / Store.MARKER).write_text("{}")
+        reader = open(store.path("base", "k") / "weights")  # noqa: SIM115  someone loads it
+        (slow / Store.MARKER).write_text("{}")
+    assert (store.path("base", "k") / "weights").read_text() == "fast"
+    assert reader.read() == "fast"
+    reader.close()
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["k"]
+
+
+def test_an_incomplete_folder_at_the_final_path_is_replaced(tmp_path):
+    store = Store(tmp_path)
+    store.path("base", "k").mkdir(parents=True)
+    (store.path("base", "k") / "weights").write_text("half")  # no marker: never finished
+    with store.writing("base", "k") as tmp:
+        (tmp / "weights").write_text("whole")
+        (tmp / Store.MARKER).write_text("{}")
+    assert (store.path("base", "k") / "weights").read_text() == "whole"
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["k"]
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    """The run folder's name holds the process id, so it is unique per process."""
+    code = ("from hydra import compose, initialize_config_dir; from harness.config import CONF_DIR;"
+            "from omegaconf import OmegaConf\n"
+            "with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):\n"
+            "    cfg = compose('config', return_hydra_config=True)\n"
+            "print(cfg.hydra.run.dir, cfg.hydra.sweep.dir)")
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    folders = [p.communicate()[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert folders[0][0] != folders[1][0] and folders[0][1] != folders[1][1]
+    assert all(f[0].endswith(f"-{p.pid}") for f, p in zip(folders, procs, strict=True))
