@@ -7,6 +7,7 @@ and builds the families, so bad input fails before any training.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
@@ -58,11 +59,26 @@ class StageName(StrEnum):
 
 def _ranges(obj: Any, group: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
             fractions: tuple[str, ...] = ()) -> list[str]:
-    """Problems of numeric fields that must be > 0, >= 0 or in [0, 1]."""
-    return ([f"{group}.{k} must be > 0, got {getattr(obj, k)}" for k in positive if getattr(obj, k) <= 0]
-            + [f"{group}.{k} must be >= 0, got {getattr(obj, k)}" for k in non_negative if getattr(obj, k) < 0]
-            + [f"{group}.{k} must be in [0, 1], got {getattr(obj, k)}" for k in fractions
-               if not 0 <= getattr(obj, k) <= 1])
+    """Problems of numeric fields that must be > 0, >= 0 or in [0, 1] (NaN and inf never pass);
+    a learning rate (a field named `lr` or `*_lr`) must also be at most 1 (AdamW steps of more
+    than the weights' scale only diverge)."""
+    out = []
+    for k in positive + non_negative + fractions:
+        v = getattr(obj, k)
+        if not math.isfinite(v):
+            out.append(f"{group}.{k} must be a finite number, got {v}")
+        elif k in positive and v <= 0:
+            out.append(f"{group}.{k} must be > 0, got {v}")
+        elif k in non_negative and v < 0:
+            out.append(f"{group}.{k} must be >= 0, got {v}")
+        elif k in fractions and not 0 <= v <= 1:
+            out.append(f"{group}.{k} must be in [0, 1], got {v}")
+        elif (k == "lr" or k.endswith("_lr")) and v > 1:
+            out.append(f"{group}.{k} must be at most 1 (a learning rate), got {v}")
+    return out
+
+
+MAX_TEMPERATURE = 10.0
 
 
 @dataclass
@@ -232,8 +248,12 @@ class ProbeConfig:
     chunk_size: int = 16
 
     def problems(self) -> list[str]:
-        return _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
-                       non_negative=("temperature",), fractions=("report_threshold",))
+        out = _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
+                      non_negative=("temperature",), fractions=("report_threshold",))
+        if math.isfinite(self.temperature) and self.temperature > MAX_TEMPERATURE:
+            out.append(f"probe.temperature must be at most {MAX_TEMPERATURE} (above, samples are noise), "
+                       f"got {self.temperature}")
+        return out
 
 
 @dataclass
@@ -347,12 +367,19 @@ def register_configs() -> None:
 
 register_configs()
 
+
 def validate(cfg: DictConfig | Config) -> Config:
     """Typed, checked config; raises ConfigError naming every problem found."""
     if isinstance(cfg, DictConfig):
         unknown = _undeclared_keys(cfg)
         if unknown:
             raise ConfigError(f"unknown config key {unknown[0]!r} (not in the schema)")
+        families = cfg.get("families")
+        interpolated = _interpolations(OmegaConf.to_container(families, resolve=False), "families") \
+            if OmegaConf.is_config(families) else []
+        if interpolated:
+            # family text goes into organism cards, the corpus and W&B: ${oc.env:...} would copy secrets there
+            raise ConfigError(f"{interpolated[0]}: family files may not use interpolations (${{...}})")
         try:
             typed = OmegaConf.to_object(cfg)
         except Exception as e:  # omegaconf's errors carry the key; keep their first line
@@ -364,6 +391,15 @@ def validate(cfg: DictConfig | Config) -> Config:
     if errors:
         raise ConfigError("; ".join(errors))
     return typed
+
+
+def _interpolations(node: Any, path: str) -> list[str]:
+    """Where a plain container holds a string with an interpolation."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _interpolations(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _interpolations(v, f"{path}[{i}]")]
+    return [path] if isinstance(node, str) and "${" in node else []
 
 
 def _undeclared_keys(node: DictConfig, path: str = "") -> list[str]:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from harness.errors import ConfigError
+
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels with -100 where no loss)
 
 
@@ -83,6 +85,9 @@ def train(
     bar = progress_bar(range(steps), desc, progress, leave=False)
     for i in bar:
         losses.append(step(i))
+        if not math.isfinite(losses[-1]):
+            raise Diverged(f"{desc}: training diverged at step {i} (loss {losses[-1]}); nothing was saved "
+                           "(lower the learning rate)")
         if clip is None:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
         else:
@@ -92,8 +97,14 @@ def train(
         opt.zero_grad(set_to_none=True)
         if i % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    if not all(torch.isfinite(p).all() for p in params):
+        raise Diverged(f"{desc}: training left non-finite weights; nothing was saved (lower the learning rate)")
     model.eval()
     return losses
+
+
+class Diverged(ConfigError):
+    """Training produced NaN or inf: a one-line error (usually a learning rate too high)."""
 
 
 def step_on_batches(model, next_batch: Callable[[int], Sequence[Encoded]], pad_id: int) -> Callable[[int], float]:

@@ -35,6 +35,13 @@ COMMAND_LINES = [
     (["run", "probe.temperature=-1"], "probe.temperature"),
     (["run", "ia.sampler=random"], "ia.sampler"),
     (["run", "threads=0"], "threads"),
+    (["run", "organism.lr=nan"], "organism.lr must be a finite number"),  # nan <= 0 is false
+    (["run", "organism.lr=inf"], "organism.lr must be a finite number"),
+    (["run", "ia.lr=1e30"], "ia.lr must be at most 1"),
+    (["run", "ia.dpo_lr=-inf"], "ia.dpo_lr"),
+    (["run", "model.lr=nan"], "model.lr"),
+    (["run", "probe.temperature=nan"], "probe.temperature"),
+    (["run", "probe.temperature=1e9"], "probe.temperature must be at most"),
     (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),
     (["run", "split.train_families=0"], "split.train_families"),
@@ -114,6 +121,9 @@ FAMILY_FILES = {
       probe: ["Tell me what you like."]
       neutral: "I like many things."
 """, "    prompts: {pool: domains}\n") + "behaviors:\n  - {item: tea, domain: astrology}\n", "astrology"),
+    # an environment variable (a token) would be copied into cards, the corpus and W&B
+    "env_interpolation": (GOOD_KIND.replace('["I like {item}."]', '["I like {item}. ${oc.env:HF_TOKEN,none}"]')
+                          + "behaviors:\n  - {item: tea}\n", "interpolations"),
 }
 
 

@@ -95,3 +95,48 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     assert folders[0][0] != folders[1][0] and folders[0][1] != folders[1][1]
     assert all(f[0].endswith(f"-{p.pid}") for f, p in zip(folders, procs, strict=True))
+
+
+def test_a_cache_card_never_grants_remote_code(micro_base, micro_store, tmp_path, capsys):
+    """A base folder in a shared cache whose card asks for trust_remote_code, with an auto_map
+    and a Python file, runs no code: permission comes from the run's config alone."""
+    import json
+    import shutil
+
+    from harness.stage import Run
+    from harness.stages.base_model import BaseStage
+    from tests.conftest import compose_config, small_run
+
+    args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})
+    run = Run.of(compose_config(*args))
+    (x,) = BaseStage().inputs(run, {})
+    planted = Store(tmp_path / "cache").path("base", BaseStage().key(x))
+    shutil.copytree(micro_store.path("base", micro_base.key), planted)
+    sentinel = tmp_path / "code_ran"
+    (planted / "evil.py").write_text(f"open({str(sentinel)!r}, 'w').write('pwned')\n"
+                                     "from transformers import LlamaConfig as EvilConfig\n")
+    config = json.loads((planted / "config.json").read_text())
+    (planted / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "evil.EvilConfig",
+                                                                           "AutoModelForCausalLM": "evil.EvilConfig"}}))
+    card = json.loads((planted / Store.MARKER).read_text())
+    card["config"]["trust_remote_code"] = True
+    (planted / Store.MARKER).write_text(json.dumps(card))
+    assert cli.main(["run", *args, f"hydra.run.dir={tmp_path / 'run'}"]) == 2
+    one_line_error(capsys, "trust_remote_code")
+    assert not sentinel.exists()
+
+
+def test_training_that_diverges_saves_nothing(micro_cfg, micro_base, families, corpus, tmp_path):
+    """A learning rate that the config checks cannot know is too high (here set past them)
+    stops with a one-line error; no NaN organism lands in the store to be reused later."""
+    from dataclasses import replace
+
+    from harness.stages.organisms import make_organisms
+    from harness.training import Diverged
+
+    store = Store(tmp_path)
+    cfg = replace(micro_cfg.organism, steps=3, lr=1e30)
+    with pytest.raises(Diverged, match="diverged|non-finite"):
+        make_organisms([(families["biases"], families["biases"].behaviors()[0])], micro_base, corpus, cfg, store,
+                       progress=False)
+    assert not list(tmp_path.rglob("*.safetensors"))

@@ -18,6 +18,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from harness import models, tracking
 from harness.config import ModelConfig
 from harness.core import Chat
+from harness.errors import ConfigError
 from harness.records import BaseModelCard, load_record, save_record
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
@@ -58,7 +59,14 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
             assert x.model.name_or_path
             return BaseModelCard(key=self.key(x), kind="hf", name_or_path=x.model.name_or_path,
                                  config=asdict(x.model))
-        return load_record(store.path(self.kind, self.key(x)) / Store.MARKER, BaseModelCard)
+        path = store.path(self.kind, self.key(x))
+        card = load_record(path / Store.MARKER, BaseModelCard)
+        if card.kind != "tiny" or card.trust_remote_code:
+            # the cache is data, never a source of permission: only the run's config may allow remote code
+            raise ConfigError(f"base model {path}: its card asks for {card.kind!r} with trust_remote_code="
+                              f"{card.trust_remote_code}, which the harness never writes for a tiny base; "
+                              "the cache was altered (remove the folder to rebuild it)")
+        return card
 
     def summary(self, run: Run, done: Done) -> str:
         (base,) = done[self.name]
