@@ -42,7 +42,7 @@ config groups: model ({model}), organism (lora), split ({split}),
   ia ({ia}), probe (default), logger (wandb, wandb_online, none), families ({families}),
   sweeps ({sweeps}), hydra/launcher (basic, joblib; with extras: submitit_local, submitit_slurm, slurm, ray,
   ray_cluster)
-artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>/
+artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>-<pid>/
 """
 
 EXAMPLES = {
