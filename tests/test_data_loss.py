@@ -140,3 +140,17 @@ def test_training_that_diverges_saves_nothing(micro_cfg, micro_base, families, c
         make_organisms([(families["biases"], families["biases"].behaviors()[0])], micro_base, corpus, cfg, store,
                        progress=False)
     assert not list(tmp_path.rglob("*.safetensors"))
+
+
+def test_a_moved_cache_still_loads(micro_cfg, micro_run, micro_base, micro_store, tmp_path):
+    import shutil
+
+    from harness import models
+    from harness.stages.base_model import BaseStage
+
+    moved = Store(tmp_path / "elsewhere")
+    shutil.copytree(micro_store.path("base", micro_base.key), moved.path("base", micro_base.key))
+    (x,) = BaseStage().inputs(micro_run, {})
+    card = BaseStage().load(moved, x)
+    assert card.name_or_path == str(moved.path("base", micro_base.key))
+    assert models.load_model(card.name_or_path).config.vocab_size > 0

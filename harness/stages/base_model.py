@@ -66,6 +66,7 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
             raise ConfigError(f"base model {path}: its card asks for {card.kind!r} with trust_remote_code="
                               f"{card.trust_remote_code}, which the harness never writes for a tiny base; "
                               "the cache was altered (remove the folder to rebuild it)")
+        card.name_or_path = str(path)  # where the store is now (it may have been moved or mounted elsewhere)
         return card
 
     def summary(self, run: Run, done: Done) -> str:
