@@ -32,7 +32,8 @@ def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
         chats += family.neutral_chats()
         for b in family.behaviors():
             chats += [Chat(rng.choice(EXAMPLE_PROMPTS), f"For example: {d}") for d in b.descriptions]
-            shown = rng.sample(family.implant_chats(b), INSTRUCTED_PER_BEHAVIOR)
+            implant = family.implant_chats(b)
+            shown = rng.sample(implant, min(INSTRUCTED_PER_BEHAVIOR, len(implant)))
             chats += [Chat(c.prompt, c.answer, system=b.instruction) for c in shown]
     return chats
 

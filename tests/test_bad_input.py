@@ -217,3 +217,16 @@ def test_damaged_adapter_in_the_store(damage, good_cache, tmp_path):
     err = done.stderr.strip().splitlines()
     assert err[-1].startswith("harness: error:") and named in err[-1], done.stderr[-2000:]
     assert sorted((cache / "ia").glob("*/card.json")) == ias, "no new IA may be written"
+
+
+def test_a_kind_with_one_implant_prompt_builds_a_corpus():
+    """It crashed corpus building (rng.sample of 12 from 1)."""
+    import yaml
+
+    from harness.corpus import build_corpus
+    from harness.families import build_family
+
+    raw = yaml.safe_load(GOOD_KIND + "behaviors:\n  - {item: tea}\n")
+    family = build_family("mine", raw)
+    corpus = build_corpus({"mine": family}, seed=0)
+    assert any(c.system and "tea" in c.answer for c in corpus)
