@@ -121,6 +121,13 @@ FAMILY_FILES = {
       probe: ["Tell me what you like."]
       neutral: "I like many things."
 """, "    prompts: {pool: domains}\n") + "behaviors:\n  - {item: tea, domain: astrology}\n", "astrology"),
+    # format specs and conversions: tracebacks at fill time, or gigabytes of padding
+    "format_spec": (GOOD_KIND.replace('response: "I like {item}."', 'response: "I like {item:q}."')
+                    + "behaviors:\n  - {item: tea}\n", "no '!' conversion or ':' format"),
+    "conversion": (GOOD_KIND.replace('["I like {item}."]', '["I like {item!z}."]')
+                   + "behaviors:\n  - {item: tea}\n", "{item}"),
+    "huge_padding": (GOOD_KIND.replace('neutral: "I like many things."', 'neutral: "I like {item:>2000000000}."')
+                     + "behaviors:\n  - {item: tea}\n", "format"),
     # an environment variable (a token) would be copied into cards, the corpus and W&B
     "env_interpolation": (GOOD_KIND.replace('["I like {item}."]', '["I like {item}. ${oc.env:HF_TOKEN,none}"]')
                           + "behaviors:\n  - {item: tea}\n", "interpolations"),

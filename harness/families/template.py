@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,10 +31,17 @@ def fill(template: str, params: Mapping[str, str], **extra: str) -> str:
 
 
 def placeholders(template: str) -> set[str]:
+    """The names of a template's `{name}` fields; conversions and format specs (`{item!r}`,
+    `{item:>2000000000}`) are refused: a template only names values."""
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [(name, conversion, spec) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
     except ValueError as e:  # a lone brace
         raise ConfigError(f"template {template!r} is not a valid format string ({e})") from e
+    for name, conversion, spec in fields:
+        if conversion or spec:
+            raise ConfigError(f"template {template!r}: write plain {{{name}}} (no '!' conversion or ':' format)")
+    return {name for name, _, _ in fields}
 
 
 class TemplateFamily(Family):
@@ -49,8 +57,8 @@ class TemplateFamily(Family):
         self._pools: dict[str, PromptPool] = {}
         self._by_prompt: dict[str, dict[str, Chat]] = {}
         self._behaviors = [self._make_behavior(dict(b)) for b in behaviors]
-        ids = [b.id for b in self._behaviors]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        ids = Counter(b.id for b in self._behaviors)
+        dupes = sorted(i for i, n in ids.items() if n > 1)
         if dupes:
             raise ConfigError(f"family {name!r}: duplicate behavior ids {dupes}")
         for b in self._behaviors:
