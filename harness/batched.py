@@ -21,7 +21,6 @@ from peft import PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 
-from harness import models
 from harness.training import Encoded, collate
 
 PREFIX = "base_model.model."
@@ -34,11 +33,13 @@ class StackedLoRA:
     `blocks[j]` (`select`); by default there are K blocks, block k for adapter k."""
 
     def __init__(self, base_model, names: list[str], a: list[torch.Tensor], b: list[torch.Tensor],
-                 trainable: bool):
-        self.base_model, self.names = base_model, names
+                 scaling: list[float], trainable: bool, lora_config=None):
+        """Factors per target layer (`names`, the base model's module names): a [K, r, in],
+        b [K, out, r], and the layer's scaling; `lora_config` makes peft copies (`peft_models`)."""
+        self.base_model, self.names, self.scaling, self.lora_config = base_model, names, scaling, lora_config
         self.k = a[0].shape[0]
-        self.a = [torch.nn.Parameter(t, requires_grad=trainable) for t in a]  # [K, r, in]
-        self.b = [torch.nn.Parameter(t, requires_grad=trainable) for t in b]  # [K, out, r], scaling folded in
+        self.a = [torch.nn.Parameter(t, requires_grad=trainable) for t in a]
+        self.b = [torch.nn.Parameter(t, requires_grad=trainable) for t in b]
         self.blocks = torch.arange(self.k, device=a[0].device)
         self.hooks = [base_model.get_submodule(name).register_forward_hook(self._hook(i))
                       for i, name in enumerate(names)]
@@ -46,7 +47,7 @@ class StackedLoRA:
     @classmethod
     def fresh(cls, base_model, lora_config, k: int, seed: int) -> StackedLoRA:
         """K new adapters, each initialized as a peft LoRA made after `torch.manual_seed(seed)`
-        (so an organism alone trains as peft would train it); its scaling is kept apart."""
+        (so an organism alone trains as peft would train it)."""
         torch.manual_seed(seed)
         peft_model = get_peft_model(base_model, lora_config)
         names, a, b, scaling = [], [], [], []
@@ -57,9 +58,7 @@ class StackedLoRA:
                 b.append(layer.lora_B["default"].weight.detach().unsqueeze(0).repeat(k, 1, 1).contiguous())
                 scaling.append(layer.scaling["default"])
         peft_model.unload()
-        stacked = cls(base_model, names, a, b, trainable=True)
-        stacked.lora_config, stacked.scaling = lora_config, scaling
-        return stacked
+        return cls(base_model, names, a, b, scaling, trainable=True, lora_config=lora_config)
 
     @classmethod
     def load(cls, base_model, folders: Sequence[Path]) -> StackedLoRA:
@@ -78,11 +77,9 @@ class StackedLoRA:
                     a_k, b_k = adapter[name]
                     a_n[k, : a_k.shape[0]] = a_k
                     b_n[k, :, : b_k.shape[1]] = b_k
-            a.append(a_n.to(models.device()))
-            b.append(b_n.to(models.device()))
-        stacked = cls(base_model, names, a, b, trainable=False)
-        stacked.scaling = [1.0] * len(names)
-        return stacked
+            a.append(a_n.to(base_model.device))
+            b.append(b_n.to(base_model.device))
+        return cls(base_model, names, a, b, [1.0] * len(names), trainable=False)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return self.a + self.b
