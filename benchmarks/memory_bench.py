@@ -10,7 +10,6 @@ Run: `make bench` (after the probe benchmark) or `python benchmarks/memory_bench
 
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 import subprocess
@@ -18,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from figures import OUT, write_figures
+
 from harness.config import TASKS_DIR
 
-OUT = Path("outputs/bench")
 WORK = OUT / "memory"
 SIZES = (50, 200)
 CHUNKS = (16, None)  # None: every evaluation organism in one model
@@ -93,9 +93,7 @@ def main() -> None:
             print(f"probe {n:4d} organisms, chunk {size:4d}: peak RSS {mb:7.1f} MiB, {seconds:6.1f} s", flush=True)
     result = {"rows": rows, "prepare_seconds": round(prepare_s, 1), "max_rss_self_mb":
               round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "memory_bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {OUT / 'memory_bench.json'}")
+    write_figures("memory_bench", result)
 
 
 if __name__ == "__main__":

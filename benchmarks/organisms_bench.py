@@ -16,13 +16,13 @@ Writes outputs/bench/organisms_bench.json. Run: `make bench` or
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from figures import matmul_flops, write_figures
 from hydra import compose, initialize_config_dir
 
 from harness import models
@@ -35,22 +35,12 @@ from harness.stages.organisms import make_organisms
 from harness.store import Store
 from harness.training import cores, set_threads
 
-OUT = Path("outputs/bench")
 IA_STEPS = 30
 
 
-def matmul_peak_gflops(reps: int = 20) -> float:
-    """fp32 matmul throughput of this machine (the best of a few shapes like the tiny model's)."""
-    best = 0.0
-    for size in (256, 512, 1024):
-        a, b = torch.randn(2048, size), torch.randn(size, size)
-        for _ in range(3):
-            a @ b
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * 2048 * size * size * reps / (time.perf_counter() - start) / 1e9)
-    return best
+def matmul_peak_gflops() -> float:
+    """fp32 matmul throughput of this machine: the best of a few shapes like the tiny model's."""
+    return max(matmul_flops(2048, size, size, repeat=20) for size in (256, 512, 1024)) / 1e9
 
 
 def make(run: Run, base, batch: int, store: Store) -> tuple[float, list]:
@@ -113,10 +103,7 @@ def main() -> int:
         "matmul_peak_gflops": round(peak, 1),
         **ia,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "organisms_bench.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
-    print(f"wrote {OUT / 'organisms_bench.json'}")
+    write_figures("organisms_bench", figures)
     return 0
 
 

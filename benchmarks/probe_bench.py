@@ -21,6 +21,7 @@ from itertools import zip_longest
 from pathlib import Path
 
 import torch
+from figures import matmul_flops, write_figures
 from peft import PeftModel
 
 from harness import models
@@ -33,22 +34,12 @@ from harness.stages.base_model import BaseInput, BaseStage
 from harness.stages.organisms import make_organisms
 
 N_ORGANISMS = 16
-OUT = Path("outputs/bench")
 
 
 def interleaved(families, n):
     """n behaviors taken in turn from each family, so every family is represented."""
     columns = [[(f, b) for b in f.behaviors()] for f in families.values()]
     return [t for row in zip_longest(*columns) for t in row if t][:n]
-
-
-def matmul_flops(m: int, k: int, n: int, repeat: int = 50) -> float:
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    return 2 * m * k * n * repeat / (time.perf_counter() - start)
 
 
 def count_tokens(tok, texts) -> int:
@@ -141,10 +132,7 @@ def main() -> int:
         "matmul_gflops_model_shape": round(matmul_flops(64, hidden, 2 * hidden) / 1e9, 2),
         "matmul_gflops_1024": round(matmul_flops(1024, 1024, 1024, repeat=10) / 1e9, 2),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "probe_bench.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k != "rates"}, indent=2))
-    print(f"\nwritten to {OUT / 'probe_bench.json'}")
+    write_figures("probe_bench", figures, shown={k: v for k, v in figures.items() if k != "rates"})
     return 0 if figures["rates_equal_fast_loop"] and figures["rates_equal_fast_lm_eval"] else 1
 
 

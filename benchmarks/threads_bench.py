@@ -9,14 +9,13 @@ outputs/bench/threads_bench.json. Run: `make bench` or `python benchmarks/thread
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
+
+from figures import write_figures
 
 from harness.training import cores
 
-OUT = Path("outputs/bench")
 STEPS = 20
 
 JOB = """
@@ -63,10 +62,7 @@ def main() -> int:
         "shared_s_per_step": [round(s, 4) for s in shared],
         "slowdown_oversubscribed_vs_shared": round(max(oversubscribed) / max(shared), 2),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "threads_bench.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
-    print(f"written to {OUT / 'threads_bench.json'}")
+    write_figures("threads_bench", figures)
     return 0
 
 
