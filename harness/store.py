@@ -4,6 +4,11 @@ An artifact folder is written under a temporary name and renamed into place when
 so a folder at its final path is always whole; a killed job leaves only `*.tmp-<host>-<pid>`
 debris, which is ignored and cleaned on the next write of the same artifact from the same host
 (a writer on another node of a shared cache is never taken for debris).
+
+Each artifact is sealed when written: its card (`card.json`, written last) records the size and
+sha256 of every other file and a hash of the card itself. Loading an artifact verifies the seal
+(once per process), so a truncated, edited or swapped file is a one-line error naming the
+artifact, not a silently different result.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.errors import ConfigError
 
 
 def config_key(*parts: Any) -> str:
@@ -59,9 +66,35 @@ class Store:
             yield tmp
             if not (tmp / self.MARKER).is_file():
                 raise RuntimeError(f"artifact {kind}/{key} was written without its {self.MARKER}")
+            seal(tmp, self.MARKER)
             self._publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def card(self, kind: str, key: str) -> dict[str, Any]:
+        """The artifact's card (JSON), its seal verified first (once per process)."""
+        problems = self.verify(kind, key)
+        if problems:
+            raise CorruptArtifact(f"artifact {kind}/{key} in {self.root}: {problems[0]} (remove it with "
+                                  f"`harness cache rm {kind}/{key}` and rerun to rebuild it)")
+        return json.loads((self.path(kind, key) / self.MARKER).read_text())
+
+    def verify(self, kind: str, key: str) -> list[str]:
+        """What is wrong with an artifact's files against its seal (nothing: []). A verified
+        artifact is not checked again in this process."""
+        if (self.root.resolve(), kind, key) in _VERIFIED:
+            return []
+        problems = check_seal(self.path(kind, key), self.MARKER)
+        if not problems:
+            _VERIFIED.add((self.root.resolve(), kind, key))
+        return problems
+
+    def artifacts(self) -> Iterator[tuple[str, str]]:
+        """(kind, key) of every finished artifact."""
+        if self.root.is_dir():
+            for folder in sorted(self.root.glob(f"*/*/{self.MARKER}")):
+                if ".tmp-" not in folder.parent.name:
+                    yield folder.parent.parent.name, folder.parent.name
 
     def _publish(self, tmp: Path, final: Path) -> None:
         """Rename a finished temporary folder into place. A finished artifact is never replaced:
@@ -77,6 +110,63 @@ class Store:
         except OSError:  # the final folder appeared meanwhile: another writer finished first
             if not (final / self.MARKER).is_file():
                 raise
+
+
+class CorruptArtifact(ConfigError):
+    """An artifact's files do not match its seal."""
+
+
+_VERIFIED: set[tuple[Path, str, str]] = set()
+SEAL = "integrity"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _card_hash(card: dict[str, Any]) -> str:
+    body = {k: v for k, v in card.items() if k != SEAL}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _files(folder: Path, marker: str) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != marker)
+
+
+def seal(folder: Path, marker: str) -> None:
+    """Record in the folder's card the size and sha256 of every other file, and the card's own hash."""
+    card_path = folder / marker
+    card = json.loads(card_path.read_text())
+    card[SEAL] = {"files": {p.relative_to(folder).as_posix(): [p.stat().st_size, _sha256(p)]
+                            for p in _files(folder, marker)}}
+    card[SEAL]["card"] = _card_hash(card)
+    card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
+
+
+def check_seal(folder: Path, marker: str) -> list[str]:
+    """The ways a sealed folder differs from its seal (sizes first, then hashes)."""
+    try:
+        card = json.loads((folder / marker).read_text())
+    except (OSError, ValueError) as e:
+        return [f"its {marker} is unreadable ({type(e).__name__})"]
+    recorded = card.get(SEAL) if isinstance(card, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("files"), dict):
+        return [f"its {marker} holds no checksums (made before they were recorded, or altered)"]
+    if recorded.get("card") != _card_hash(card):
+        return [f"its {marker} was edited after it was written"]
+    present = {p.relative_to(folder).as_posix(): p for p in _files(folder, marker)}
+    problems = [f"{name} is missing" for name in recorded["files"] if name not in present]
+    problems += [f"{name} was added" for name in present if name not in recorded["files"]]
+    for name, (size, digest) in recorded["files"].items():
+        if name in present and present[name].stat().st_size != size:
+            problems.append(f"{name} has {present[name].stat().st_size} bytes, not {size}")
+        elif name in present and _sha256(present[name]) != digest:
+            problems.append(f"{name} does not match its checksum")
+    return problems
 
 
 def _host() -> str:

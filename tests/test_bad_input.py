@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from harness import cli
+from harness import store as store_module
 from harness.config import TASKS_DIR
 from tests.conftest import small_run
 
@@ -192,9 +193,41 @@ def _missing_folder(folder):
     (folder / "card.json").write_text("{}")
 
 
-ADAPTER_DAMAGE = {"not_an_adapter": (_delete_config, "is not a peft adapter"),
-                  "pickle_only": (_pickle_only, "safetensors only"),
-                  "other_base": (_other_base, "was made from base model 0123456789abcdef")}
+def _truncated(folder):
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _bit_flip(folder):
+    weights = folder / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01  # inside the last weight: still loads, a different organism
+    weights.write_bytes(bytes(data))
+
+
+def _implanted_flag(folder):
+    card = json.loads((folder / "card.json").read_text())
+    card["check"]["implanted"] = not card["check"]["implanted"]
+    (folder / "card.json").write_text(json.dumps(card))
+
+
+def _resealed(harm):
+    """The damage, then the seal recomputed (a checksum is no signature): the other checks remain."""
+    def both(folder):
+        harm(folder)
+        store_module.seal(folder, "card.json")
+    return both
+
+
+ADAPTER_DAMAGE = {"not_an_adapter": (_delete_config, "adapter_config.json is missing"),
+                  "pickle_only": (_pickle_only, "adapter_model.safetensors is missing"),
+                  "other_base": (_other_base, "card.json was edited after it was written"),
+                  "truncated": (_truncated, "bytes, not"),
+                  "bit_flip": (_bit_flip, "does not match its checksum"),
+                  "implanted_flag": (_implanted_flag, "card.json was edited after it was written"),
+                  "not_an_adapter_resealed": (_resealed(_delete_config), "is not a peft adapter"),
+                  "pickle_only_resealed": (_resealed(_pickle_only), "safetensors only"),
+                  "other_base_resealed": (_resealed(_other_base), "was made from base model 0123456789abcdef")}
 
 SMALL = small_run({"logger": "none"})
 
@@ -237,3 +270,17 @@ def test_a_kind_with_one_implant_prompt_builds_a_corpus():
     family = build_family("mine", raw)
     corpus = build_corpus({"mine": family}, seed=0)
     assert any(c.system and "tea" in c.answer for c in corpus)
+
+
+def test_a_cut_results_file_in_the_store_is_refused(good_cache, tmp_path):
+    """Cutting a probe chunk's self_reports.jsonl in half made a whole condition vanish from
+    the metrics, exit 0."""
+    cache = tmp_path / "cache"
+    shutil.copytree(good_cache, cache)
+    reports = sorted((cache / "probes").glob("*/self_reports.jsonl"))[0]
+    reports.write_text(reports.read_text()[: len(reports.read_text()) // 2])
+    done = harness(cache=cache, out=tmp_path / "run")
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert err[-1].startswith("harness: error:") and "self_reports.jsonl has" in err[-1], done.stderr[-2000:]
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -121,6 +121,7 @@ def test_a_cache_card_never_grants_remote_code(micro_base, micro_store, tmp_path
     card = json.loads((planted / Store.MARKER).read_text())
     card["config"]["trust_remote_code"] = True
     (planted / Store.MARKER).write_text(json.dumps(card))
+    store_module.seal(planted, Store.MARKER)  # a checksum is no signature: whoever can write can reseal
     assert cli.main(["run", *args, f"hydra.run.dir={tmp_path / 'run'}"]) == 2
     one_line_error(capsys, "trust_remote_code")
     assert not sentinel.exists()

@@ -19,7 +19,7 @@ from harness import models, tracking
 from harness.config import ModelConfig
 from harness.core import Chat
 from harness.errors import ConfigError
-from harness.records import BaseModelCard, load_record, save_record
+from harness.records import BaseModelCard, from_dict, save_record
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import step_on_batches, tail_mean, train
@@ -60,7 +60,7 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
             return BaseModelCard(key=self.key(x), kind="hf", name_or_path=x.model.name_or_path,
                                  config=asdict(x.model))
         path = store.path(self.kind, self.key(x))
-        card = load_record(path / Store.MARKER, BaseModelCard)
+        card = from_dict(BaseModelCard, store.card(self.kind, self.key(x)))
         if card.kind != "tiny" or card.trust_remote_code:
             # the cache is data, never a source of permission: only the run's config may allow remote code
             raise ConfigError(f"base model {path}: its card asks for {card.kind!r} with trust_remote_code="

@@ -31,7 +31,7 @@ from harness.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
 from harness.errors import ConfigError
 from harness.families import Family
 from harness.observe import self_reports
-from harness.records import BaseModelCard, IACard, OrganismCard, load_record, save_record
+from harness.records import BaseModelCard, IACard, OrganismCard, from_dict, save_record
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import collate, tail_mean, train, trainable
@@ -215,7 +215,7 @@ class IAStage(Stage[IAInput, IACard]):
         return ia_key(x.cfg, x.base, x.organisms, x.seed)
 
     def load(self, store: Store, x: IAInput) -> IACard:
-        return load_record(store.path(self.kind, self.key(x)) / Store.MARKER, IACard)
+        return from_dict(IACard, store.card(self.kind, self.key(x)))
 
     def build(self, run: Run, todo: list[IAInput], progress: bool) -> None:
         for x in todo:

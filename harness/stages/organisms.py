@@ -20,7 +20,7 @@ from harness.config import OrganismConfig
 from harness.core import Chat
 from harness.families import Behavior, Family
 from harness.observe import AS_IS, behavior_rates
-from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_record, save_record
+from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, from_dict, save_record
 from harness.routes import route
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
@@ -101,7 +101,7 @@ def make_organisms(
                     save_record(tmp / Store.MARKER, card)
                 bar.update()
         bar.close()
-    return [load_record(store.path("organisms", keys[b.id]) / Store.MARKER, OrganismCard) for _, b in targets]
+    return [from_dict(OrganismCard, store.card("organisms", keys[b.id])) for _, b in targets]
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class OrganismsStage(Stage[OrganismInput, OrganismCard]):
     def load(self, store: Store, x: OrganismInput) -> OrganismCard:
         """The card, with the adapter or checkpoint checked (a damaged or foreign one fails here,
         before an IA trains on it)."""
-        card = load_record(store.path(self.kind, self.key(x)) / Store.MARKER, OrganismCard)
+        card = from_dict(OrganismCard, store.card(self.kind, self.key(x)))
         organism_adapter(card, x.base, store)
         return card
 

@@ -208,6 +208,7 @@ class ProbeStage(Stage[ProbeInput, ProbeResult]):
         return probe_key(x.ia, x.chunk, x.evaluate, x.cfg, x.threshold, x.split, x.seed, x.with_base)
 
     def load(self, store: Store, x: ProbeInput) -> ProbeResult:
+        store.card(self.kind, self.key(x))  # the seal verified
         folder = store.path(self.kind, self.key(x))
         return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
                            reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
