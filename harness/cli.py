@@ -74,6 +74,15 @@ examples:
 examples:
   harness families                                     # the families in tasks/families and their behaviors
 """,
+    "cache": """\
+examples:
+  harness cache ls                                     # every artifact: what it is, size, date
+  harness cache verify                                 # check every artifact's checksums (exit 1 if one fails)
+  harness cache rm organisms/0123456789abcdef          # remove one; the next run rebuilds it
+  harness cache gc seed=1                              # list what a complete run of this config does not use
+  harness cache gc seed=1 --yes                        # ... and remove it
+  harness cache ls cache_dir=/shared/cache             # another store
+""",
 }
 
 LAUNCHER_EXTRAS = {"ray": "ray", "ray_cluster": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm",
@@ -121,6 +130,11 @@ def build_parser() -> Parser:
     report.add_argument("folder", nargs="?", type=Path, help="a run or sweep folder (default: the newest run)")
     report.add_argument("--out", type=Path)
     command("families", "list the behavior families and their behaviors", EXAMPLES["families"])
+    cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
+    cache.add_argument("action", choices=("ls", "verify", "rm", "gc"))
+    cache.add_argument("items", nargs="*", help="config overrides (key=value; cache_dir=... picks the store) "
+                       "and, for rm, artifacts as kind/key")
+    cache.add_argument("--yes", action="store_true", help="gc: remove, not only list")
     return parser
 
 
@@ -374,8 +388,52 @@ def families_command(a: argparse.Namespace) -> int:
     return 0
 
 
+def cache_command(a: argparse.Namespace) -> int:
+    from harness import cache
+    from harness.stage import Run
+    from harness.store import Store
+    from harness.training import progress_bar
+
+    overrides = [i for i in a.items if "=" in i]
+    names = [i for i in a.items if "=" not in i]
+    if names and a.action != "rm":
+        raise ConfigError(f"cache {a.action}: {names[0]!r} is not an override (key=value)")
+    cfg = check(overrides)
+    store = Store(cfg.cache_dir)
+    artifacts = list(store.artifacts())
+    if a.action == "ls":
+        entries = [cache.describe(store, kind, key) for kind, key in artifacts]
+        for e in entries:
+            print(f"{e.kind:10s} {e.key}  {e.bytes / 2**20:8.2f} MiB  {e.date}  {e.what}")
+        print(f"{len(entries)} artifacts, {sum(e.bytes for e in entries) / 2**20:.1f} MiB in {store.root}")
+        return 0
+    if a.action == "verify":
+        bad = [(kind, key, problems) for kind, key in progress_bar(artifacts, "verify", sys.stderr.isatty())
+               if (problems := store.verify(kind, key))]
+        for kind, key, problems in bad:
+            print(f"{kind}/{key}: {'; '.join(problems)}")
+        print(f"{len(artifacts) - len(bad)} of {len(artifacts)} artifacts intact in {store.root}"
+              + (f"; remove the others with `harness cache rm {' '.join(f'{k}/{x}' for k, x, _ in bad)}`"
+                 if bad else ""))
+        return 1 if bad else 0
+    if a.action == "rm":
+        if not names:
+            raise ConfigError("cache rm: name the artifacts to remove (kind/key, as `harness cache ls` shows them)")
+        print(f"removed {cache.remove(store, cache.parse_artifacts(names, store))} artifacts from {store.root}")
+        return 0
+    keep = cache.needed(Run.of(cfg))
+    unused = [(kind, key) for kind, key in artifacts if (kind, key) not in keep]
+    for kind, key in unused:
+        print(f"{'removing' if a.yes else 'unused'}: {kind}/{key}  {cache.describe(store, kind, key).what}")
+    if a.yes:
+        cache.remove(store, unused)
+    print(f"{len(unused)} of {len(artifacts)} artifacts unused by this config"
+          + (" removed" if a.yes else " (add --yes to remove them)"))
+    return 0
+
+
 COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command, "audit": audit_command,
-            "report": report_command, "families": families_command}
+            "report": report_command, "families": families_command, "cache": cache_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,90 @@
+"""`harness cache`: what the artifact store holds, whether it is intact, and what a config needs.
+
+ls: every artifact with what it is (behavior and route, IA, probe chunk), size and date;
+verify: every artifact's seal (see harness/store.py); rm: remove named artifacts, so the next
+run rebuilds them; gc: remove what a (complete) run of the given config does not use.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from harness.errors import ConfigError
+from harness.stage import Run
+from harness.store import Store
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    key: str
+    what: str
+    bytes: int
+    date: str
+
+
+def describe(store: Store, kind: str, key: str) -> Entry:
+    """One artifact as `ls` shows it (read without verifying: ls must work on a damaged store)."""
+    import json
+
+    folder = store.path(kind, key)
+    try:
+        card = json.loads((folder / Store.MARKER).read_text())
+    except (OSError, ValueError):
+        card = {}
+    if kind == "organisms":
+        what = f"{card.get('behavior_id', '?')} ({card.get('route', '?')})"
+    elif kind == "ia":
+        what = f"IA on {len(card.get('organisms', []))} organisms, {card.get('config', {}).get('steps', '?')} steps"
+    elif kind == "base":
+        what = f"{card.get('kind', '?')} base, {card.get('n_params', 0):,} params"
+    else:
+        what = kind
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    date = time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / Store.MARKER).stat().st_mtime))
+    return Entry(kind, key, what, size, date)
+
+
+def needed(run: Run) -> set[tuple[str, str]]:
+    """(kind, key) of every artifact a run of this config uses; ConfigError unless they all exist
+    (then nothing it needs can be mistaken for garbage)."""
+    from harness.dag import DAG
+
+    done: dict[str, list] = {}
+    keep = set()
+    for stage in DAG:
+        xs = stage.inputs(run, done)
+        missing = [x for x in xs if not stage.exists(run.store, x)]
+        if missing:
+            raise ConfigError(f"cache gc: {len(missing)} {stage.name} artifacts of this config are not built yet; "
+                              "run it first (gc keeps only what a complete run uses)")
+        keep |= {(stage.kind, stage.key(x)) for x in xs}
+        done[stage.name] = [stage.load(run.store, x) for x in xs]
+    return keep
+
+
+def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]:
+    """`kind/key` names, each an artifact of the store (ConfigError otherwise)."""
+    out = []
+    for name in names:
+        kind, _, key = name.partition("/")
+        if not key or "/" in key or not store.path(kind, key).is_dir() or ".." in name:
+            raise ConfigError(f"cache rm: {name!r} is not an artifact of {store.root} (write kind/key, "
+                              "as `harness cache ls` shows them)")
+        out.append((kind, key))
+    return out
+
+
+def remove(store: Store, artifacts: Iterable[tuple[str, str]]) -> int:
+    """Remove artifacts (set aside first, so a half-removed folder never looks finished)."""
+    n = 0
+    for kind, key in artifacts:
+        folder = store.path(kind, key)
+        aside = folder.with_name(f"{key}.tmp-removed")
+        folder.rename(aside)
+        shutil.rmtree(aside)
+        n += 1
+    return n

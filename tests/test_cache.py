@@ -1,0 +1,80 @@
+"""`harness cache`: ls, verify, rm and gc on a real micro run's store."""
+
+import json
+
+import pytest
+
+from harness import cli
+from harness.store import Store
+from tests.conftest import small_run
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cache_cli")
+    args = small_run({"cache_dir": str(tmp / "cache"), "logger": "none"})
+    assert cli.main(["run", *args, f"hydra.run.dir={tmp / 'run'}"]) == 0
+    return tmp, args
+
+
+def test_ls_and_verify(cached, capsys):
+    tmp, args = cached
+    store = Store(tmp / "cache")
+    kinds = sorted({kind for kind, _ in store.artifacts()})
+    assert kinds == ["base", "ia", "organisms", "probes"]
+    capsys.readouterr()
+    assert cli.main(["cache", "ls", f"cache_dir={store.root}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(list(store.artifacts()))} artifacts" in out and "preferences/" in out
+    assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 0
+    assert "intact" in capsys.readouterr().out
+
+
+def test_verify_names_a_damaged_artifact_and_rm_then_rerun_rebuilds_it(cached, tmp_path, capsys):
+    import shutil
+
+    tmp, args = cached
+    cache = tmp_path / "cache"
+    shutil.copytree(tmp / "cache", cache)
+    store = Store(cache)
+    kind, key = next((k, x) for k, x in store.artifacts() if k == "organisms")
+    weights = store.path(kind, key) / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    capsys.readouterr()
+    assert cli.main(["cache", "verify", f"cache_dir={cache}"]) == 1
+    out = capsys.readouterr().out
+    assert f"{kind}/{key}: adapter_model.safetensors has" in out
+    assert cli.main(["cache", "rm", f"{kind}/{key}", f"cache_dir={cache}"]) == 0
+    assert not store.path(kind, key).exists()
+    run_args = [a if not a.startswith("cache_dir=") else f"cache_dir={cache}" for a in args]
+    assert cli.main(["run", *run_args, f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    assert store.verify(kind, key) == []  # rebuilt, sealed
+    before = json.loads((tmp / "run" / "metrics.json").read_text())["metrics"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"] == before
+
+
+def test_gc_removes_only_what_the_config_does_not_use(cached, tmp_path, capsys):
+    import shutil
+
+    tmp, args = cached
+    cache = tmp_path / "cache"
+    shutil.copytree(tmp / "cache", cache)
+    store = Store(cache)
+    with store.writing("organisms", "0000000000000000") as folder:  # an artifact of another config
+        (folder / "card.json").write_text(json.dumps({"behavior_id": "x/y", "route": "lora"}))
+    run_args = [a if not a.startswith("cache_dir=") else f"cache_dir={cache}" for a in args]
+    used = {a for a in store.artifacts() if a[1] != "0000000000000000"}
+    capsys.readouterr()
+    assert cli.main(["cache", "gc", *run_args]) == 0
+    assert "unused: organisms/0000000000000000" in capsys.readouterr().out
+    assert store.exists("organisms", "0000000000000000")  # listed, not removed
+    assert cli.main(["cache", "gc", *run_args, "--yes"]) == 0
+    assert set(store.artifacts()) == used
+
+
+def test_cache_bad_input(cached, capsys):
+    tmp, _ = cached
+    assert cli.main(["cache", "rm", "organisms/../../etc", f"cache_dir={tmp / 'cache'}"]) == 2
+    assert "not an artifact" in capsys.readouterr().err
+    assert cli.main(["cache", "gc", f"cache_dir={tmp / 'empty'}", "seed=5", "model=micro"]) == 2
+    assert "not built yet" in capsys.readouterr().err
