@@ -24,6 +24,11 @@ SMALL_RUN = {"model": "micro", "families": "[preferences,biases,hidden_goals]",
              "probe.max_new_tokens": 8}
 
 
+HANG_GUARD_S = 3600
+"""Wall-clock limit of a test's subprocess: a guard against hangs only, far above what the work
+takes on a busy machine (tests bound work, not wall clock)."""
+
+
 def small_run(changes: dict | None = None) -> list[str]:
     """The overrides of SMALL_RUN with `changes` applied (each key once)."""
     return [f"{k}={v}" for k, v in (SMALL_RUN | (changes or {})).items()]

@@ -11,7 +11,7 @@ import pytest
 from harness import cli
 from harness import store as store_module
 from harness.config import TASKS_DIR
-from tests.conftest import small_run
+from tests.conftest import HANG_GUARD_S, small_run
 
 # (arguments of `harness`, a fragment the error must contain)
 COMMAND_LINES = [
@@ -234,7 +234,7 @@ SMALL = small_run({"logger": "none"})
 
 def harness(*args: str, cache, out) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={cache}",
-                           f"hydra.run.dir={out}", *args], capture_output=True, text=True, timeout=300)
+                           f"hydra.run.dir={out}", *args], capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 @pytest.fixture(scope="module")

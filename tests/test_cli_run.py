@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from harness.records import write_jsonl
-from tests.conftest import small_run
+from tests.conftest import HANG_GUARD_S, small_run
 from tests.test_metrics import naming
 
 
@@ -22,7 +22,7 @@ def test_harness_run_smoke(tmp_path):
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     cmd = [sys.executable, "-m", "harness.cli", "run", *small_run({"logger.log_artifacts": "true"}),
            f"hydra.run.dir={out}"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "run folder:" in done.stdout and "| behavior" in done.stdout
     table = pd.read_csv(out / "organisms.csv")
@@ -77,7 +77,7 @@ def test_an_error_found_during_the_job_is_one_line(tmp_path):
     cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
            "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", "logger=none",
            f"hydra.run.dir={out}"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("harness: error: no implanted training organisms")
     assert (out / "organisms.csv").is_file() and not (out / "metrics.json").exists()
@@ -133,8 +133,8 @@ def test_report_renders_in_headless_chromium(tmp_path):
     page.write_text(check)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+                         capture_output=True, text=True, timeout=HANG_GUARD_S).stdout
     assert "<title>IMAGES-OK</title>" in dom
     subprocess.run([CHROMIUM, *flags, f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1200,2000",
-                    page.as_uri()], capture_output=True, timeout=120)
+                    page.as_uri()], capture_output=True, timeout=HANG_GUARD_S)
     assert (tmp_path / "shot.png").stat().st_size > 10_000

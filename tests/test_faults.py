@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.store import Store
-from tests.conftest import small_run
+from tests.conftest import HANG_GUARD_S, small_run
 
 SMALL = small_run({"organism.steps": 40, "organism.probe_prompts": 8, "ia.steps": 60, "probe.samples": 4,
                    "probe.behavior_prompts": 8, "logger": "none"})
@@ -34,7 +34,7 @@ def results(tmp: Path) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference")
-    done = subprocess.run(command(tmp), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(tmp), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     return results(tmp)
 
@@ -89,7 +89,7 @@ def trial(tmp: Path, moment, delay: float, reference) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     check_nothing_half_written(tmp)
-    done = subprocess.run(command(tmp), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command(tmp), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     assert results(tmp) == reference
     leftovers = [p for kind in KINDS for p in (tmp / "cache" / kind).glob("*.tmp-*")]

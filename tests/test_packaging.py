@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import small_run
+from tests.conftest import HANG_GUARD_S, small_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_the_wheel_runs_a_smoke_run_outside_the_repository(tmp_path):
     assert where.startswith(purelib), where  # the installed copy, not the checkout
     done = subprocess.run([str(venv / "bin" / "harness"), "run", *small_run({"logger": "none"}),
                            f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert results["metrics"] and results["split"] == "heldout_behaviors"

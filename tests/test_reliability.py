@@ -12,7 +12,7 @@ import pytest
 
 from harness import store as store_module
 from harness.store import Store, write_text
-from tests.conftest import small_run
+from tests.conftest import HANG_GUARD_S, small_run
 
 SMALL = small_run({"organism.steps": 20, "ia.steps": 4, "logger.log_artifacts": "true"})
 SECRETS = {"WANDB_API_KEY": "planted-wandb-key-3f9a1c", "HF_TOKEN": "hf_plantedtoken7e21",
@@ -22,7 +22,8 @@ SECRETS = {"WANDB_API_KEY": "planted-wandb-key-3f9a1c", "HF_TOKEN": "hf_plantedt
 def run(tmp: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **env_extra}
     done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={tmp / 'cache'}",
-                           f"hydra.run.dir={tmp / 'run'}"], env=env, capture_output=True, text=True, timeout=300)
+                           f"hydra.run.dir={tmp / 'run'}"], env=env, capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 
@@ -107,7 +108,8 @@ def test_disk_full_during_a_rerun_keeps_the_finished_results(two_runs, tmp_path)
                  "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", full_disk, "run", *SMALL, "probe.samples=3",
                            f"cache_dir={a / 'cache'}", f"hydra.run.dir={run_dir}"],
-                          env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300)
+                          env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 2
     err = done.stderr.strip().splitlines()[-1]
     assert err.startswith("harness: error: No space left on device") and "metrics.json" in err

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from harness.config import CONF_DIR, SWEEPS_DIR, validate
 from harness.wandb_runs import read_offline_run
-from tests.conftest import small_run
+from tests.conftest import HANG_GUARD_S, small_run
 
 PRESETS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 # The smallest scale of a sweep: the micro model, two behaviors per family (one trains, one evaluates).
@@ -60,7 +60,7 @@ def sweep(tmp_path: Path, launcher: str, *extra: str, cache: Path | None = None,
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
-def finish(proc: subprocess.Popen, timeout: int = 400) -> str:
+def finish(proc: subprocess.Popen, timeout: int = HANG_GUARD_S) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
     return out
