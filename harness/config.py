@@ -79,6 +79,7 @@ def _ranges(obj: Any, group: str, positive: tuple[str, ...] = (), non_negative: 
 
 
 MAX_TEMPERATURE = 10.0
+MAX_SAMPLES = 4096
 
 
 @dataclass
@@ -250,6 +251,9 @@ class ProbeConfig:
     def problems(self) -> list[str]:
         out = _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
                       non_negative=("temperature",), fractions=("report_threshold",))
+        if self.samples > MAX_SAMPLES:
+            out.append(f"probe.samples must be at most {MAX_SAMPLES} (self-reports per model and condition), "
+                       f"got {self.samples}")
         if math.isfinite(self.temperature) and self.temperature > MAX_TEMPERATURE:
             out.append(f"probe.temperature must be at most {MAX_TEMPERATURE} (above, samples are noise), "
                        f"got {self.temperature}")
@@ -352,6 +356,10 @@ class Config:
             out.append(f"probe_chunk must be >= 0, got {self.probe_chunk}")
         if self.threads is not None and self.threads <= 0:
             out.append(f"threads must be > 0 (or null for every core), got {self.threads}")
+        if not 0 <= self.seed < 2**32:
+            out.append(f"seed must be in [0, 2**32) (what every random generator accepts), got {self.seed}")
+        if not self.cache_dir.strip():
+            out.append("cache_dir must name a folder (it is empty)")
         return out
 
 

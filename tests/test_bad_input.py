@@ -43,6 +43,10 @@ COMMAND_LINES = [
     (["run", "model.lr=nan"], "model.lr"),
     (["run", "probe.temperature=nan"], "probe.temperature"),
     (["run", "probe.temperature=1e9"], "probe.temperature must be at most"),
+    (["run", "seed=-1"], "seed must be in"),  # numpy and torch refuse it after minutes of work
+    (["run", "seed=99999999999999999999"], "seed must be in"),
+    (["run", "cache_dir="], "cache_dir must name a folder"),
+    (["run", "probe.samples=1000000000"], "probe.samples must be at most"),
     (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),
     (["run", "split.train_families=0"], "split.train_families"),
