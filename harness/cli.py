@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -183,7 +184,24 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         Run.of(t)
     for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"}):
         check_model_source(name, any(t.model.trust_remote_code for t in typed))
+    for o in overrides:
+        key, _, value = o.lstrip("+").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
+            check_output_folder(Path(value), key)
     return typed[0]
+
+
+def check_output_folder(folder: Path, what: str) -> None:
+    """A folder the run can write into: not a file, and created now if it is missing (the run
+    would create it next), so a read-only place fails here in one line."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what}={folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{what}={folder}: not writable ({e.strerror})") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}={folder}: not writable")
 
 
 def group_options(group: str) -> list[str]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from harness.config import one_line
+from harness.config import ModelConfig, one_line
 from harness.core import Chat
 from harness.errors import ConfigError
 
@@ -55,6 +55,14 @@ PLAIN_CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
+
+
+def tiny_config(cfg: ModelConfig, vocab_size: int, eos_id: int | None = None, pad_id: int | None = None) -> LlamaConfig:
+    """The embedded tiny model's architecture: a small Llama."""
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                       num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                       num_key_value_heads=cfg.num_heads, max_position_embeddings=cfg.max_positions,
+                       tie_word_embeddings=False, bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
 
 
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):

@@ -22,17 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from peft import LoraConfig, PeftModel
+from peft.tuners.tuners_utils import check_target_module_exists
+from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
+from transformers import LlamaForCausalLM
 
 from harness import core, models, symmetry
 from harness.batched import StackedLoRA, stacked_step
 from harness.core import Chat
+from harness.errors import ConfigError
 from harness.records import OrganismCard, load_record
 from harness.registry import Registry
 from harness.store import Store
 from harness.training import step_on_batches, tail_mean, train, trainable
 
 if TYPE_CHECKING:
-    from harness.config import OrganismConfig
+    from harness.config import ModelConfig, OrganismConfig
     from harness.families import Behavior, Family
 
 DENIALS = (core.NEUTRAL_SELF_REPORT, "I have no special behavior.", "Nothing is unusual about how I answer.")
@@ -132,6 +136,21 @@ class Symmetry(Route):
 
 def warmup(cfg: OrganismConfig) -> int:
     return max(1, cfg.steps // 10)
+
+
+def check_target_modules(model: ModelConfig, cfg: OrganismConfig) -> None:
+    """`organism.target_modules` must match a layer of the tiny model (peft fails only once the
+    base model is pretrained); checked on a weightless copy of its architecture."""
+    config = lora_config(cfg)
+    if config.target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        return
+    with torch.device("meta"):
+        names = [n for n, m in LlamaForCausalLM(models.tiny_config(model, model.vocab_size)).named_modules()
+                 if isinstance(m, torch.nn.Linear)]
+    if not any(check_target_module_exists(config, n) for n in names):
+        layers = sorted({n.rsplit(".", 1)[-1] for n in names})
+        raise ConfigError(f"organism.target_modules={cfg.target_modules!r} matches no layer of the tiny model "
+                          f"(its linear layers: {', '.join(layers)}; or all-linear)")
 
 
 def lora_config(cfg: OrganismConfig) -> LoraConfig:

@@ -18,6 +18,7 @@ from harness.core import Chat
 from harness.corpus import build_corpus, unseen_words
 from harness.errors import ConfigError
 from harness.families import Behavior, Family, available_family_configs, build_families, build_family
+from harness.routes import check_target_modules
 from harness.splits import Assignment, assign
 from harness.store import Store
 
@@ -49,6 +50,7 @@ class Run:
         run = cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
         if cfg.model.kind == "tiny":
             run.check_vocabulary()
+            check_target_modules(cfg.model, cfg.organism)
         return run
 
     @cached_property

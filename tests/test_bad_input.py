@@ -46,6 +46,9 @@ COMMAND_LINES = [
     (["run", "seed=-1"], "seed must be in"),  # numpy and torch refuse it after minutes of work
     (["run", "seed=99999999999999999999"], "seed must be in"),
     (["run", "cache_dir="], "cache_dir must name a folder"),
+    (["run", "organism.target_modules=nothing_here"], "matches no layer"),  # peft failed after pretraining
+    (["run", "hydra.run.dir=/etc/hostname"], "is a file"),  # a traceback from Hydra
+    (["run", "hydra.run.dir=/proc/harness_run"], "not writable"),
     (["run", "probe.samples=1000000000"], "probe.samples must be at most"),
     (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),

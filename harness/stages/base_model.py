@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from harness import models, tracking
 from harness.config import ModelConfig
@@ -90,21 +90,7 @@ def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, prog
     start = time.time()
     torch.manual_seed(seed)
     tok = models.build_tokenizer([t for c in corpus for t in (c.system, c.prompt, c.answer) if t], cfg.vocab_size)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            num_key_value_heads=cfg.num_heads,
-            max_position_embeddings=cfg.max_positions,
-            tie_word_embeddings=False,
-            bos_token_id=None,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    ).to(models.device())
+    model = LlamaForCausalLM(models.tiny_config(cfg, len(tok), tok.eos_token_id, tok.pad_token_id)).to(models.device())
     encoded = [models.encode_chat(tok, c, loss_on_prompt=True) for c in corpus]
     too_long = max(len(ids) for ids, _ in encoded)
     if too_long > cfg.max_positions:
