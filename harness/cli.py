@@ -184,6 +184,12 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         Run.of(t)
     for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"}):
         check_model_source(name, any(t.model.trust_remote_code for t in typed))
+    if any(t.logger.mode == "online" for t in typed):
+        import wandb
+
+        if not wandb.login(prompt=False, verify=False):  # no network needed: are there credentials at all?
+            raise ConfigError("logger.mode=online: no W&B credentials (run `wandb login` or set WANDB_API_KEY), "
+                              "or log offline (logger=wandb) and `wandb sync` later")
     for o in overrides:
         key, _, value = o.lstrip("+").partition("=")
         if key in ("hydra.run.dir", "hydra.sweep.dir"):

@@ -291,3 +291,14 @@ def test_a_cut_results_file_in_the_store_is_refused(good_cache, tmp_path):
     err = done.stderr.strip().splitlines()
     assert err[-1].startswith("harness: error:") and "self_reports.jsonl has" in err[-1], done.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_online_logging_without_credentials_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    """It failed only when the run logged, after all the compute."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    assert cli.main(["run", *small_run(), f"cache_dir={tmp_path / 'cache'}", "logger=wandb_online",
+                     f"hydra.run.dir={tmp_path / 'run'}"]) == 2
+    one_line_error(capsys, "no W&B credentials")
+    assert not (tmp_path / "cache").exists()
