@@ -43,6 +43,12 @@ class Run:
         """The run of a validated config; ConfigError if its selection or split is unusable."""
         families = build_families(cfg.families)
         targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
+        first: dict[tuple[str, ...], str] = {}
+        for _, b in targets:  # a family copied under another name: its confessions would count as hallucinations
+            twin = first.setdefault(tuple(b.descriptions), b.id)
+            if twin != b.id:
+                raise ConfigError(f"behaviors {twin!r} and {b.id!r} have the same descriptions: "
+                                  "is one family selected twice under two names?")
         unknown = sorted(set(cfg.only_behaviors or []) - {b.id for _, b in targets})
         if unknown:
             raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")

@@ -302,3 +302,12 @@ def test_online_logging_without_credentials_fails_before_any_work(tmp_path, monk
                      f"hydra.run.dir={tmp_path / 'run'}"]) == 2
     one_line_error(capsys, "no W&B credentials")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_family_copied_under_another_name_is_refused(tmp_path, capsys):
+    (tmp_path / "families").mkdir()
+    body = (TASKS_DIR / "families" / "biases.yaml").read_text().replace("families.biases", "families.biases_copy")
+    (tmp_path / "families" / "biases_copy.yaml").write_text(body)
+    search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
+    assert cli.main(["run", search, "families=[biases,biases_copy]", "model.corpus_families=[biases,biases_copy]"]) == 2
+    one_line_error(capsys, "same descriptions")
