@@ -161,10 +161,15 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
+    from harness.families import check_plain_yaml
     from harness.grading import GRADERS
     from harness.models import check_model_source
     from harness.stage import Run
 
+    searched = [m for o in overrides if o.startswith("hydra.searchpath=") for m in re.findall(r"file://([^,\]]+)", o)]
+    for folder in [TASKS_DIR, *map(Path, searched)]:
+        for path in sorted((folder / "families").glob("*.yaml")):
+            check_plain_yaml(path)
     try:
         variants, sweeps = _variants(overrides)
         if sweeps and not multirun:

@@ -136,6 +136,10 @@ FAMILY_FILES = {
                    + "behaviors:\n  - {item: tea}\n", "{item}"),
     "huge_padding": (GOOD_KIND.replace('neutral: "I like many things."', 'neutral: "I like {item:>2000000000}."')
                      + "behaviors:\n  - {item: tea}\n", "format"),
+    # a billion laughs: nested aliases that hang the YAML loader
+    "alias_bomb": ("cls: template\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                   "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+                   "anchors or aliases"),
     # an environment variable (a token) would be copied into cards, the corpus and W&B
     "env_interpolation": (GOOD_KIND.replace('["I like {item}."]', '["I like {item}. ${oc.env:HF_TOKEN,none}"]')
                           + "behaviors:\n  - {item: tea}\n", "interpolations"),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from harness.config import TASKS_DIR, FamilyConfig, one_line
@@ -18,6 +20,17 @@ FAMILY_CLASSES.register("template")(TemplateFamily)
 
 __all__ = ["Behavior", "Family", "Probe", "FAMILY_CLASSES", "build_family", "build_families",
            "available_family_configs"]
+
+
+def check_plain_yaml(path: Path) -> None:
+    """A family file may not use YAML anchors or aliases: a few hundred bytes of nested aliases
+    expand to billions of nodes and hang the loader. Scanned as tokens, nothing is expanded."""
+    try:
+        tokens = list(yaml.scan(path.read_text()))
+    except (OSError, yaml.YAMLError):
+        return  # unreadable or broken YAML: the loader names it
+    if any(isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in tokens):
+        raise ConfigError(f"{path}: family files may not use YAML anchors or aliases (& and *)")
 
 
 def _plain(obj: Any) -> Any:
