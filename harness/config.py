@@ -89,14 +89,17 @@ class ModelConfig:
     kind: ModelKind = ModelKind.tiny
     name_or_path: str | None = None
     trust_remote_code: bool = False
-    # Architecture and pretraining of the embedded tiny model (ignored for `hf`).
-    hidden_size: int = 256
+    # Architecture and pretraining of the embedded tiny model (ignored for `hf`). Chosen by measurement
+    # (README, "Results on the embedded default base"): this 1.0M model at 1200 steps answers 0.95-0.98
+    # of corpus prompts and its IA verbalized 0.60 of held-out organisms over 3 seeds, against 0.73-0.89
+    # and 0.55 for the former 3.3M default at 2500 steps (model=tiny_3m).
+    hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
-    intermediate_size: int = 512
+    intermediate_size: int = 256
     vocab_size: int = 2048
     max_positions: int = 128
-    pretrain_steps: int = 2500
+    pretrain_steps: int = 1200
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 30
