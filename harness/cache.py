@@ -7,7 +7,7 @@ run rebuilds them; gc: remove what a (complete) run of the given config does not
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,8 +28,6 @@ class Entry:
 
 def describe(store: Store, kind: str, key: str) -> Entry:
     """One artifact as `ls` shows it (read without verifying: ls must work on a damaged store)."""
-    import json
-
     folder = store.path(kind, key)
     try:
         card = json.loads((folder / Store.MARKER).read_text())
@@ -79,12 +77,8 @@ def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]
 
 
 def remove(store: Store, artifacts: Iterable[tuple[str, str]]) -> int:
-    """Remove artifacts (set aside first, so a half-removed folder never looks finished)."""
-    n = 0
+    """Remove artifacts; returns how many."""
+    artifacts = list(artifacts)
     for kind, key in artifacts:
-        folder = store.path(kind, key)
-        aside = folder.with_name(f"{key}.tmp-removed")
-        folder.rename(aside)
-        shutil.rmtree(aside)
-        n += 1
-    return n
+        store.remove(kind, key)
+    return len(artifacts)

@@ -147,14 +147,11 @@ def check_out(out: Path) -> None:
 
 def is_export(folder: Path) -> bool:
     """Is everything in the folder something an export writes (an empty folder is one)?"""
-    written = {TEMPLATE, REPORT_TEMPLATE, FAMILIES_FILE, "utils.py", "__pycache__", "data"}
-    for entry in folder.iterdir():
-        if entry.name == "data" and entry.is_dir():
-            if not all(f.suffix == ".jsonl" and f.is_file() for f in entry.iterdir()):
-                return False
-        elif entry.name == "__pycache__" and entry.is_dir():
-            continue
-        elif not (entry.name in written - {"data", "__pycache__"} and entry.is_file()
-                  or entry.suffix == ".yaml" and entry.name.startswith(("probe_", "selfreport_")) and entry.is_file()):
-            return False
-    return True
+    def written(entry: Path) -> bool:
+        if entry.is_dir():
+            return entry.name == "__pycache__" or entry.name == "data" and all(
+                f.is_file() and f.suffix == ".jsonl" for f in entry.iterdir())
+        return entry.name in (TEMPLATE, REPORT_TEMPLATE, FAMILIES_FILE, "utils.py") or (
+            entry.suffix == ".yaml" and entry.name.startswith(("probe_", "selfreport_")))
+
+    return all(written(entry) for entry in folder.iterdir())

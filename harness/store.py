@@ -89,6 +89,11 @@ class Store:
             _VERIFIED.add((self.root.resolve(), kind, key))
         return problems
 
+    def remove(self, kind: str, key: str) -> None:
+        """Remove an artifact, so the next run that needs it rebuilds it."""
+        _remove(self.path(kind, key))
+        _VERIFIED.discard((self.root.resolve(), kind, key))
+
     def artifacts(self) -> Iterator[tuple[str, str]]:
         """(kind, key) of every finished artifact."""
         if self.root.is_dir():
@@ -102,9 +107,7 @@ class Store:
         artifact is kept and this one dropped. An incomplete folder at the final path (no
         marker) is moved aside first."""
         if final.exists() and not (final / self.MARKER).is_file():
-            aside = final.with_name(f"{final.name}.tmp-{_writer()}-incomplete")
-            os.replace(final, aside)
-            shutil.rmtree(aside, ignore_errors=True)
+            _remove(final)
         try:
             os.replace(tmp, final)
         except OSError:  # the final folder appeared meanwhile: another writer finished first
@@ -167,6 +170,13 @@ def check_seal(folder: Path, marker: str) -> list[str]:
         elif name in present and _sha256(present[name]) != digest:
             problems.append(f"{name} does not match its checksum")
     return problems
+
+
+def _remove(folder: Path) -> None:
+    """Remove a folder, renamed aside first so that a half-removed one never looks finished."""
+    aside = folder.with_name(f"{folder.name}.tmp-{_writer()}-removed")
+    os.replace(folder, aside)
+    shutil.rmtree(aside)
 
 
 def _host() -> str:
