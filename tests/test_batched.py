@@ -105,3 +105,32 @@ def test_gradients_are_clipped_per_organism(setup):
     stacked.clip_grad_norms(1.0)
     assert norms()[0].item() == pytest.approx(1.0, rel=1e-5)
     assert norms()[1].item() == pytest.approx(small, rel=1e-6)
+
+
+def test_loaded_adapters_of_different_ranks_route_rows_and_the_empty_slot_is_the_base(setup, tmp_path):
+    """StackedLoRA.load pads ranks with zeros and folds each adapter's scaling into B: each block
+    of rows gets its own adapter's logits, and the last slot none."""
+    from peft import LoraConfig
+
+    base, tok, items, _ = setup
+    folders = []
+    for i, (r, alpha) in enumerate([(2, 8), (4, 4)]):
+        torch.manual_seed(i)
+        model = get_peft_model(base, LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear",
+                                                init_lora_weights=False))
+        model.save_pretrained(tmp_path / str(i), safe_serialization=True)
+        model.unload()
+        folders.append(tmp_path / str(i))
+    rows = [models.encode_chat(tok, c) for c in items[0][0].implant_chats(items[0][1])[:2]]
+    batch = {k: v for k, v in collate(rows, tok.pad_token_id, base.device).items() if k != "labels"}
+    with torch.no_grad():
+        expected = [PeftModel.from_pretrained(models.load_model(models_path(base)), f)(**batch).logits
+                    for f in folders] + [base(**batch).logits]
+        stacked = StackedLoRA.load(base, folders)
+        stacked.select([0, 1, 2])
+        three = {k: v.repeat(3, 1) for k, v in batch.items()}
+        got = base(**three).logits.reshape(3, len(rows), *expected[0].shape[1:])
+    stacked.remove_hooks()
+    assert not torch.allclose(expected[0], expected[1], atol=1e-3)
+    for k in range(3):
+        assert torch.allclose(got[k], expected[k], atol=1e-5), (k, (got[k] - expected[k]).abs().max())
