@@ -1,10 +1,11 @@
 """Benchmark: torch threads of jobs that share a machine (a joblib sweep).
 
-Times training steps of the embedded tiny architecture (a fixed random batch, the shape of base
-pretraining) in fresh processes: one job alone with every core, then as many jobs side by side as
-there are cores, first each with every core (what a job takes when nothing tells it otherwise,
-oversubscribed), then each with its share (`threads`, as the staged sweeper sets it). Writes
-outputs/bench/threads_bench.json. Run: `make bench` or `python benchmarks/threads_bench.py`.
+Times training steps of the 3.3M tiny architecture (model=tiny_3m, the former default; a fixed
+random batch, the shape of base pretraining) in fresh processes: one job alone with every core,
+then as many jobs side by side as there are cores, first each with every core (what a job takes
+when nothing tells it otherwise, oversubscribed), then each with its share (`threads`, as the
+staged sweeper sets it). Writes outputs/bench/threads_bench.json. Run: `make bench` or
+`python benchmarks/threads_bench.py`.
 """
 
 from __future__ import annotations
