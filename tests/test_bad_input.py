@@ -315,3 +315,11 @@ def test_a_family_copied_under_another_name_is_refused(tmp_path, capsys):
     search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
     assert cli.main(["run", search, "families=[biases,biases_copy]", "model.corpus_families=[biases,biases_copy]"]) == 2
     one_line_error(capsys, "same descriptions")
+
+
+def test_a_context_shorter_than_the_corpus_is_refused_before_pretraining(tmp_path, capsys):
+    """It was a traceback (ValueError) from inside the base stage."""
+    assert cli.main(["run", "model=micro", "model.max_positions=24", "logger=none", f"cache_dir={tmp_path / 'cache'}",
+                     f"hydra.run.dir={tmp_path / 'run'}"]) == 2
+    one_line_error(capsys, "model.max_positions=24 is shorter than a corpus chat")
+    assert not list((tmp_path / "cache").glob("base/*")), "nothing may be pretrained or left behind"

@@ -92,9 +92,7 @@ def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, prog
     tok = models.build_tokenizer([t for c in corpus for t in (c.system, c.prompt, c.answer) if t], cfg.vocab_size)
     model = LlamaForCausalLM(models.tiny_config(cfg, len(tok), tok.eos_token_id, tok.pad_token_id)).to(models.device())
     encoded = [models.encode_chat(tok, c, loss_on_prompt=True) for c in corpus]
-    too_long = max(len(ids) for ids, _ in encoded)
-    if too_long > cfg.max_positions:
-        raise ValueError(f"a corpus chat has {too_long} tokens > model.max_positions={cfg.max_positions}")
+    check_positions(cfg, corpus, [len(ids) for ids, _ in encoded])
     rng = random.Random(seed)
     step = step_on_batches(model, lambda _: rng.sample(encoded, cfg.batch_size), tok.pad_token_id)
     losses = train(model, model.parameters(), step, cfg.pretrain_steps, cfg.lr, cfg.warmup_steps,
@@ -110,6 +108,15 @@ def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, prog
         pretrain_loss=tail_mean(losses) if losses else None,
         corpus_size=len(corpus), answer_accuracy=accuracy, seconds=round(time.time() - start, 1),
     )
+
+
+def check_positions(cfg: ModelConfig, corpus: Sequence[Chat], lengths: Sequence[int]) -> None:
+    """Refuse, before pretraining, a context shorter than the longest chat of the corpus."""
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] > cfg.max_positions:
+        raise ConfigError(f"model.max_positions={cfg.max_positions} is shorter than a corpus chat of "
+                          f"{lengths[longest]} tokens ({corpus[longest].prompt[:40]!r}...): "
+                          f"set model.max_positions>={lengths[longest]}")
 
 
 def answer_accuracy(model, tok, chats: list[Chat], n: int = 128, seed: int = 0) -> float:
