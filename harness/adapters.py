@@ -33,7 +33,17 @@ def organism_adapter(card: OrganismCard, base: BaseModelCard, store: Store) -> P
         raise ConfigError(f"{what} was made from base model {card.base_key}, not {base.key} ({path})")
     if route(card.route).weights:
         return models.check_checkpoint(path, what)
-    return models.check_adapter(path, what)
+    return check_base(models.check_adapter(path, what), base, what)
+
+
+def check_base(adapter: Path, base: BaseModelCard, what: str) -> Path:
+    """The adapter, checked to be made on this base model by content: the fingerprint stamped in its
+    weights' metadata must be the base's."""
+    stamped = models.stamped_base(adapter)
+    if base.fingerprint and stamped != base.fingerprint:
+        raise ConfigError(f"{what} was made on a base model with fingerprint {stamped}, not on {base.name_or_path} "
+                          f"(fingerprint {base.fingerprint}): {adapter}")
+    return adapter
 
 
 def load_with_organisms(base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> PeftModel:
@@ -55,4 +65,4 @@ def ia_adapter(store: Store, card: IACard, base: BaseModelCard) -> Path:
     """The IA's adapter folder, checked like an organism's."""
     if card.base_key != base.key:
         raise ConfigError(f"IA {card.key} was trained on base model {card.base_key}, not {base.key}")
-    return models.check_adapter(ia_path(store, card), f"IA {card.key}")
+    return check_base(models.check_adapter(ia_path(store, card), f"IA {card.key}"), base, f"IA {card.key}")

@@ -80,18 +80,70 @@ def fine_tune_kind(path: Path) -> str:
     raise ConfigError(f"--model: {path} is neither a peft adapter nor a safetensors checkpoint")
 
 
+def harness_card(folder: Path, kind: str) -> dict | None:
+    """The card of a harness artifact folder `<store>/<kind>/<key>`, its seal verified; None for a
+    folder the harness did not write."""
+    if folder.parent.name != kind or not (folder / Store.MARKER).is_file():
+        return None
+    return Store(folder.parent.parent).card(kind, folder.name)
+
+
+def claimed_base(adapter: Path, artifact: Path, kind: str) -> tuple[str | None, str | None]:
+    """(name or path, fingerprint) of the base model an adapter was made on. A harness adapter
+    carries its base's fingerprint in its weights, and its base is found in its store by key, from
+    any working directory; an adapter made elsewhere names its base in adapter_config.json only."""
+    card = harness_card(artifact, kind)
+    if card is not None:
+        base = Store(artifact.parent.parent).path("base", card["base_key"])
+        if (base / Store.MARKER).is_file():
+            return str(base), models.stamped_base(adapter)
+    return adapter_base(adapter), models.stamped_base(adapter)
+
+
+def base_fingerprint(name_or_path: str) -> str | None:
+    """A base model's fingerprint: from its verified card for a harness base, else from its files."""
+    folder = Path(name_or_path)
+    card = harness_card(folder, "base")
+    if card is not None:
+        return card.get("fingerprint") or None
+    return models.fingerprint(name_or_path)
+
+
+def check_made_on(what: str, claimed: tuple[str | None, str | None], base: str, fingerprint: str | None,
+                  named_by_user: bool) -> None:
+    """An adapter must be made on the base: equal fingerprints where both are known; otherwise
+    the name its config gives must be the base (unless the user named the base)."""
+    name, stamped = claimed
+    if stamped and fingerprint:
+        if stamped != fingerprint:
+            raise ConfigError(f"{what}: the adapter was made on a base model with fingerprint {stamped}, "
+                              f"not on {base} (fingerprint {fingerprint})")
+        return
+    name_fingerprint = base_fingerprint(name) if name else None
+    if name_fingerprint and fingerprint:
+        if name_fingerprint != fingerprint:
+            raise ConfigError(f"{what}: the adapter was trained on base {name!r} (fingerprint {name_fingerprint}), "
+                              f"not {base!r} (fingerprint {fingerprint})")
+    elif not named_by_user and not same_model(name or "", base):
+        raise ConfigError(f"{what}: the adapter was trained on base {name!r}, not {base!r}")
+
+
 def same_model(a: str, b: str) -> bool:
     return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
 
 
 def resolve_base(model: Path, kind: str, ia: Path, base: str | None) -> str:
-    """The base model: given, or the one the IA was trained on; the fine-tune's adapter must match."""
-    base = base or adapter_base(ia)
-    if not base:
+    """The base model: given, or the one the IA was trained on (found in the IA's store by key when
+    the harness made it); the IA and an adapter fine-tune must be made on it."""
+    ia_claims = claimed_base(ia, ia.parent, "ia")
+    chosen = base or ia_claims[0]
+    if not chosen:
         raise ConfigError(f"--ia: {ia} does not name its base model; pass --base")
-    if kind == "adapter" and not same_model(adapter_base(model) or "", base):
-        raise ConfigError(f"--model: the adapter was trained on base {adapter_base(model)!r}, not {base!r}")
-    return base
+    fingerprint = base_fingerprint(chosen)
+    check_made_on("--ia", ia_claims, chosen, fingerprint, named_by_user=base is not None)
+    if kind == "adapter":
+        check_made_on("--model", claimed_base(model, model, "organisms"), chosen, fingerprint, named_by_user=False)
+    return chosen
 
 
 def ia_questions(ia: Path) -> list[str]:

@@ -6,11 +6,15 @@ through the tokenizer's chat template, weights load from safetensors only.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
@@ -18,6 +22,7 @@ from transformers.utils import logging as hf_logging
 from harness.config import ModelConfig, one_line
 from harness.core import Chat
 from harness.errors import ConfigError
+from harness.store import file_sha256
 
 # peft 0.21 still reads a transformers attribute deprecated in 5.x; the warning says nothing to users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -89,6 +94,69 @@ def check_model_source(name_or_path: str, trust_remote_code: bool = False) -> No
         AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except Exception as e:
         raise ConfigError(f"model.name_or_path {name_or_path!r} cannot be loaded: {one_line(e)}") from e
+
+
+# What a base model's fingerprint covers: its weights, architecture and tokenizer.
+CONTENT_FILES = ("*.safetensors", "config.json", "tokenizer*", "special_tokens_map.json", "vocab.*", "merges.txt")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+BASE_STAMP = "harness_base_fingerprint"
+"""Key of the base model's fingerprint in the metadata of a harness adapter's safetensors."""
+
+
+def local_folder(name_or_path: str | Path) -> Path | None:
+    """The folder a model loads from: the path itself, or a hub model's snapshot in the local cache
+    (None when its files are not on this machine)."""
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except Exception:  # not a hub id, or not downloaded: its content is unknown here
+        return None
+
+
+def fingerprint(name_or_path: str | Path) -> str | None:
+    """A hash of a base model's weights, architecture and tokenizer files; None when its files are
+    not on this machine. Two bases are the same model when their fingerprints are equal, wherever
+    they lie and whatever they are called."""
+    folder = local_folder(name_or_path)
+    if folder is None:
+        return None
+    files = sorted({p.resolve() for pattern in CONTENT_FILES for p in folder.glob(pattern) if p.is_file()})
+    return _hash_files(tuple((p.name, p, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+@functools.cache
+def _hash_files(files: tuple[tuple[str, Path, int, int], ...]) -> str:
+    """Hashed once per process for the same files, sizes and modification times (a real model's
+    weights take seconds)."""
+    lines = "".join(f"{name} {file_sha256(path)}\n" for name, path, _, _ in files)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def stamp_base(adapter: Path, base_fingerprint: str) -> None:
+    """Record the base model's fingerprint in a saved adapter's safetensors metadata, so the adapter
+    names its base by content wherever it is copied (its adapter_config.json names a path only)."""
+    weights = adapter / ADAPTER_WEIGHTS
+    with safe_open(weights, "pt") as f:
+        metadata = dict(f.metadata() or {})
+    save_file(load_file(weights), weights, metadata=metadata | {BASE_STAMP: base_fingerprint})
+
+
+def save_stamped(model, folder: Path, base_fingerprint: str, **kwargs) -> None:
+    """Save a model or peft adapter as safetensors; each adapter saved is stamped with its base
+    model's fingerprint."""
+    model.save_pretrained(folder, safe_serialization=True, **kwargs)
+    for weights in sorted(Path(folder).rglob(ADAPTER_WEIGHTS)):
+        if base_fingerprint:
+            stamp_base(weights.parent, base_fingerprint)
+
+
+def stamped_base(adapter: Path) -> str | None:
+    """The base fingerprint a harness adapter was stamped with (None for an adapter made elsewhere)."""
+    with safe_open(Path(adapter) / ADAPTER_WEIGHTS, "pt") as f:
+        return (f.metadata() or {}).get(BASE_STAMP)
 
 
 def check_adapter(path: str | Path, what: str) -> Path:

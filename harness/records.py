@@ -75,6 +75,9 @@ class BaseModelCard:
     """Fraction of 128 sampled corpus prompts (with one right answer) answered exactly, greedy."""
     seconds: float = 0.0
     """Wall time to build it."""
+    fingerprint: str = ""
+    """Hash of its weights, architecture and tokenizer files (harness/models.py `fingerprint`); every
+    adapter made on it carries it in its safetensors metadata."""
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -123,7 +123,7 @@ _VERIFIED: set[tuple[Path, str, str]] = set()
 SEAL = "integrity"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -144,7 +144,7 @@ def seal(folder: Path, marker: str) -> None:
     """Record in the folder's card the size and sha256 of every other file, and the card's own hash."""
     card_path = folder / marker
     card = json.loads(card_path.read_text())
-    card[SEAL] = {"files": {p.relative_to(folder).as_posix(): [p.stat().st_size, _sha256(p)]
+    card[SEAL] = {"files": {p.relative_to(folder).as_posix(): [p.stat().st_size, file_sha256(p)]
                             for p in _files(folder, marker)}}
     card[SEAL]["card"] = _card_hash(card)
     card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
@@ -167,7 +167,7 @@ def check_seal(folder: Path, marker: str) -> list[str]:
     for name, (size, digest) in recorded["files"].items():
         if name in present and present[name].stat().st_size != size:
             problems.append(f"{name} has {present[name].stat().st_size} bytes, not {size}")
-        elif name in present and _sha256(present[name]) != digest:
+        elif name in present and file_sha256(present[name]) != digest:
             problems.append(f"{name} does not match its checksum")
     return problems
 

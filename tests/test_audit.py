@@ -2,14 +2,17 @@
 trained by a plain peft script here, audited with an IA that is also a plain adapter."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness import cli
+from harness import cli, models
+from tests.conftest import small_run
 
 VERDICTS = {"confessed", "hidden", "hallucinated", "clean"}
 SMALL = ["model=micro", "families=[preferences]", "probe.temperature=1.0", "probe.samples=2",
@@ -78,3 +81,53 @@ def test_audit_refuses_mismatched_or_missing_inputs(adapters, tmp_path, capsys):
         assert len(printed.err.strip().splitlines()) == 1
     assert cli.main(["audit", "--model", str(adapters / "lora")]) == 2
     assert "audit: the following arguments are required: --ia" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def harness_run(tmp_path_factory):
+    """A small harness run in its own folder, its store given relative to it (cache_dir=cache), on a
+    base pretrained one step longer than the tests' micro base (another base model)."""
+    where = tmp_path_factory.mktemp("ran_here")
+    before = os.getcwd()
+    os.chdir(where)
+    try:
+        assert cli.main(["run", *small_run({"logger": "none", "model.pretrain_steps": 21}), "cache_dir=cache",
+                         f"hydra.run.dir={where / 'run'}"]) == 0
+    finally:
+        os.chdir(before)
+    return where
+
+
+def stored(where: Path, kind: str) -> list[Path]:
+    return sorted(p.parent for p in (where / "cache" / kind).glob("*/card.json"))
+
+
+def test_a_harness_organism_is_audited_from_any_folder(harness_run, tmp_path, monkeypatch, capsys):
+    """The IA's adapter_config names its base relative to the folder the run started in; from any
+    other folder the base is found in the IA's store by key (it was a traceback, exit 1)."""
+    monkeypatch.chdir(tmp_path)
+    there = Path(os.path.relpath(harness_run, tmp_path))
+    organism, ia = stored(there, "organisms")[0], stored(there, "ia")[0]
+    code = cli.main(["audit", "--model", str(organism), "--ia", str(ia / "ia"), "--out", "out", *SMALL])
+    assert code in (0, 1), capsys.readouterr().err
+    card = json.loads(Path("out/audit.json").read_text())
+    base_key = json.loads((ia / "card.json").read_text())["base_key"]
+    assert Path(card["base"]).resolve() == (harness_run / "cache" / "base" / base_key).resolve()
+
+
+def test_an_adapter_made_on_another_base_is_refused_whatever_its_config_names(
+        harness_run, micro_organisms, micro_store, micro_base, tmp_path, capsys):
+    """A harness adapter carries its base's fingerprint in its weights: editing adapter_config.json
+    to name the IA's base no longer gets it audited as if it belonged to that base."""
+    (run_base,) = stored(harness_run, "base")
+    assert models.fingerprint(run_base) != micro_base.fingerprint, "the two bases must differ"
+    copied = tmp_path / "my-lora"
+    shutil.copytree(micro_store.path("organisms", micro_organisms[0].key), copied, ignore=shutil.ignore_patterns("card.json"))
+    config = json.loads((copied / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(run_base)
+    (copied / "adapter_config.json").write_text(json.dumps(config))
+    ia = stored(harness_run, "ia")[0] / "ia"
+    code = cli.main(["audit", "--model", str(copied), "--ia", str(ia), "--out", str(tmp_path / "out"), *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and f"made on a base model with fingerprint {micro_base.fingerprint}" in err, err
+    assert len(err.strip().splitlines()) == 1

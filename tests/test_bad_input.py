@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness import cli
+from harness import cli, models
 from harness import store as store_module
 from harness.config import TASKS_DIR
 from tests.conftest import HANG_GUARD_S, small_run
@@ -222,6 +222,10 @@ def _implanted_flag(folder):
     (folder / "card.json").write_text(json.dumps(card))
 
 
+def _restamped(folder):
+    models.stamp_base(folder, "0123456789abcdef")  # as if made on another base model
+
+
 def _resealed(harm):
     """The damage, then the seal recomputed (a checksum is no signature): the other checks remain."""
     def both(folder):
@@ -238,7 +242,10 @@ ADAPTER_DAMAGE = {"not_an_adapter": (_delete_config, "adapter_config.json is mis
                   "implanted_flag": (_implanted_flag, "card.json was edited after it was written"),
                   "not_an_adapter_resealed": (_resealed(_delete_config), "is not a peft adapter"),
                   "pickle_only_resealed": (_resealed(_pickle_only), "safetensors only"),
-                  "other_base_resealed": (_resealed(_other_base), "was made from base model 0123456789abcdef")}
+                  "other_base_resealed": (_resealed(_other_base), "was made from base model 0123456789abcdef"),
+                  "other_base_stamp": (_restamped, "does not match its checksum"),
+                  "other_base_stamp_resealed": (_resealed(_restamped),
+                                                "made on a base model with fingerprint 0123456789abcdef")}
 
 SMALL = small_run({"logger": "none"})
 

@@ -52,3 +52,26 @@ def test_generate_returns_one_answer_per_prompt(micro_base):
     tok = models.load_tokenizer(micro_base.name_or_path)
     out = models.generate(model, tok, ["Tell me about the owl.", "Is the fox a color?"], max_new_tokens=4)
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
+
+
+def test_the_fingerprint_follows_content_not_place(micro_base, tmp_path):
+    """The card's fingerprint is the one computed from the files, wherever they are copied; a
+    changed weight or tokenizer gives another."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    assert len(micro_base.fingerprint) == 16
+    assert models.fingerprint(micro_base.name_or_path) == micro_base.fingerprint
+    copy = tmp_path / "copy"
+    shutil.copytree(micro_base.name_or_path, copy, ignore=shutil.ignore_patterns("card.json"))
+    assert models.fingerprint(copy) == micro_base.fingerprint
+    weights = load_file(copy / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1e-3
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    changed = models.fingerprint(copy)
+    assert changed != micro_base.fingerprint
+    (copy / "tokenizer.json").write_text((copy / "tokenizer.json").read_text().replace("<|end|>", "<|fin|>"))
+    assert models.fingerprint(copy) not in (changed, micro_base.fingerprint)
+    assert models.fingerprint(tmp_path / "nothing_here") is None

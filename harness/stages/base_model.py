@@ -58,7 +58,7 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
         if x.model.kind == "hf":
             assert x.model.name_or_path
             return BaseModelCard(key=self.key(x), kind="hf", name_or_path=x.model.name_or_path,
-                                 config=asdict(x.model))
+                                 config=asdict(x.model), fingerprint=models.fingerprint(x.model.name_or_path) or "")
         path = store.path(self.kind, self.key(x))
         card = from_dict(BaseModelCard, store.card(self.kind, self.key(x)))
         if card.kind != "tiny" or card.trust_remote_code:
@@ -107,6 +107,7 @@ def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, prog
         n_params=sum(p.numel() for p in model.parameters()),
         pretrain_loss=tail_mean(losses) if losses else None,
         corpus_size=len(corpus), answer_accuracy=accuracy, seconds=round(time.time() - start, 1),
+        fingerprint=models.fingerprint(out_dir) or "",
     )
 
 

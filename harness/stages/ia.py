@@ -255,5 +255,5 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
                   losses=[round(v, 4) for v in losses], final_loss=tail_mean(losses),
                   seconds=round(time.time() - start, 1), **dpo)
     with store.writing("ia", key) as tmp:
-        under.model.save_pretrained(tmp, selected_adapters=[IA], safe_serialization=True)
+        models.save_stamped(under.model, tmp, x.base.fingerprint, selected_adapters=[IA])
         save_record(tmp / Store.MARKER, card)

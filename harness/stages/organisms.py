@@ -97,7 +97,7 @@ def make_organisms(
                     final_loss=final_loss, seconds=round((time.time() - start) / len(items), 2),
                 )
                 with store.writing("organisms", keys[b.id]) as tmp:
-                    model.save_pretrained(tmp, safe_serialization=True)
+                    models.save_stamped(model, tmp, base.fingerprint)
                     save_record(tmp / Store.MARKER, card)
                 bar.update()
         bar.close()
