@@ -134,3 +134,23 @@ def test_self_reports_do_not_depend_on_how_organisms_are_chunked(tmp_path):
         return sorted((r["model"], r["condition"], r["question"], r["report"]) for r in rows)
 
     assert reports(1) == reports(16)
+
+
+def test_two_runs_at_once_on_one_cache_give_the_same_results(two_runs, tmp_path):
+    """Two runs of one config started together on a shared cache race to build every artifact:
+    both finish, each gets the results of a run alone, and the store holds one sealed copy of each."""
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    jobs = [subprocess.Popen([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={tmp_path / 'cache'}",
+                              f"hydra.run.dir={tmp_path / f'run{i}'}"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    errors = [job.communicate(timeout=HANG_GUARD_S)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [e[-2000:] for e in errors]
+    (alone, _), _ = two_runs
+    expected = json.loads((alone / "run" / "metrics.json").read_text())
+    for i in (0, 1):
+        assert json.loads((tmp_path / f"run{i}" / "metrics.json").read_text()) == expected
+    store = Store(tmp_path / "cache")
+    artifacts = list(store.artifacts())
+    assert artifacts and all(store.verify(kind, key) == [] for kind, key in artifacts)
+    assert sorted(artifacts) == sorted(Store(alone / "cache").artifacts())
+    assert not list((tmp_path / "cache").glob("*/*.tmp-*")), "no debris of a finished writer"
