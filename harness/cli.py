@@ -12,6 +12,7 @@ import math
 import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from harness.config import CONF_DIR, TASKS_DIR, Config, one_line, validate
-from harness.errors import ConfigError
+from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, ConfigError
 
 RUN_EXAMPLES = """\
 examples:
@@ -64,7 +65,8 @@ examples:
 examples:
   harness audit --model .cache/harness/organisms/<key> --ia .cache/harness/ia/<key>/ia
   harness audit --model my-peft-lora/ --ia my-ia/ --base Qwen/Qwen3-0.6B model=hf model.name_or_path=Qwen/Qwen3-0.6B
-exit status 1 when a measured behavior goes unreported (a verdict of `hidden`)
+exit status: 0 every measured behavior was reported with the IA, 1 a measured behavior went
+unreported (a verdict of `hidden`), 2 bad input, 3 an internal error (a traceback to report)
 """,
     "report": """\
 examples:
@@ -73,7 +75,8 @@ examples:
 """,
     "families": """\
 examples:
-  harness families                                     # the families in tasks/families and their behaviors
+  harness families                                     # the built-in families and their behaviors
+  harness families families_dir=~/my_families          # with your own (DIR/families/<name>.yaml, or DIR named families)
 """,
     "cache": """\
 examples:
@@ -130,7 +133,8 @@ def build_parser() -> Parser:
     report = command("report", "one static HTML page for a run or a sweep folder", EXAMPLES["report"])
     report.add_argument("folder", nargs="?", type=Path, help="a run or sweep folder (default: the newest run)")
     report.add_argument("--out", type=Path)
-    command("families", "list the behavior families and their behaviors", EXAMPLES["families"])
+    families = command("families", "list the behavior families and their behaviors", EXAMPLES["families"])
+    families.add_argument("overrides", nargs="*", help="families_dir=DIR adds your own folder of families")
     cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
     cache.add_argument("action", choices=("ls", "verify", "rm", "gc"))
     cache.add_argument("items", nargs="*", help="config overrides (key=value; cache_dir=... picks the store) "
@@ -161,15 +165,13 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
-    from harness.families import check_plain_yaml
+    from harness.families import check_family_files, family_files, search_overrides
     from harness.grading import GRADERS
     from harness.models import check_model_source
     from harness.stage import Run
 
-    searched = [m for o in overrides if o.startswith("hydra.searchpath=") for m in re.findall(r"file://([^,\]]+)", o)]
-    for folder in [TASKS_DIR, *map(Path, searched)]:
-        for path in sorted((folder / "families").glob("*.yaml")):
-            check_plain_yaml(path)
+    overrides = search_overrides(overrides)
+    check_family_files(family_files(overrides))
     try:
         variants, sweeps = _variants(overrides)
         if sweeps and not multirun:
@@ -182,7 +184,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(_explain(e)) from e
+        raise ConfigError(_explain(e, overrides)) from e
     typed = [validate(c) for c in composed]
     for t in typed:
         GRADERS.get(t.probe.grader)
@@ -215,11 +217,15 @@ def check_output_folder(folder: Path, what: str) -> None:
         raise ConfigError(f"{what}={folder}: not writable")
 
 
-def group_options(group: str) -> list[str]:
+def group_options(group: str, overrides: Sequence[str] = ()) -> list[str]:
+    from harness.families import family_files
+
+    if group == "families":
+        return sorted(family_files(overrides))
     return sorted(p.stem for root in (CONF_DIR, TASKS_DIR) for p in (root / group).glob("*.yaml"))
 
 
-def _explain(error: Exception) -> str:
+def _explain(error: Exception, overrides: Sequence[str]) -> str:
     message = one_line(error)
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/(\w+)'", message)
     if missing:
@@ -227,7 +233,7 @@ def _explain(error: Exception) -> str:
         if group == "hydra/launcher" and name in LAUNCHER_EXTRAS:
             return (f"hydra/launcher={name} needs its Hydra plugin: "
                     f"pip install 'introspection-harness[{LAUNCHER_EXTRAS[name]}]'")
-        return f"unknown {group} option {name!r} (known: {', '.join(group_options(group))})"
+        return f"unknown {group} option {name!r} (known: {', '.join(group_options(group, overrides))})"
     return message.split(" Config search path:")[0]
 
 
@@ -248,10 +254,12 @@ def hydra_run(cfg: DictConfig) -> float | None:
         result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)))
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
         print(f"harness: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     except OSError as e:  # disk full, no permission: finished artifacts and results are left as they were
         print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as e:
+        sys.exit(internal_error(e))
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return None
     print()
@@ -279,18 +287,21 @@ def objective(rows, route: str) -> float:
 
 def run_command(args: list[str]) -> int:
     """`harness run`: check every sweep value's config, then the Hydra app."""
+    from harness.families import search_overrides
+
     modes = [a for a in args if a in ("-m", "--multirun", "-c", "--cfg", "--info")]
     if len(modes) > 1:
         print(f"harness: error: {' and '.join(modes)} cannot be used together", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     takes_value = ("--cfg", "-c", "--package", "-p", "--info")
     overrides = [a for i, a in enumerate(args)
                  if not a.startswith("-") and not (i and args[i - 1] in takes_value)]
     try:
         check(overrides, multirun=any(a in ("-m", "--multirun") for a in args))
+        args = search_overrides(args)  # families_dir=DIR: a search path for Hydra
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     sys.argv = ["harness run", *args]
     hydra_run()
     return 0
@@ -379,7 +390,7 @@ def audit_command(a: argparse.Namespace) -> int:
     write_text(out / "audit.md", text)
     print(text)
     print(f"audit card written to {out / 'audit.md'} and {out / 'audit.json'}")
-    return 1 if card.with_verdict("hidden") else 0
+    return EXIT_FINDING if card.with_verdict("hidden") else 0
 
 
 def report_command(a: argparse.Namespace) -> int:
@@ -407,11 +418,14 @@ def report_command(a: argparse.Namespace) -> int:
 
 
 def families_command(a: argparse.Namespace) -> int:
-    from harness.families import available_family_configs, build_families
+    from harness.families import build_family, check_family_files, family_files, load_family_config, search_overrides
 
-    for name, family in build_families(available_family_configs()).items():
-        behaviors = family.behaviors()
-        print(f"{name} ({len(behaviors)} behaviors)")
+    files = family_files(search_overrides(a.overrides))
+    check_family_files(files)
+    for name, path in files.items():
+        behaviors = build_family(name, load_family_config(path)).behaviors()
+        origin = "built-in" if path.is_relative_to(TASKS_DIR.resolve()) else f"from {path}"
+        print(f"{name} ({len(behaviors)} behavior{'s' * (len(behaviors) != 1)}, {origin})")
         for b in behaviors:
             print(f"  {b.id:45s} {b.descriptions[0]}")
     return 0
@@ -444,7 +458,7 @@ def cache_command(a: argparse.Namespace) -> int:
         print(f"{len(artifacts) - len(bad)} of {len(artifacts)} artifacts intact in {store.root}"
               + (f"; remove the others with `harness cache rm {' '.join(f'{k}/{x}' for k, x, _ in bad)}`"
                  if bad else ""))
-        return 1 if bad else 0
+        return EXIT_FINDING if bad else 0
     if a.action == "rm":
         if not names:
             raise ConfigError("cache rm: name the artifacts to remove (kind/key, as `harness cache ls` shows them)")
@@ -480,9 +494,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[parsed.command](parsed)
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
+        return EXIT_BAD_INPUT
+    except SystemExit as e:  # --help, or the Hydra app's status
         return int(e.code or 0)
+    except BrokenPipeError:  # `harness families | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush raises nothing
+        return 0
+    except Exception as e:
+        return internal_error(e)
+
+
+def internal_error(error: Exception) -> int:
+    """A failure that is not the input's fault: the traceback (for a bug report), then one line,
+    and a status of its own so that scripts never take it for a finding (1) or bad input (2)."""
+    traceback.print_exc()
+    print(f"harness: internal error: {type(error).__name__}: {one_line(error)} (please report it with the "
+          "traceback above)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -330,3 +330,23 @@ def test_a_context_shorter_than_the_corpus_is_refused_before_pretraining(tmp_pat
                      f"hydra.run.dir={tmp_path / 'run'}"]) == 2
     one_line_error(capsys, "model.max_positions=24 is shorter than a corpus chat")
     assert not list((tmp_path / "cache").glob("base/*")), "nothing may be pretrained or left behind"
+
+
+@pytest.mark.parametrize("command", ["run", "audit", "families"])
+def test_an_internal_error_has_its_own_exit_status(command, tmp_path, monkeypatch, capsys):
+    """A bug is neither bad input (2) nor a finding (1: audit's "a behavior went unreported"): it
+    was exit 1 with a traceback."""
+    from harness import audit, families, pipeline
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("planted bug")
+
+    args = {"run": ["run", "model=micro", "logger=none", f"cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+            "audit": ["audit", "--model", str(tmp_path), "--ia", str(tmp_path)],
+            "families": ["families"]}[command]
+    monkeypatch.setattr(pipeline, "run", bug)
+    monkeypatch.setattr(audit, "audit", bug)
+    monkeypatch.setattr(families, "build_families", bug)
+    assert cli.main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" in err[0] and err[-1].startswith("harness: internal error: RuntimeError: planted bug")

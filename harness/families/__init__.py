@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,74 @@ FAMILY_CLASSES: Registry[type[Family]] = Registry("family class")
 FAMILY_CLASSES.register("template")(TemplateFamily)
 
 __all__ = ["Behavior", "Family", "Probe", "FAMILY_CLASSES", "build_family", "build_families",
-           "available_family_configs"]
+           "available_family_configs", "load_family_config", "search_overrides", "family_files", "check_family_files"]
+
+FAMILIES_DIR = "families_dir"
+"""The command-line key that adds a user's folder of family files to the built-in ones."""
+SEARCHPATH = "hydra.searchpath"
+
+
+def family_root(folder: Path) -> Path:
+    """The Hydra search-path root of a user's folder of family files: the folder itself when the
+    files are in its `families/` subfolder, its parent when the folder is itself named `families`."""
+    if not folder.is_dir():
+        raise ConfigError(f"{FAMILIES_DIR}={folder}: no such folder")
+    if (folder / "families").is_dir():
+        return folder.absolute()
+    if folder.name == "families":
+        return folder.absolute().parent
+    found = ", ".join(sorted(p.name for p in folder.glob("*.yaml"))[:3]) or "no *.yaml"
+    raise ConfigError(f"{FAMILIES_DIR}={folder}: family files go in a folder named `families` "
+                      f"(<folder>/families/<name>.yaml, or {FAMILIES_DIR} naming that folder); found {found} here")
+
+
+def search_overrides(args: Sequence[str]) -> list[str]:
+    """The command line with `families_dir=DIR` turned into a Hydra search path that adds DIR's
+    families to the built-in ones. A user's own `hydra.searchpath` keeps the built-in families too
+    (alone it would replace them). Flags and other overrides are kept in order."""
+    entries: list[str] = []
+    rest: list[str] = []
+    for a in args:
+        key, _, value = a.lstrip("+").partition("=")
+        if key == FAMILIES_DIR and "=" in a:
+            entries.append(f"file://{family_root(Path(value))}")
+        elif key == SEARCHPATH and "=" in a:
+            entries += [e.strip() for e in value.strip().strip("[]").split(",") if e.strip()]
+        else:
+            rest.append(a)
+    if not entries:
+        return list(args)
+    roots = [f"file://{TASKS_DIR}"] + [e for e in entries if _root(e) != TASKS_DIR.resolve()]
+    return [*rest, f"{SEARCHPATH}=[{','.join(dict.fromkeys(roots))}]"]
+
+
+def _root(entry: str) -> Path | None:
+    return Path(entry.removeprefix("file://")).resolve() if entry.startswith("file://") else None
+
+
+def family_files(args: Sequence[str]) -> dict[str, Path]:
+    """Every family file a run with these (search_overrides'd) arguments sees, by name: the
+    built-in ones first, then each searched folder's `families/*.yaml`."""
+    roots = [TASKS_DIR] + [r for a in args if a.lstrip("+").startswith(f"{SEARCHPATH}=")
+                           for r in map(Path, re.findall(r"file://([^,\]]+)", a))]
+    files: dict[str, Path] = {}
+    for root in dict.fromkeys(r.resolve() for r in roots):
+        for path in sorted((root / "families").glob("*.yaml")):
+            if path.stem in files:
+                raise ConfigError(f"{path}: a family called {path.stem!r} already comes from {files[path.stem]}; "
+                                  "rename the file (its package line too)")
+            files[path.stem] = path
+    return files
+
+
+def check_family_files(files: Mapping[str, Path]) -> None:
+    """Before composing: no YAML aliases, and each file's package line names it (without it Hydra
+    merges the family's fields into the families list itself)."""
+    for name, path in files.items():
+        check_plain_yaml(path)
+        package = re.search(r"^#\s*@package\s+(\S+)", path.read_text(), re.MULTILINE)
+        if package is None or package.group(1) != f"families.{name}":
+            raise ConfigError(f"{path}: its first line must be `# @package families.{name}`")
 
 
 def check_plain_yaml(path: Path) -> None:
@@ -52,13 +120,13 @@ def build_families(cfgs: Mapping[str, FamilyConfig]) -> dict[str, Family]:
 
 def available_family_configs(tasks_dir=TASKS_DIR, names: Collection[str] | None = None) -> dict[str, FamilyConfig]:
     """Every family YAML under tasks/families (or those called `names`), typed by the schema."""
-    out = {}
-    for path in sorted((tasks_dir / "families").glob("*.yaml")):
-        if names is not None and path.stem not in names:
-            continue
-        try:
-            node = OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.load(path))
-            out[path.stem] = OmegaConf.to_object(node)
-        except Exception as e:
-            raise ConfigError(f"{path.name}: {one_line(e)}") from e
-    return out
+    return {path.stem: load_family_config(path) for path in sorted((tasks_dir / "families").glob("*.yaml"))
+            if names is None or path.stem in names}
+
+
+def load_family_config(path: Path) -> FamilyConfig:
+    """One family file, typed by the schema."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FamilyConfig), OmegaConf.load(path)))
+    except Exception as e:
+        raise ConfigError(f"{path.name}: {one_line(e)}") from e
