@@ -50,7 +50,7 @@ def search_overrides(args: Sequence[str]) -> list[str]:
     for a in args:
         key, _, value = a.lstrip("+").partition("=")
         if key == FAMILIES_DIR and "=" in a:
-            entries.append(f"file://{family_root(Path(value))}")
+            entries.append(f"file://{family_root(Path(value).expanduser())}")
         elif key == SEARCHPATH and "=" in a:
             entries += [e.strip() for e in value.strip().strip("[]").split(",") if e.strip()]
         else:
