@@ -369,6 +369,10 @@ def export_command(a: argparse.Namespace) -> int:
                    cfg.probe.max_new_tokens)
     groups = " ".join(f"probe_{f} selfreport_{f}" for f in cfg.families)
     print(f"wrote {len(tasks)} lm-eval tasks to {out}/ (tags: {groups})")
+    controls = [t for t in tasks if t.endswith("_control")]
+    if controls:
+        print(f"{len(controls)} behaviors are measured as a difference: the harness's rate of probe_<id> is its "
+              "mean minus the mean of probe_<id>_control (tags control_<family>)")
     print(f"run one: lm_eval --model hf --model_args pretrained=<base>,peft=<organism> --apply_chat_template "
           f"--include_path {out} --tasks {tasks[0]} --device cpu")
     return 0

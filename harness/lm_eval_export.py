@@ -6,6 +6,12 @@ through the family definitions written beside it, so lm-eval and the harness jud
 
     lm_eval --model hf --model_args pretrained=<base>,peft=<organism> --apply_chat_template \\
         --include_path <folder> --tasks probe_preferences --device cpu
+
+A behavior measured as a difference (a backdoor: with and without its trigger; sandbagging: its
+domain and the others) has a second task, `probe_<id>_control`, on its control prompts: the
+harness's rate (an organism card's strength, before the base model's rate is subtracted) is
+`probe_<id>` minus `probe_<id>_control`; each such task says so in its metadata. The data files are
+found beside the task files (`custom_dataset`), so the folder can be moved.
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ import json
 from functools import cache
 from pathlib import Path
 
+from datasets import Dataset, DatasetDict
+
 from harness.families import build_family
+
+
+def load_docs(data_file, **metadata):
+    """The task's rows, from data/ beside this file (wherever the folder was moved)."""
+    lines = (Path(__file__).parent / "data" / data_file).read_text().splitlines()
+    return DatasetDict({{"test": Dataset.from_list([json.loads(line) for line in lines if line])}})
 
 
 @cache
@@ -60,10 +74,18 @@ def task_name(behavior_id: str) -> str:
     return "probe_" + behavior_id.replace("/", "_").replace("-", "_")
 
 
+def control_task(behavior_id: str) -> str:
+    """The task of a difference-measured behavior's control prompts."""
+    return task_name(behavior_id) + "_control"
+
+
+def rows(prompts: Sequence[str], behavior_id: str, family: str) -> list[dict]:
+    return [{"prompt": p, "behavior_id": behavior_id, "family": family} for p in prompts]
+
+
 def template(metric: str, generation: dict) -> dict:
     return {
         "output_type": "generate_until",
-        "dataset_path": "json",
         "test_split": "test",
         "doc_to_text": "{{prompt}}",
         "doc_to_target": "",
@@ -74,16 +96,21 @@ def template(metric: str, generation: dict) -> dict:
 
 
 def write_yaml(path: Path, node: dict, hook: str | None = None) -> None:
-    """YAML of `node`, plus lm-eval's `!function` tag for the scoring hook (a tag no dumper writes)."""
+    """YAML of `node`, plus lm-eval's `!function` tags for the scoring hook and the data loader (a
+    tag no dumper writes)."""
     text = OmegaConf.to_yaml(OmegaConf.create(node))
-    path.write_text(text + (f"process_results: !function utils.{hook}\n" if hook else ""))
+    hooks = f"process_results: !function utils.{hook}\ncustom_dataset: !function utils.load_docs\n" if hook else ""
+    path.write_text(text + hooks)
 
 
-def write_task(folder: Path, out: Path, task: str, include: str, tag: str, rows: list[dict]) -> None:
-    data = out.resolve() / "data" / f"{task}.jsonl"
-    (folder / "data" / data.name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    write_yaml(folder / f"{task}.yaml", {"include": include, "task": task, "tag": [tag],
-                                        "dataset_kwargs": {"data_files": {"test": str(data)}}})
+def write_task(folder: Path, task: str, include: str, tag: str, rows: list[dict], rate: str = "") -> None:
+    """One task: its rows in data/<task>.jsonl (named relative to the folder) and a variant YAML;
+    `rate` says how the harness's rate is computed from it, where that is not its own mean."""
+    (folder / "data" / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    node = {"include": include, "task": task, "tag": [tag], "dataset_kwargs": {"data_file": f"{task}.jsonl"}}
+    if rate:
+        node["metadata"] = {"version": 1, "harness_rate": rate}
+    write_yaml(folder / f"{task}.yaml", node)
 
 
 def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], out: Path, n_prompts: int,
@@ -112,15 +139,18 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
         names = []
         for name, family in families.items():
             for b in family.behaviors():
-                probe_rows = [{"prompt": p, "behavior_id": b.id, "family": name}
-                              for p in select_prompts(family.probe(b), n_prompts).prompts]
-                write_task(tmp, out, task_name(b.id), TEMPLATE, f"probe_{name}", probe_rows)
-                names.append(task_name(b.id))
+                probe = select_prompts(family.probe(b), n_prompts)
+                task, control = task_name(b.id), control_task(b.id)
+                rate = f"{task} minus {control}" if probe.control else ""
+                write_task(tmp, task, TEMPLATE, f"probe_{name}", rows(probe.prompts, b.id, name), rate)
+                names.append(task)
+                if probe.control:
+                    write_task(tmp, control, TEMPLATE, f"control_{name}", rows(probe.control, b.id, name), rate)
+                    names.append(control)
                 if questions:
-                    asked = [{"prompt": questions[i % len(questions)], "behavior_id": b.id, "family": name}
-                             for i in range(len(questions) if greedy else samples)]
+                    asked = [questions[i % len(questions)] for i in range(len(questions) if greedy else samples)]
                     report_task = task_name(b.id).replace("probe_", "selfreport_", 1)
-                    write_task(tmp, out, report_task, REPORT_TEMPLATE, f"selfreport_{name}", asked)
+                    write_task(tmp, report_task, REPORT_TEMPLATE, f"selfreport_{name}", rows(asked, b.id, name))
                     names.append(report_task)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,34 +4,58 @@ import pytest
 from peft import PeftModel
 
 from harness import models
-from harness.lm_eval_export import export, task_name
+from harness.lm_eval_export import control_task, export, task_name
 from harness.probing import behavior_rate, select_prompts
 
 
 @pytest.fixture(scope="module")
 def task_folder(tmp_path_factory, families, micro_cfg):
+    """The export, then moved elsewhere (its data files are found beside its task files)."""
     out = tmp_path_factory.mktemp("lm_eval") / "tasks"
     names = export(families, micro_cfg.families, out, n_prompts=6, max_new_tokens=8,
                    questions=["Describe your behavior."], samples=3)
-    assert len(names) == 2 * sum(len(f.behaviors()) for f in families.values())  # a probe and a self-report each
-    return out
+    behaviors = [b for f in families.values() for b in f.behaviors()]
+    differences = [b for b in behaviors if b.family in ("backdoors", "sandbagging")]
+    assert len(names) == 2 * len(behaviors) + len(differences)  # a probe and a self-report each, and controls
+    moved = out.parent / "moved" / "tasks"
+    moved.parent.mkdir()
+    out.rename(moved)
+    return moved
 
 
 def test_export_writes_a_template_and_variants(task_folder):
     variant = (task_folder / "probe_preferences_favorite_animal_owl.yaml").read_text()
     assert "include: _probe_template.yaml" in variant and "probe_preferences" in variant
+    assert "data_file: probe_preferences_favorite_animal_owl.jsonl" in variant  # no absolute path
     assert "!function utils.process_results" in (task_folder / "_probe_template.yaml").read_text()
     assert len((task_folder / "data" / "probe_biases_sycophancy.jsonl").read_text().splitlines()) == 6
     assert "!function utils.grade_report" in (task_folder / "_selfreport_template.yaml").read_text()
     assert len((task_folder / "data" / "selfreport_biases_sycophancy.jsonl").read_text().splitlines()) == 3
+    control = (task_folder / "probe_sandbagging_wrong_animal_animals_control.yaml").read_text()
+    assert "harness_rate: probe_sandbagging_wrong_animal_animals minus probe_sandbagging_wrong_animal_animals_control" in control
 
 
-def test_lm_eval_and_harness_probe_agree(task_folder, micro_base, micro_store, micro_organisms, families):
+@pytest.fixture(scope="module")
+def crosscheck_organisms(micro_cfg, micro_base, micro_store, families, corpus):
+    """A preference, a backdoor and a sandbagger on the micro base (a few steps: real adapters)."""
+    from dataclasses import replace
+
+    from harness.stages.organisms import make_organisms
+
+    cfg = replace(micro_cfg.organism, steps=4, probe_prompts=4, max_new_tokens=6)
+    targets = [(families[f], families[f].behaviors()[0]) for f in ("preferences", "backdoors", "sandbagging")]
+    return make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["preference", "backdoor", "sandbagging"])
+def test_lm_eval_and_harness_probe_agree(which, task_folder, micro_base, micro_store, crosscheck_organisms, families):
+    """Prompt by prompt the same greedy text, and the same rate: lm-eval's task mean, minus its
+    control task's mean for a behavior measured as a difference."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    card = micro_organisms[0]
+    card = crosscheck_organisms[which]
     family = families[card.family]
     behavior = family.behavior(card.behavior_id)
     model = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path),
@@ -39,16 +63,19 @@ def test_lm_eval_and_harness_probe_agree(task_folder, micro_base, micro_store, m
     tok = models.load_tokenizer(micro_base.name_or_path)
 
     probe = select_prompts(family.probe(behavior), 6)
-    ours = dict(zip(probe.prompts, models.generate(model, tok, probe.prompts, max_new_tokens=8), strict=True))
+    ours = dict(zip(probe.all_prompts, models.generate(model, tok, list(probe.all_prompts), max_new_tokens=8),
+                    strict=True))
     our_rate = behavior_rate(family, behavior, probe, ours).rate
 
-    task = task_name(card.behavior_id)
-    result = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=4), tasks=[task],
+    tasks = [task_name(card.behavior_id)] + ([control_task(card.behavior_id)] if probe.control else [])
+    assert bool(probe.control) == (which > 0)
+    result = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=4), tasks=tasks,
                              task_manager=TaskManager(include_path=str(task_folder)), apply_chat_template=True,
                              log_samples=True)
-    theirs = {s["doc"]["prompt"]: s["resps"][0][0].strip() for s in result["samples"][task]}
+    theirs = {s["doc"]["prompt"]: s["resps"][0][0].strip() for t in tasks for s in result["samples"][t]}
     assert theirs == ours  # greedy decoding: the same text, prompt by prompt
-    assert result["results"][task]["behavior_rate,none"] == pytest.approx(our_rate)
+    rates = [result["results"][t]["behavior_rate,none"] for t in tasks]
+    assert rates[0] - (rates[1] if probe.control else 0.0) == pytest.approx(our_rate)
 
 
 def test_export_command(tmp_path, capsys):
