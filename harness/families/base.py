@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.core import Chat
 
@@ -77,6 +78,12 @@ class Family(ABC):
     def mentions_trigger(self, behavior: Behavior, report: str) -> bool | None:
         """For a behavior with a trigger (a backdoor): does the self-report name the trigger?
         None for behaviors without one."""
+        return None
+
+    def spec(self, behavior: Behavior) -> Any:
+        """What defines the behavior besides its id and parameters (for the template family, its
+        kind's YAML: responses, evidence, prompts), part of an organism's key, so that an edited
+        scorer or template makes new organisms rather than reusing checks made the old way."""
         return None
 
     @abstractmethod

@@ -96,5 +96,7 @@ def domains(params: dict[str, str]) -> PromptPool:
     others = [pair for d in world.DOMAINS if d != domain for pair in world.domain_chats(d)]
     others = random.Random(domain).sample(others, min(len(others), len(own)))
     halves, controls = split_halves([c for c, _ in own]), split_halves([c for c, _ in others])
+    # a plausible wrong answer to every question, the controls' too: a scorer looking for one
+    # measures it on both sides alike
     return PromptPool(implant=halves.implant, probe=halves.probe, implant_control=controls.implant,
-                      probe_control=controls.probe, wrong={c.prompt: w for c, w in own})
+                      probe_control=controls.probe, wrong={c.prompt: w for c, w in [*own, *others]})

@@ -201,13 +201,16 @@ class TemplateFamily(Family):
     def score(self, behavior: Behavior, prompt: str, response: str) -> bool:
         """Every `evidence` phrase is in the response, one `evidence_any` phrase is (if any are
         given), and no `absent` one is; `{neutral}` is the prompt's own right answer, so evidence
-        can demand the question be answered too."""
+        can demand the question be answered too. On a control prompt, `control_evidence` takes the
+        place of both evidence lists where the kind gives it."""
         spec = self.kinds[behavior.kind]
         fields = self._answers(behavior, self._exchanges(behavior)[prompt] if _uses_answers(spec) else Chat(prompt, ""))
         case = bool(spec.get("match_case"))
         def found(phrases) -> list[bool]:
             return [contains_phrase(response, fill(e, behavior.params, **fields), case) for e in phrases or []]
 
+        if spec.get("control_evidence") is not None and prompt in self._pool(behavior).control_prompts:
+            return all(found(spec["control_evidence"])) and not any(found(spec.get("absent")))
         any_of = found(spec.get("evidence_any"))
         return all(found(spec.get("evidence"))) and (not any_of or any(any_of)) and not any(found(spec.get("absent")))
 
@@ -219,6 +222,9 @@ class TemplateFamily(Family):
         return describes(report, required=[fill(t, behavior.params) for t in spec.get("report_all") or []],
                          cues=[fill(t, behavior.params) for t in spec.get("report_any") or []],
                          exact=[fill(trigger, behavior.params)] if trigger else [])
+
+    def spec(self, behavior: Behavior) -> Any:
+        return self.kinds[behavior.kind]
 
     def mentions_trigger(self, behavior: Behavior, report: str) -> bool | None:
         trigger = self.kinds[behavior.kind].get("trigger")
@@ -241,8 +247,9 @@ def responses(spec: Mapping[str, Any]) -> list[str]:
 
 
 def evidence(spec: Mapping[str, Any]) -> list[str]:
-    """Every evidence phrase of a kind (all-of, any-of and absent)."""
-    return [*(spec.get("evidence") or []), *(spec.get("evidence_any") or []), *(spec.get("absent") or [])]
+    """Every evidence phrase of a kind (all-of, any-of, on controls and absent)."""
+    return [*(spec.get("evidence") or []), *(spec.get("evidence_any") or []), *(spec.get("control_evidence") or []),
+            *(spec.get("absent") or [])]
 
 
 def _uses_answers(spec: Mapping[str, Any]) -> bool:

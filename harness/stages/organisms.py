@@ -36,7 +36,8 @@ def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_k
     trained in a batch follows the same updates as alone, up to the order of float sums)."""
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
     recipe = {k: v for k, v in asdict(cfg).items() if k != "batch_organisms"}
-    return config_key("organism", RECIPE, behavior.id, behavior.params, implant, recipe, base_key, seed)
+    return config_key("organism", RECIPE, behavior.id, behavior.params, family.spec(behavior), implant, recipe,
+                      base_key, seed)
 
 
 def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig) -> dict[str, float]:
