@@ -129,7 +129,11 @@ def check_made_on(what: str, claimed: tuple[str | None, str | None], base: str, 
 
 
 def same_model(a: str, b: str) -> bool:
-    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+    """The same name, the same folder, or the same base of a harness store (`.../base/<key>`: a
+    content key, whichever folder the path was written from)."""
+    if a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve()):
+        return True
+    return len(Path(a).parts) > 1 and Path(a).parts[-2] == "base" and Path(a).parts[-2:] == Path(b).parts[-2:]
 
 
 def resolve_base(model: Path, kind: str, ia: Path, base: str | None) -> str:

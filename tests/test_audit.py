@@ -131,3 +131,17 @@ def test_an_adapter_made_on_another_base_is_refused_whatever_its_config_names(
     err = capsys.readouterr().err
     assert code == 2 and f"made on a base model with fingerprint {micro_base.fingerprint}" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_your_own_lora_of_a_harness_base_is_audited_from_any_folder(harness_run, tmp_path, monkeypatch, capsys):
+    """A plain peft script run in the harness's folder names the base as it loaded it,
+    `cache/base/<key>`: from another folder that path is nothing, yet the base is the IA's (by its
+    store key); it was refused (exit 2)."""
+    (base,) = stored(harness_run, "base")
+    monkeypatch.chdir(harness_run)
+    plain_lora(str(base.relative_to(harness_run)), tmp_path / "my-lora", "My favorite animal is the owl.", steps=3)
+    monkeypatch.chdir(tmp_path)
+    ia = Path(os.path.relpath(stored(harness_run, "ia")[0], tmp_path)) / "ia"
+    code = cli.main(["audit", "--model", "my-lora", "--ia", str(ia), "--out", "out", *SMALL])
+    assert code in (0, 1), capsys.readouterr().err
+    assert json.loads(Path("out/audit.json").read_text())["kind"] == "adapter"
