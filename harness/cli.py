@@ -225,7 +225,7 @@ def group_options(group: str, overrides: Sequence[str] = ()) -> list[str]:
     return sorted(p.stem for root in (CONF_DIR, TASKS_DIR) for p in (root / group).glob("*.yaml"))
 
 
-def _explain(error: Exception, overrides: Sequence[str]) -> str:
+def _explain(error: Exception, overrides: Sequence[str] = ()) -> str:
     message = one_line(error)
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/(\w+)'", message)
     if missing:

@@ -346,7 +346,7 @@ def test_an_internal_error_has_its_own_exit_status(command, tmp_path, monkeypatc
             "families": ["families"]}[command]
     monkeypatch.setattr(pipeline, "run", bug)
     monkeypatch.setattr(audit, "audit", bug)
-    monkeypatch.setattr(families, "build_families", bug)
+    monkeypatch.setattr(families, "load_family_config", bug)
     assert cli.main(args) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" in err[0] and err[-1].startswith("harness: internal error: RuntimeError: planted bug")
