@@ -254,6 +254,11 @@ class ReportRow:
     """For an organism with a trigger (a backdoor): the report names the trigger."""
 
 
+CONDITIONS = ("ia", "no_ia", "prefill", "parrot", "shuffled")
+"""Every condition a metric is reported under: the IA, then the baselines (sampled without the IA,
+with a prefilled confession, the parrot's constant report, reports shuffled across organisms)."""
+
+
 @dataclass
 class MetricRow:
     """One aggregate number, as the leaderboard and W&B see it (`{split}/{family}/{metric}`)."""

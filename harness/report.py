@@ -22,10 +22,9 @@ import pandas as pd  # noqa: E402
 
 from harness import leaderboard  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from harness.records import MetricRow, ReportRow, read_jsonl  # noqa: E402
+from harness.records import CONDITIONS, MetricRow, ReportRow, read_jsonl  # noqa: E402
 from harness.store import write_atomic, write_text  # noqa: E402
 
-CONDITIONS = ("ia", "no_ia", "prefill", "parrot", "shuffled")
 
 
 def save(fig, path: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import LoggerConfig
-from harness.records import MetricRow
+from harness.records import CONDITIONS, MetricRow
 
 
 @contextmanager
@@ -41,6 +41,18 @@ def metric_key(row: MetricRow) -> str:
     suffix = "" if row.condition == "ia" else f"_{row.condition}"
     route = "" if row.route == "lora" else f"{row.route}/"
     return f"{row.split}/{route}{row.family}/{row.metric}{suffix}"
+
+
+def parse_metric_key(key: str) -> tuple[str, str, str, str, str] | None:
+    """The inverse of `metric_key`: (split, route, family, metric, condition), or None for a key
+    it does not write (an interval `..._ci`, anything else in a run's summary)."""
+    parts = key.split("/")
+    if len(parts) not in (3, 4) or key.endswith("_ci"):
+        return None
+    split, *route, family, metric = parts
+    condition = next((c for c in CONDITIONS[1:] if metric.endswith(f"_{c}")), "ia")
+    metric = metric.removesuffix(f"_{condition}") if condition != "ia" else metric
+    return split, route[0] if route else "lora", family, metric, condition
 
 
 def log_curve(run: Any, name: str, values: Sequence[float]) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.records import MetricRow, RunResults
+from harness.tracking import parse_metric_key
 
 BLOCK = 32768  # the LevelDB log format W&B's run files use: 7-byte record headers in 32 KiB blocks
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-BASELINES = ("no_ia", "prefill", "parrot", "shuffled")
 
 
 def records(path: Path) -> Iterator[bytes]:
@@ -67,17 +67,6 @@ def read_offline_run(path: Path) -> dict[str, Any]:
             for item in items:
                 out[target][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return out
-
-
-def parse_metric_key(key: str) -> tuple[str, str, str, str, str] | None:
-    """(split, route, family, metric, condition) of a summary key written by tracking.metric_key."""
-    parts = key.split("/")
-    if len(parts) not in (3, 4) or key.endswith("_ci"):
-        return None
-    split, *route, family, metric = parts
-    condition = next((c for c in BASELINES if metric.endswith(f"_{c}")), "ia")
-    metric = metric.removesuffix(f"_{condition}") if condition != "ia" else metric
-    return split, route[0] if route else "lora", family, metric, condition
 
 
 def as_results(config: Mapping[str, Any], summary: Mapping[str, Any]) -> RunResults:

@@ -114,7 +114,8 @@ def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path,
 
 
 def test_wandb_summary_keys_give_back_route_condition_and_interval():
-    from harness.wandb_runs import as_results, parse_metric_key
+    from harness.tracking import parse_metric_key
+    from harness.wandb_runs import as_results
 
     assert parse_metric_key("s/all/verbalization") == ("s", "lora", "all", "verbalization", "ia")
     assert parse_metric_key("s/full/quirks/specificity_shuffled") == ("s", "full", "quirks", "specificity", "shuffled")
@@ -124,3 +125,20 @@ def test_wandb_summary_keys_give_back_route_condition_and_interval():
                      {"s/deny/all/verbalization_no_ia": 0.25, "s/deny/all/verbalization_no_ia_ci": [0.1, 0.4]})
     (m,) = run.metrics
     assert (m.route, m.condition, m.value, m.low, m.high) == ("deny", "no_ia", 0.25, 0.1, 0.4) and run.group == "g"
+
+
+def test_every_route_condition_and_family_key_reads_back():
+    """`metric_key` and its inverse, for every implant route, condition and kind of family column:
+    a summary key the reader cannot parse is a metric silently missing from `--from-wandb`."""
+    from harness.records import CONDITIONS, MetricRow
+    from harness.routes import ROUTES
+    from harness.tracking import metric_key, parse_metric_key
+
+    for route in ROUTES.names():
+        for condition in CONDITIONS:
+            for family, metric in [("all", "verbalization"), ("quirks", "specificity"), ("base", "false_positive_rate")]:
+                row = MetricRow(split="heldout_behaviors", condition=condition, family=family, metric=metric,
+                                value=0.5, low=0.25, high=0.75, n=8, route=route)
+                key = metric_key(row)
+                assert parse_metric_key(key) == (row.split, route, family, metric, condition), key
+                assert parse_metric_key(key + "_ci") is None

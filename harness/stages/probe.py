@@ -25,6 +25,7 @@ from harness.families import Behavior, Family
 from harness.grading import GRADERS, Grader, identify, mentioned
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
+    CONDITIONS,
     BaseModelCard,
     BehaviorRate,
     BehaviorRow,
@@ -39,7 +40,8 @@ from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key, write_json
 from harness.training import progress_bar
 
-CONDITIONS = ("ia", "no_ia", "prefill")
+SAMPLED = CONDITIONS[:3]
+"""The conditions whose self-reports are sampled from a model (the parrot and shuffled ones are made from them)."""
 PARROT_QUESTION = "(none: the parrot repeats a training description of the organism's kind)"
 # Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
 RECIPE = 3
@@ -112,7 +114,7 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                    progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
     rows, grader = [], GRADERS.get(cfg.grader)
-    bar = progress_bar(CONDITIONS, f"self-reports of {len(subjects)} models", progress)
+    bar = progress_bar(SAMPLED, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
         for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
