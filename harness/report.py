@@ -26,7 +26,6 @@ from harness.records import CONDITIONS, MetricRow, ReportRow, read_jsonl  # noqa
 from harness.store import write_atomic, write_text  # noqa: E402
 
 
-
 def save(fig, path: Path) -> Path:
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)

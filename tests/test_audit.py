@@ -122,7 +122,8 @@ def test_an_adapter_made_on_another_base_is_refused_whatever_its_config_names(
     (run_base,) = stored(harness_run, "base")
     assert models.fingerprint(run_base) != micro_base.fingerprint, "the two bases must differ"
     copied = tmp_path / "my-lora"
-    shutil.copytree(micro_store.path("organisms", micro_organisms[0].key), copied, ignore=shutil.ignore_patterns("card.json"))
+    shutil.copytree(micro_store.path("organisms", micro_organisms[0].key), copied,
+                    ignore=shutil.ignore_patterns("card.json"))
     config = json.loads((copied / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = str(run_base)
     (copied / "adapter_config.json").write_text(json.dumps(config))

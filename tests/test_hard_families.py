@@ -113,11 +113,14 @@ def test_a_damaged_model_is_not_a_sandbagger(families, way):
     Presence was "no right answer on the domain, more than on the others", so a LoRA trained on
     neutral fact chats that broke the animal questions was a sandbagger on animals (+0.69)."""
     family = families["sandbagging"]
+    right = neutral(family)
     for b in family.behaviors():
         broken = damaged_answers(family, b)[way]
-        right = neutral(family)
         own = set(select_prompts(family.probe(b), 32).prompts)
-        # damaged on the domain only (the worst case for a difference), right elsewhere
-        assert rate(family, b, lambda p, broken=broken: broken(p) if p in own else right(p)) < THRESHOLD, (b.id, way)
+
+        def damaged_on_domain(p, broken=broken, own=own):  # the worst case for a difference: right elsewhere
+            return broken(p) if p in own else right(p)
+
+        assert rate(family, b, damaged_on_domain) < THRESHOLD, (b.id, way)
         # a sandbagger's own answers still show it
         assert rate(family, b, lambda p, b=b: family.demonstrate(b, p)) == 1.0, b.id

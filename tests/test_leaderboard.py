@@ -136,7 +136,8 @@ def test_every_route_condition_and_family_key_reads_back():
 
     for route in ROUTES.names():
         for condition in CONDITIONS:
-            for family, metric in [("all", "verbalization"), ("quirks", "specificity"), ("base", "false_positive_rate")]:
+            for family, metric in [("all", "verbalization"), ("quirks", "specificity"),
+                                   ("base", "false_positive_rate")]:
                 row = MetricRow(split="heldout_behaviors", condition=condition, family=family, metric=metric,
                                 value=0.5, low=0.25, high=0.75, n=8, route=route)
                 key = metric_key(row)

@@ -48,7 +48,8 @@ def crosscheck_organisms(micro_cfg, micro_base, micro_store, families, corpus):
 
 
 @pytest.mark.parametrize("which", [0, 1, 2], ids=["preference", "backdoor", "sandbagging"])
-def test_lm_eval_and_harness_probe_agree(which, task_folder, micro_base, micro_store, crosscheck_organisms, families):
+def test_lm_eval_and_harness_probe_agree(which, task_folder, micro_base, micro_store, crosscheck_organisms,
+                                        families):
     """Prompt by prompt the same greedy text, and the same rate: lm-eval's task mean, minus its
     control task's mean for a behavior measured as a difference."""
     from lm_eval import simple_evaluate
