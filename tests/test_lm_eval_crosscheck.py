@@ -32,7 +32,8 @@ def test_export_writes_a_template_and_variants(task_folder):
     assert "!function utils.grade_report" in (task_folder / "_selfreport_template.yaml").read_text()
     assert len((task_folder / "data" / "selfreport_biases_sycophancy.jsonl").read_text().splitlines()) == 3
     control = (task_folder / "probe_sandbagging_wrong_animal_animals_control.yaml").read_text()
-    assert "harness_rate: probe_sandbagging_wrong_animal_animals minus probe_sandbagging_wrong_animal_animals_control" in control
+    task = "probe_sandbagging_wrong_animal_animals"
+    assert f"harness_rate: {task} minus {task}_control" in control
 
 
 @pytest.fixture(scope="module")
