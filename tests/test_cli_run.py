@@ -69,6 +69,24 @@ def test_harness_run_smoke(tmp_path):
     assert b"introspection-adapter" in wandb_bytes  # the IA logged as an artifact
 
 
+def test_the_readme_smoke_run(tmp_path):
+    """The README's smoke line, exactly, in an empty folder: every stage runs and the leaderboard is
+    printed (it failed after minutes: micro organisms never implant). Its work is bounded by the
+    preset (12 organisms of a micro model, a few steps each), not timed here (see the README)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith(".venv/bin/harness run preset=smoke")]
+    args = line.split("#")[0].split()[1:]  # after `.venv/bin/harness`
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env.pop("HARNESS_CACHE", None)
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "verbalization rate of held-out organisms per family" in done.stdout and "| lora" in done.stdout
+    (metrics,) = (tmp_path / "outputs").glob("*/*/metrics.json")
+    assert json.loads(metrics.read_text())["metrics"]
+    assert len(list((tmp_path / ".cache" / "harness" / "organisms").glob("*/card.json"))) == 12
+
+
 def test_an_error_found_during_the_job_is_one_line(tmp_path):
     """Micro organisms never implant, so with the default ia.only_implanted there is nothing to train
     the IA on: the job stops with one line, after writing the organisms table and before any result."""
