@@ -29,7 +29,7 @@ RUN_EXAMPLES = """\
 examples:
   harness run                                          # embedded tiny model, all families
   harness run families=[preferences,biases]            # a subset of families
-  harness run model=micro max_behaviors_per_family=2   # a smoke run in seconds
+  harness run preset=smoke                             # a smoke run: every stage, under a minute
   harness run organism.steps=60 organism.rank=4        # change the implant
   harness run model=hf model.name_or_path=/path/to/model
   harness run split=leave_one_family_out split.heldout_family=biases
@@ -42,7 +42,7 @@ examples:
 
 config groups: model ({model}), organism (lora), split ({split}),
   ia ({ia}), probe (default), logger (wandb, wandb_online, none), families ({families}),
-  sweeps ({sweeps}), hydra/launcher (basic, joblib; with extras: submitit_local, submitit_slurm, slurm, ray,
+  preset ({preset}), sweeps ({sweeps}), hydra/launcher (basic, joblib; with extras: submitit_local, submitit_slurm, slurm, ray,
   ray_cluster)
 artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>-<pid>/
 """
@@ -144,7 +144,7 @@ def build_parser() -> Parser:
 
 
 def run_examples() -> str:
-    groups = ("model", "families", "sweeps", "split", "ia")
+    groups = ("model", "families", "preset", "sweeps", "split", "ia")
     return RUN_EXAMPLES.format(**{g: ", ".join(group_options(g)) for g in groups})
 
 
