@@ -489,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] not in ("run", *COMMANDS) and not args[0].startswith("-"):
             raise ConfigError(f"unknown command {args[0]!r} (known: run, {', '.join(COMMANDS)})")
+        if {"-sc", "--shell-completion"} & set(args[:2]):
+            return shell_completion([a for a in args if a != "run"])
         if args[:1] == ["run"] and not {"-h", "--help"} & set(args):
             return run_command(args[1:])  # Hydra's own flags and overrides, in their order
         parsed = parser.parse_args(args)
@@ -506,6 +508,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as e:
         return internal_error(e)
+
+
+def shell_completion(flags: list[str]) -> int:
+    """Hydra's shell completion, for the `harness` command: `eval "$(harness run -sc install=bash)"`
+    installs it; the shell then asks `harness -sc query=bash` with the line typed so far, and the
+    overrides after `harness run` are completed from the config tree (the commands after `harness`)."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split(" ", 2)  # harness, run, the overrides typed so far
+    if line and (len(words) < 3 or words[1] != "run"):
+        typed = words[1] if len(words) > 1 else ""
+        print(" ".join(c for c in ("run", *COMMANDS) if c.startswith(typed)))
+        return 0
+    if line:
+        os.environ["COMP_LINE"] = f"harness {words[2]}"
+    sys.argv = ["harness", *flags]
+    hydra_run()
+    return 0
 
 
 def internal_error(error: Exception) -> int:

@@ -156,3 +156,26 @@ def test_report_renders_in_headless_chromium(tmp_path):
     subprocess.run([CHROMIUM, *flags, f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1200,2000",
                     page.as_uri()], capture_output=True, timeout=HANG_GUARD_S)
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def test_shell_completion_of_harness_run(capsys, monkeypatch):
+    """`-sc install=bash` was taken for an override and refused."""
+    from harness.cli import main
+
+    assert main(["run", "-sc", "install=bash"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("-F hydra_bash_completion harness")
+    for line, expected in [("harness run model=", "model=micro"), ("harness run organism.st", "organism.steps="),
+                           ("harness le", "leaderboard"), ("harness ", "export-lm-eval")]:
+        monkeypatch.setenv("COMP_LINE", line)
+        assert main(["-sc", "query=bash"]) == 0
+        assert expected in capsys.readouterr().out.split(), line
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """`harness families | head -1` ended in a BrokenPipeError traceback. Here the reader is gone
+    before the first line is written (the same error, every time)."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "families"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=HANG_GUARD_S) == 0 and err == "", err
