@@ -120,6 +120,8 @@ def build_parser() -> Parser:
     board.add_argument("--group", help="the runs of a W&B group")
     board.add_argument("--from-wandb", metavar="ENTITY/PROJECT|DIR", help="W&B runs: the API, or offline run files")
     board.add_argument("--out", type=Path, help="also write the table (markdown and csv) here")
+    board.add_argument("--log", action="store_true",
+                       help="with --sweep or --group: also log the table and plot as a W&B run (job type sweep)")
     export = command("export-lm-eval", "write every family's probes as lm-eval tasks", EXAMPLES["export-lm-eval"])
     export.add_argument("--out", type=Path, default=Path("outputs/lm_eval_tasks"))
     export.add_argument("overrides", nargs="*", help="config overrides (families=..., ...)")
@@ -133,6 +135,7 @@ def build_parser() -> Parser:
     report = command("report", "one static HTML page for a run or a sweep folder", EXAMPLES["report"])
     report.add_argument("folder", nargs="?", type=Path, help="a run or sweep folder (default: the newest run)")
     report.add_argument("--out", type=Path)
+    report.add_argument("--log", action="store_true", help="also log the plots as a W&B run (job type report)")
     families = command("families", "list the behavior families and their behaviors", EXAMPLES["families"])
     families.add_argument("overrides", nargs="*", help="families_dir=DIR adds your own folder of families")
     cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
@@ -344,7 +347,8 @@ def leaderboard_command(a: argparse.Namespace) -> int:
     if sweep is not None or group is not None:
         target = out or Path(sweep or f"multirun/{group}")
         target.mkdir(parents=True, exist_ok=True)
-        board, written = leaderboard.write_sweep(results, target, LoggerConfig(group=group or results[0].group))
+        logger = LoggerConfig(group=group or results[0].group) if a.log else None  # reading writes no W&B run
+        board, written = leaderboard.write_sweep(results, target, logger)
         print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
         return 0
     board = leaderboard.leaderboard(results)
@@ -414,10 +418,11 @@ def report_command(a: argparse.Namespace) -> int:
         raise ConfigError(f"no such folder: {folder}")
     path = write_report(folder, out)
     images = sorted((path.parent / "report_files").glob("*.png"))
-    group = next((r.group for r in leaderboard.load_results([folder]) if r.group), None)
-    tracking.log_report(LoggerConfig(group=group), path.parent, images)
-    print(f"report written to {path} (open it in a browser; {len(images)} plots in {path.parent / 'report_files'}, "
-          "also logged to W&B under wandb/)")
+    print(f"report written to {path} (open it in a browser; {len(images)} plots in {path.parent / 'report_files'})")
+    if a.log:  # reading writes no W&B run unless asked
+        group = next((r.group for r in leaderboard.load_results([folder]) if r.group), None)
+        tracking.log_report(LoggerConfig(group=group), path.parent, images)
+        print("the plots are logged to a W&B run under wandb/ (job type report)")
     return 0
 
 

@@ -204,16 +204,18 @@ def to_markdown(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, floatfmt=".2f")
 
 
-def write_sweep(results: list[RunResults], folder: Path, logger: LoggerConfig) -> tuple[pd.DataFrame, list[Path]]:
+def write_sweep(results: list[RunResults], folder: Path,
+                logger: LoggerConfig | None) -> tuple[pd.DataFrame, list[Path]]:
     """The sweep's table (markdown, CSV) and its plot, beside each other in `folder`, both also
-    logged to a W&B run of the sweep's group (job type `sweep`); over seeds, the seed summary too.
-    Returns (the table, the files written)."""
+    logged to a W&B run of the sweep's group (job type `sweep`) unless `logger` is None; over
+    seeds, the seed summary too. Returns (the table, the files written)."""
     from harness import tracking
 
     df = sweep_table(results)
     md, csv = write(df, folder, "sweep")
     png = plot_sweep(df, folder / "sweep.png")
-    tracking.log_sweep(logger, folder, df, png)
+    if logger is not None:
+        tracking.log_sweep(logger, folder, df, png)
     return df, [md, csv, *([png] if png else []), *write_seeds(results, folder)]
 
 

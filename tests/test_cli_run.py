@@ -126,7 +126,12 @@ def test_report_page_of_a_run_and_a_sweep(tmp_path, capsys):
             assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 5_000
         text = page.read_text()
         assert "&lt;b&gt;preferences/x&lt;/b&gt; says" in text and "<b>preferences/x</b>" not in text  # escaped
+    # reading writes no W&B run (each call made one, and repointed wandb/latest-run); --log does
+    assert not list(tmp_path.rglob("wandb")), "report and leaderboard --sweep wrote a W&B run"
+    assert main(["report", str(run), "--log"]) == 0 and main(["leaderboard", "--sweep", str(tmp_path / "sweep"),
+                                                              "--log"]) == 0
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "the plots are logged to W&B"
+    assert list((tmp_path / "sweep" / "wandb").glob("offline-run-*/run-*.wandb")), "the sweep table is logged"
     assert main(["report", str(tmp_path)]) == 2
 
 
