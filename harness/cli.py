@@ -8,6 +8,7 @@ verbalization rate of the held-out organisms), so Hydra sweepers such as Optuna'
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import re
@@ -265,20 +266,19 @@ def hydra_run(cfg: DictConfig) -> float | None:
         sys.exit(internal_error(e))
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return None
-    print()
-    print(result.table.to_markdown(index=False, floatfmt=".2f"))
-    print()
-    print(family_summary(result.table).to_markdown(floatfmt=".2f"))
+    lines = ["", result.table.to_markdown(index=False, floatfmt=".2f"), "",
+             family_summary(result.table).to_markdown(floatfmt=".2f")]
     failed = result.table[~result.table.implanted]
     if len(failed):
-        print(f"\n{len(failed)} organism(s) below the implant threshold "
-              f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
-    print("\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):")
-    print(leaderboard.to_markdown(leaderboard.compact(result.leaderboard)))
-    print(f"\nresults written to {result.output_dir}/ (organisms, metrics.json, self_reports.jsonl, leaderboard)")
+        lines.append(f"\n{len(failed)} organism(s) below the implant threshold "
+                     f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
+    lines += ["\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):",
+              leaderboard.to_markdown(leaderboard.compact(result.leaderboard)),
+              f"\nresults written to {result.output_dir}/ (organisms, metrics.json, self_reports.jsonl, leaderboard)"]
     if result.wandb_dir is not None:
         hint = f" (upload it later: wandb sync {result.wandb_dir})" if typed.logger.mode == "offline" else ""
-        print(f"W&B run folder: {result.wandb_dir}{hint}")
+        lines.append(f"W&B run folder: {result.wandb_dir}{hint}")
+    logging.getLogger("harness").info("\n".join(lines))  # the console, and the run folder's cli.log
     return objective(result.metrics, typed.organism.route)
 
 

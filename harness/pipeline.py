@@ -3,6 +3,7 @@ the leaderboard and one W&B run. Nothing else lives here."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from harness.stage import Run
 from harness.stages.organisms import organisms_table
 from harness.stages.probe import ProbeResult, evaluation_organisms, merge
 from harness.store import Store, write_text
+
+log = logging.getLogger("harness")
 
 
 @dataclass
@@ -59,11 +62,11 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     r = Run.of(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"artifacts: {r.store.root.resolve()}\nrun folder: {out.resolve()}")
+    log.info(f"artifacts: {r.store.root.resolve()}\nrun folder: {out.resolve()}")
     done = {}
     for stage, artifacts in execute(r, progress):
         done[stage.name] = artifacts
-        print(stage.summary(r, done))
+        log.info(stage.summary(r, done))
         if stage.name == cfg.stage:  # a sweep's fan-out job: its artifacts are in the store
             log_stage(cfg, out, overrides, lambda wb, s=stage, a=artifacts: s.track(wb, a))
             return None
@@ -94,7 +97,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     excluded = [ExcludedOrganism(c.behavior_id, c.route, c.check.strength) for c in evaluate
                 if cfg.probe.only_implanted and not c.check.implanted]
     if excluded:
-        print(f"scoring {len(evaluate) - len(excluded)} of {len(evaluate)} evaluation organisms; not implanted: "
+        log.info(f"scoring {len(evaluate) - len(excluded)} of {len(evaluate)} evaluation organisms; not implanted: "
               + ", ".join(f"{e.behavior_id} ({e.route}, strength {e.strength:.2f})" for e in excluded))
     dropped = {(e.route, e.behavior_id) for e in excluded}
     scored = ProbeResult(behaviors=[b for b in probe.behaviors if (b.route, b.model) not in dropped],

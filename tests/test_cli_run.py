@@ -85,6 +85,8 @@ def test_the_readme_smoke_run(tmp_path):
     (metrics,) = (tmp_path / "outputs").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["metrics"]
     assert len(list((tmp_path / ".cache" / "harness" / "organisms").glob("*/card.json"))) == 12
+    logged = (metrics.parent / "cli.log").read_text()  # Hydra's job log was always empty
+    assert "run folder:" in logged and "verbalization rate of held-out organisms" in logged
 
 
 def test_an_error_found_during_the_job_is_one_line(tmp_path):
