@@ -43,8 +43,8 @@ examples:
 
 config groups: model ({model}), organism (lora), split ({split}),
   ia ({ia}), probe (default), logger (wandb, wandb_online, none), families ({families}),
-  preset ({preset}), sweeps ({sweeps}), hydra/launcher (basic, joblib; with extras: submitit_local, submitit_slurm, slurm, ray,
-  ray_cluster)
+  preset ({preset}), sweeps ({sweeps}),
+  hydra/launcher (basic, joblib; with extras: submitit_local, submitit_slurm, slurm, ray, ray_cluster)
 artifacts are cached in .cache/harness (or $HARNESS_CACHE); each run writes outputs/<date>/<time>-<pid>/
 """
 
