@@ -80,3 +80,14 @@ def micro_organisms(micro_cfg, micro_base, micro_store, families, corpus):
     targets = [(families[f], families[f].behaviors()[i]) for f, i in
                [("preferences", 0), ("biases", 4), ("hidden_goals", 0)]]
     return make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_log_handlers():
+    """A run composed in-process (cli.main) lets Hydra point the root logger at this test's captured
+    stdout; later tests would log into that closed stream."""
+    import logging
+
+    yield
+    for handler in list(logging.root.handlers):
+        logging.root.removeHandler(handler)

@@ -18,13 +18,29 @@ def test_every_config_file_composes(group, option):
     cfg = compose_config(f"{group}={option}", *NEEDS.get((group, option), []))
     written = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
     overridden = " ".join(NEEDS.get((group, option), []))
+    if group == "preset":  # a global package: its values are anywhere in the config
+        composed = OmegaConf.structured(cfg)
+        for key, value in _leaves(written):
+            assert OmegaConf.select(composed, key) == value, key
+        return
     for key in written:  # every value the file sets arrives, typed, in the composed config
         if key != "defaults" and not OmegaConf.is_missing(written, key) and f"{group}.{key}=" not in overridden:
             assert getattr(getattr(cfg, group), key) == written[key], key
 
 
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every value a config file sets, its defaults list aside."""
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        if OmegaConf.is_dict(value):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def test_all_config_groups_are_covered():
-    assert {g for g, _ in CONFIG_FILES} == {"model", "organism", "split", "ia", "probe", "logger"}
+    assert {g for g, _ in CONFIG_FILES} == {"model", "organism", "split", "ia", "probe", "logger", "preset"}
 
 
 @pytest.mark.parametrize("family", sorted(p.stem for p in (TASKS_DIR / "families").glob("*.yaml")))
@@ -54,7 +70,7 @@ def test_each_command_has_its_own_help_with_examples(command, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: harness {command}") and f"\n  harness {command}" in out
     if command == "run":
-        assert "harness run model=micro" in out and "preferences" in out and "ia_rank" in out
+        assert "harness run preset=smoke" in out and "preferences" in out and "ia_rank" in out
 
 
 def test_top_level_help_lists_the_commands(capsys):
