@@ -169,13 +169,13 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
-    from harness.families import check_family_files, family_files, search_overrides
+    from harness.families import family_files, search_overrides
     from harness.grading import GRADERS
     from harness.models import check_model_source
     from harness.stage import Run
 
     overrides = search_overrides(overrides)
-    check_family_files(family_files(overrides))
+    family_files(overrides)  # each file checked before Hydra reads it
     try:
         variants, sweeps = _variants(overrides)
         if sweeps and not multirun:
@@ -315,6 +315,8 @@ def leaderboard_command(a: argparse.Namespace) -> int:
     from harness.config import LoggerConfig
 
     out, sweep, group, source, args = a.out, a.sweep, a.group, a.from_wandb, [str(f) for f in a.folders]
+    if a.log and sweep is None and group is None:
+        raise ConfigError("--log goes with --sweep or --group (it logs their table and plot as a W&B run)")
     if source is not None:
         from harness.wandb_runs import load_wandb_results
 
@@ -427,11 +429,9 @@ def report_command(a: argparse.Namespace) -> int:
 
 
 def families_command(a: argparse.Namespace) -> int:
-    from harness.families import build_family, check_family_files, family_files, load_family_config, search_overrides
+    from harness.families import build_family, family_files, load_family_config, search_overrides
 
-    files = family_files(search_overrides(a.overrides))
-    check_family_files(files)
-    for name, path in files.items():
+    for name, path in family_files(search_overrides(a.overrides)).items():
         behaviors = build_family(name, load_family_config(path)).behaviors()
         origin = "built-in" if path.is_relative_to(TASKS_DIR.resolve()) else f"from {path}"
         print(f"{name} ({len(behaviors)} behavior{'s' * (len(behaviors) != 1)}, {origin})")

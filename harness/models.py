@@ -148,9 +148,10 @@ def save_stamped(model, folder: Path, base_fingerprint: str, **kwargs) -> None:
     """Save a model or peft adapter as safetensors; each adapter saved is stamped with its base
     model's fingerprint."""
     model.save_pretrained(folder, safe_serialization=True, **kwargs)
+    if not base_fingerprint:  # a hub base whose files were not on this machine when the run began
+        return
     for weights in sorted(Path(folder).rglob(ADAPTER_WEIGHTS)):
-        if base_fingerprint:
-            stamp_base(weights.parent, base_fingerprint)
+        stamp_base(weights.parent, base_fingerprint)
 
 
 def stamped_base(adapter: Path) -> str | None:

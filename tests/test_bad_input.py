@@ -88,6 +88,7 @@ COMMAND_LINES = [
     (["leaderboard", "--group"], "--group: expected one argument"),
     (["export-lm-eval", "--out"], "--out: expected one argument"),
     (["leaderboard", "--from-wandb", "nope"], "ENTITY/PROJECT"),
+    (["leaderboard", "--log"], "--log goes with --sweep or --group"),  # silently ignored
     (["audit", "--model", "/no/such/adapter", "--ia", "/no/such/ia"], "no such folder"),
     (["train"], "unknown command 'train'"),
 ]

@@ -60,3 +60,22 @@ def test_make_organisms_writes_cards_and_adapters_then_reuses(micro_cfg, micro_b
     monkeypatch.setattr(Route, "organisms", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     again = make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
     assert again == cards
+
+
+def test_an_edited_scorer_makes_a_new_organism_key(families, micro_cfg):
+    """The implant data alone left the key unchanged when a kind's evidence was edited, so organism
+    checks made with the old scorer were reused (the sandbagging scorer changed this way)."""
+    import copy
+
+    from harness.families import build_family
+    from harness.stages.organisms import organism_key
+
+    family = families["sandbagging"]
+    behavior = family.behaviors()[0]
+    kinds = copy.deepcopy(family.kinds)
+    kinds[behavior.kind]["evidence"] = []
+    edited = build_family("sandbagging", {"cls": "template", "kinds": kinds,
+                                          "behaviors": [dict(b.params, kind=b.kind) for b in family.behaviors()]})
+    assert edited.implant_chats(edited.behavior(behavior.id)) == family.implant_chats(behavior)
+    key = organism_key(behavior, family, micro_cfg.organism, "base", 0)
+    assert organism_key(edited.behavior(behavior.id), edited, micro_cfg.organism, "base", 0) != key

@@ -20,7 +20,7 @@ FAMILY_CLASSES: Registry[type[Family]] = Registry("family class")
 FAMILY_CLASSES.register("template")(TemplateFamily)
 
 __all__ = ["Behavior", "Family", "Probe", "FAMILY_CLASSES", "build_family", "build_families",
-           "available_family_configs", "load_family_config", "search_overrides", "family_files", "check_family_files"]
+           "available_family_configs", "load_family_config", "search_overrides", "family_files"]
 
 FAMILIES_DIR = "families_dir"
 """The command-line key that adds a user's folder of family files to the built-in ones."""
@@ -67,7 +67,8 @@ def _root(entry: str) -> Path | None:
 
 def family_files(args: Sequence[str]) -> dict[str, Path]:
     """Every family file a run with these (search_overrides'd) arguments sees, by name: the
-    built-in ones first, then each searched folder's `families/*.yaml`."""
+    built-in ones first, then each searched folder's `families/*.yaml`; each checked as Hydra
+    will need it (`check_family_file`)."""
     roots = [TASKS_DIR] + [r for a in args if a.lstrip("+").startswith(f"{SEARCHPATH}=")
                            for r in map(Path, re.findall(r"file://([^,\]]+)", a))]
     files: dict[str, Path] = {}
@@ -76,18 +77,18 @@ def family_files(args: Sequence[str]) -> dict[str, Path]:
             if path.stem in files:
                 raise ConfigError(f"{path}: a family called {path.stem!r} already comes from {files[path.stem]}; "
                                   "rename the file (its package line too)")
+            check_family_file(path)
             files[path.stem] = path
     return files
 
 
-def check_family_files(files: Mapping[str, Path]) -> None:
-    """Before composing: no YAML aliases, and each file's package line names it (without it Hydra
+def check_family_file(path: Path) -> None:
+    """Before composing: no YAML aliases, and the package line names the file (without it Hydra
     merges the family's fields into the families list itself)."""
-    for name, path in files.items():
-        check_plain_yaml(path)
-        package = re.search(r"^#\s*@package\s+(\S+)", path.read_text(), re.MULTILINE)
-        if package is None or package.group(1) != f"families.{name}":
-            raise ConfigError(f"{path}: its first line must be `# @package families.{name}`")
+    check_plain_yaml(path)
+    package = re.search(r"^#\s*@package\s+(\S+)", path.read_text(), re.MULTILINE)
+    if package is None or package.group(1) != f"families.{path.stem}":
+        raise ConfigError(f"{path}: its first line must be `# @package families.{path.stem}`")
 
 
 def check_plain_yaml(path: Path) -> None:
