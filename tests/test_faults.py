@@ -81,7 +81,7 @@ def check_nothing_half_written(tmp: Path) -> None:
 def trial(tmp: Path, moment, delay: float, reference) -> None:
     proc = subprocess.Popen(command(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + 300
+    deadline = time.time() + HANG_GUARD_S  # a guard against a hang, not a time limit on the stage
     while not moment(tmp) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     time.sleep(delay)
