@@ -54,7 +54,9 @@ examples:
   harness leaderboard                                  # every run under outputs/ and multirun/
   harness leaderboard multirun/2026-11-26              # every run under a folder, one table
   harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
-  harness leaderboard --group ia_rank                  # the runs of one W&B group
+  harness leaderboard --ci --sort quirks               # values with 95% intervals and n, best quirks first
+  harness leaderboard --format json > board.json       # every column (csv, json): intervals, n, direction
+  harness leaderboard --group ia_rank-2026-11-27_10-00-00-4321    # the runs of one sweep's W&B group
   harness leaderboard --from-wandb me/introspection-harness          # from W&B (the API, or offline files)
 """,
     "export-lm-eval": """\
@@ -120,7 +122,13 @@ def build_parser() -> Parser:
     board.add_argument("--sweep", type=Path, help="a sweep's folder: swept values as columns, and a plot")
     board.add_argument("--group", help="the runs of a W&B group")
     board.add_argument("--from-wandb", metavar="ENTITY/PROJECT|DIR", help="W&B runs: the API, or offline run files")
-    board.add_argument("--out", type=Path, help="also write the table (markdown and csv) here")
+    board.add_argument("--out", type=Path, help="also write the table (markdown, csv and json) here")
+    board.add_argument("--format", choices=leaderboard_formats(), default="md",
+                       help="what is printed: md (the compact table), csv or json (every column, with intervals)")
+    board.add_argument("--ci", action="store_true", help="md: each value as `value [95%% interval] n=N`")
+    board.add_argument("--sort", metavar="METRIC", help="best first by a metric column (all/verbalization), a "
+                       "metric (hallucination: all/hallucination) or a family (quirks: quirks/verbalization); "
+                       "lower is better for hallucination, denial and the base FPR")
     board.add_argument("--log", action="store_true",
                        help="with --sweep or --group: also log the table and plot as a W&B run (job type sweep)")
     export = command("export-lm-eval", "write every family's probes as lm-eval tasks", EXAMPLES["export-lm-eval"])
@@ -255,7 +263,8 @@ def hydra_run(cfg: DictConfig) -> float | None:
     typed.output_dir = hydra_cfg.runtime.output_dir
     set_threads(typed.threads)
     try:
-        result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)))
+        result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)),
+                              command=" ".join(["harness run", *hydra_cfg.overrides.task]))
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
         print(f"harness: error: {e}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
@@ -274,7 +283,8 @@ def hydra_run(cfg: DictConfig) -> float | None:
                      f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
     lines += ["\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):",
               leaderboard.to_markdown(leaderboard.compact(result.leaderboard)),
-              f"\nresults written to {result.output_dir}/ (organisms, metrics.json, self_reports.jsonl, leaderboard)"]
+              f"\nrun {result.run_id}: results written to {result.output_dir}/ (organisms, metrics.json, "
+              "self_reports.jsonl, leaderboard)"]
     if result.wandb_dir is not None:
         hint = f" (upload it later: wandb sync {result.wandb_dir})" if typed.logger.mode == "offline" else ""
         lines.append(f"W&B run folder: {result.wandb_dir}{hint}")
@@ -310,6 +320,12 @@ def run_command(args: list[str]) -> int:
     return 0
 
 
+def leaderboard_formats() -> tuple[str, ...]:
+    from harness.leaderboard import FORMATS
+
+    return FORMATS
+
+
 def leaderboard_command(a: argparse.Namespace) -> int:
     from harness import leaderboard
     from harness.config import LoggerConfig
@@ -317,6 +333,8 @@ def leaderboard_command(a: argparse.Namespace) -> int:
     out, sweep, group, source, args = a.out, a.sweep, a.group, a.from_wandb, [str(f) for f in a.folders]
     if a.log and sweep is None and group is None:
         raise ConfigError("--log goes with --sweep or --group (it logs their table and plot as a W&B run)")
+    if a.ci and a.format != "md":
+        raise ConfigError(f"--ci goes with --format md (--format {a.format} holds every interval already)")
     if source is not None:
         from harness.wandb_runs import load_wandb_results
 
@@ -325,12 +343,7 @@ def leaderboard_command(a: argparse.Namespace) -> int:
         board = leaderboard.leaderboard(load_wandb_results(source))
         if board.empty:
             raise ConfigError(f"no evaluation runs in {source}")
-        print(f"verbalization rate per family, by W&B run and condition ({source})")
-        print(leaderboard.to_markdown(leaderboard.compact(board)))
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            print(f"\nwritten to {', '.join(map(str, leaderboard.write(board, out)))}")
-        return 0
+        return show(board, a, f"by W&B run and condition ({source})", out)
     if sweep is not None:
         if args or group:
             raise ConfigError("--sweep takes one sweep folder and no other folder or --group")
@@ -341,26 +354,45 @@ def leaderboard_command(a: argparse.Namespace) -> int:
     folders = [Path(a) for a in args] or [f for f in (Path("outputs"), Path("multirun")) if f.is_dir()]
     results = leaderboard.load_results(folders)
     if group is not None:
-        results = leaderboard.in_group(results, group)
+        results = leaderboard.in_group(results, group) or no_group(leaderboard.load_results(folders), group)
     if not results:
         where = ", ".join(map(str, folders)) or "outputs, multirun"
-        what = f" of W&B group {group!r}" if group else ""
-        raise ConfigError(f"no {leaderboard.RESULTS_FILE}{what} under {where}: run `harness run` first")
+        raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
     if sweep is not None or group is not None:
         target = out or Path(sweep or f"multirun/{group}")
         target.mkdir(parents=True, exist_ok=True)
         logger = LoggerConfig(group=group or results[0].group) if a.log else None  # reading writes no W&B run
         board, written = leaderboard.write_sweep(results, target, logger)
+        if a.format != "md" or a.ci or a.sort:
+            return show(board, a, "by swept value and condition", out=None)  # written above
         print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
         return 0
-    board = leaderboard.leaderboard(results)
-    print("verbalization rate per family, by run and condition (every column: --out DIR)")
-    print(leaderboard.to_markdown(leaderboard.compact(board)))
+    return show(leaderboard.leaderboard(results), a, "by run and condition", out)
+
+
+def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
+    """Print a leaderboard as asked (sorted, in a format) and write it under `out`."""
+    from harness import leaderboard
+
+    if a.sort:
+        board = leaderboard.sort(board, a.sort)
+    if a.format == "md":
+        print(f"verbalization rate per family, {rows} (↓: lower is better; every column: --format csv or json)")
+    print(leaderboard.render(board, a.format, a.ci).rstrip("\n"))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        md, csv = leaderboard.write(board, out)
-        print(f"\nwritten to {md} and {csv}")
+        print(f"\nwritten to {', '.join(map(str, leaderboard.write(board, out)))}",
+              file=sys.stdout if a.format == "md" else sys.stderr)
     return 0
+
+
+def no_group(results, group: str) -> list:
+    """`--group` names no group: say which groups there are (a sweep's group is its preset's name
+    and the time it started, e.g. ia_rank-2026-11-28_10-00-00-4321)."""
+    groups = sorted({r.group for r in results if r.group})
+    near = [g for g in groups if g.startswith(f"{group}-")]
+    known = f"groups of {group!r}: {', '.join(near)}" if near else f"known: {', '.join(groups) or 'none'}"
+    raise ConfigError(f"no run of W&B group {group!r} ({known})")
 
 
 def export_command(a: argparse.Namespace) -> int:

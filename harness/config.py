@@ -271,6 +271,9 @@ class LoggerConfig:
     project: str = "introspection-harness"
     entity: str | None = None
     group: str | None = None
+    """The W&B group; a sweep sets one per invocation, `<preset>-<timestamp>-<pid>`."""
+    tags: list[str] = field(default_factory=list)
+    """W&B tags of every run (a sweep adds its preset's name)."""
     log_artifacts: bool = False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,8 +12,8 @@ from omegaconf import OmegaConf
 
 from harness.config import LoggerConfig, one_line
 from harness.errors import ConfigError
-from harness.metrics import across_seeds
-from harness.records import SCHEMA_VERSION, RunResults, from_dict
+from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds
+from harness.records import SCHEMA_VERSION, MetricRow, RunResults, from_dict
 from harness.store import write_atomic, write_text
 
 METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination")
@@ -54,43 +55,117 @@ def in_group(results: list[RunResults], group: str) -> list[RunResults]:
     return [r for r in results if r.group == group]
 
 
+def run_id(run: RunResults) -> str:
+    """The run's id (its W&B run's id too); for a results file written before runs had ids, a
+    hash of its folder, so the same file always gets the same id."""
+    return run.run_id or hashlib.sha256(run.path.encode()).hexdigest()[:8]
+
+
+def column(m: MetricRow) -> str | None:
+    """The leaderboard column of a metric row: `{family}/{metric}`, the pooled denial and trigger
+    rates, the base model's false-positive rate; None for a row the table does not show."""
+    if m.family == "base":
+        return FPR
+    if m.metric in METRICS or (m.metric in POOLED and m.family == "all"):
+        return f"{m.family}/{m.metric}"
+    return None
+
+
+def spec(column: str) -> MetricSpec:
+    return METRIC_SPECS[column.rsplit("/", 1)[-1]]
+
+
 def leaderboard(results: list[RunResults]) -> pd.DataFrame:
-    """Rows: (IA, route of the evaluation organisms, condition: the IA or a baseline); columns:
-    `{family}/{metric}`, the pooled denial and trigger rates, and the base model's false-positive rate."""
+    """Rows: (run, route of the evaluation organisms, condition: the IA or a baseline), with the
+    run's id and the values it was swept over (override keys whose values differ between the
+    runs) as columns; then one column per `{family}/{metric}`, the pooled denial and trigger rates
+    and the base model's false-positive rate, each followed by its `_low`, `_high` and `_n`."""
     rows = []
-    for run in results:
+    for run, values in zip(results, swept_values(results), strict=True):
         by_condition: dict[tuple[str, str], dict] = {}
         for m in run.metrics:
+            name = column(m)
+            if name is None:
+                continue
             row = by_condition.setdefault((m.route, m.condition), {
-                "ia": run.ia[:8], "split": run.split, "overrides": " ".join(run.overrides),
-                "route": m.route, "condition": m.condition})
-            if m.family == "base":
-                row[FPR] = m.value
-            elif m.metric in METRICS or (m.metric in POOLED and m.family == "all"):
-                row[f"{m.family}/{m.metric}"] = m.value
+                "run": run_id(run), **values, "ia": run.ia[:8], "split": run.split, "route": m.route,
+                "condition": m.condition})
+            row |= {name: m.value, f"{name}_low": m.low, f"{name}_high": m.high, f"{name}_n": m.n}
         rows += by_condition.values()
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    first = ["ia", "split", "overrides", "route", "condition"]
+    first = [c for c in df.columns if "/" not in c]
     families = sorted({c.split("/")[0] for c in df.columns if "/" in c} - {"all", "base"})
     ordered = [f"{f}/{m}" for f in [*families, "all"] for m in (*METRICS, *POOLED) if f"{f}/{m}" in df.columns]
-    return df[first + ordered + ([FPR] if FPR in df.columns else [])]
+    ordered += [FPR] if FPR in df.columns else []
+    return df[first + [c + suffix for c in ordered for suffix in INTERVAL]]
 
 
-def compact(df: pd.DataFrame) -> pd.DataFrame:
-    """The columns a reader looks at first: the run's overrides or swept values and condition,
-    then verbalization per family and the pooled figures."""
-    keep = [c for c in df.columns if ("/" not in c and c not in ("ia", "split")) or c.endswith("/verbalization")
-            or c in (*(f"all/{m}" for m in (*METRICS, *POOLED)), FPR)]
-    if "overrides" in keep and not df["overrides"].astype(bool).any():
-        keep.remove("overrides")
-    return df[keep].rename(columns=lambda c: c.replace("/verbalization", "").replace(FPR, "base FPR"))
+INTERVAL = ("", "_low", "_high", "_n")
+
+
+def value_columns(df: pd.DataFrame) -> list[str]:
+    """The metric columns of a leaderboard (not their intervals)."""
+    return [c for c in df.columns if "/" in c and not c.endswith(INTERVAL[1:])]
+
+
+def id_columns(df: pd.DataFrame) -> list[str]:
+    """The run id, the swept values, IA, split, route and condition."""
+    return [c for c in df.columns if "/" not in c]
+
+
+def compact(df: pd.DataFrame, ci: bool = False) -> pd.DataFrame:
+    """The columns a reader looks at first: the run, its swept values and condition, then
+    verbalization per family and the pooled figures; with `ci`, each as `value [low, high] n=N`.
+    Headers of metrics where lower is better end in an arrow."""
+    keep = [c for c in id_columns(df) if c not in ("ia", "split")]
+    shown = [c for c in value_columns(df) if c.endswith("/verbalization")
+             or c in (*(f"all/{m}" for m in (*METRICS, *POOLED)), FPR)]
+    out = df[keep].copy()
+    for c in shown:
+        out[header(c)] = [cell(df.at[i, c], df.at[i, f"{c}_low"], df.at[i, f"{c}_high"], df.at[i, f"{c}_n"])
+                          for i in df.index] if ci else df[c]
+    return out
+
+
+def header(column: str, short: bool = True) -> str:
+    """A metric column's header, `↓` after those where lower is better; `short`: a family's
+    verbalization is the family's name, the base model's false-positive rate `base FPR`."""
+    name = column if not short else "base FPR" if column == FPR else column.replace("/verbalization", "")
+    return name if spec(column).higher_is_better else f"{name} ↓"
+
+
+def cell(value: float, low: float, high: float, n: float) -> str:
+    """`0.61 [0.38, 0.80] n=19`; no interval from one unit, blank for a missing value."""
+    if pd.isna(value):
+        return ""
+    interval = f" [{low:.2f}, {high:.2f}]" if not (pd.isna(low) or pd.isna(high)) else ""
+    return f"{value:.2f}{interval} n={int(n)}" if not pd.isna(n) else f"{value:.2f}{interval}"
+
+
+def sort(df: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Rows ordered by one metric column, best first by the metric's direction (missing last).
+    `by` is a column (`all/hallucination`), or a metric or family, which mean `all/<metric>` and
+    `<family>/verbalization`."""
+    columns = value_columns(df)
+    name = next((c for c in (by, f"all/{by}", f"{by}/verbalization") if c in columns),
+                FPR if by in ("false_positive_rate", "base FPR") else None)
+    if name is None or name not in columns:
+        raise ConfigError(f"cannot sort by {by!r}: not a column of this table (known: {', '.join(columns)})")
+    ordered = df.sort_values(name, ascending=not spec(name).higher_is_better, na_position="last", kind="stable")
+    return ordered.reset_index(drop=True)
+
+
+# Overrides a sweep adds to every job for its own plumbing (threads per job, the W&B group, Hydra
+# folders): not what the user varied.
+PLUMBING = ("threads=", "logger.group=", "logger.tags=", "hydra.")
 
 
 def override_pairs(overrides: list[str]) -> dict[str, str]:
-    """`key=value` overrides (`+`/`~` prefixes dropped) as a dict."""
-    return dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    """`key=value` overrides (`+`/`~` prefixes dropped; a sweep's plumbing left out) as a dict."""
+    kept = [o.lstrip("+~") for o in overrides if "=" in o]
+    return dict(o.split("=", 1) for o in kept if not o.startswith(PLUMBING))
 
 
 def swept_values(results: list[RunResults]) -> list[dict[str, str]]:
@@ -108,14 +183,15 @@ def _sort_key(value: str) -> tuple:
         return (2 if value in ("null", "") else 1, 0.0, value)
 
 
+def swept_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in id_columns(df) if c not in ("run", "ia", "split", "route", "condition")]
+
+
 def sweep_table(results: list[RunResults]) -> pd.DataFrame:
-    """One table for a sweep: the swept parameters as the first columns, then the leaderboard's."""
-    swept = swept_values(results)
-    keys = list(swept[0]) if swept else []
-    frames = [leaderboard([run]).drop(columns="overrides").assign(**values)
-              for run, values in zip(results, swept, strict=True)]
-    df = pd.concat(frames, ignore_index=True)
-    df = df[keys + [c for c in df.columns if c not in keys]]
+    """One table for a sweep: the leaderboard's rows in order of the swept values (numbers in
+    numeric order, null last), the IA's own route first."""
+    df = leaderboard(results)
+    keys = swept_columns(df)
     order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "route"] != "lora",
                                                   df.at[i, "route"], df.at[i, "condition"]))
     return df.iloc[order].reset_index(drop=True)
@@ -159,10 +235,24 @@ def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
     return wide.assign(seeds=int(summary.n.max()))
 
 
+def positions(values: list[str]) -> tuple[list[float], bool]:
+    """x positions of a sweep's values, and whether the axis is logarithmic: positive numbers in a
+    geometric progression (1, 4, 16, 64) sit at their value on a log axis, `null` (all) one step
+    past the last; anything else is evenly spaced in the given order."""
+    numbers = [float(v) for v in values if v not in ("null", "")] if all(
+        _sort_key(v)[0] in (0, 2) for v in values) else []
+    ratios = {round(b / a, 6) for a, b in zip(numbers, numbers[1:], strict=False) if a > 0}
+    if len(numbers) < 3 or min(numbers) <= 0 or len(ratios) != 1 or ratios == {1.0}:
+        return [float(i) for i in range(len(values))], False
+    step = ratios.pop()
+    return [float(v) if v not in ("null", "") else numbers[-1] * step for v in values], True
+
+
 def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
-    """Verbalization against the swept parameter: by condition, and per family under the IA.
-    Only for a sweep over one parameter (a scaling curve); returns None otherwise."""
-    swept = [c for c in df.columns if c not in ("ia", "split", "route", "condition") and "/" not in c]
+    """Verbalization against the swept parameter with 95% intervals: by condition, and per family
+    under the IA; a log axis where the values are powers. Only for a sweep over one parameter (a
+    scaling curve); returns None otherwise."""
+    swept = swept_columns(df)
     if len(swept) != 1:
         return None
     df = df[df.route == df.route.iloc[0]]  # the organisms of the IA's own route
@@ -172,32 +262,79 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     x = swept[0]
-    labels = list(dict.fromkeys(df[x].map(lambda v: "all" if v in ("null", "") else v)))
+    values = list(dict.fromkeys(df[x]))
+    xs, log = positions(values)
+    at = dict(zip(values, xs, strict=True))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+
+    def curve(ax, rows: pd.DataFrame, name: str, label: str) -> None:
+        errors = [(rows[name] - rows[f"{name}_low"]).fillna(0).clip(lower=0),
+                  (rows[f"{name}_high"] - rows[name]).fillna(0).clip(lower=0)]
+        ax.errorbar([at[v] for v in rows[x]], rows[name], yerr=errors, marker="o", capsize=3, label=label)
+
     for condition, rows in df.groupby("condition", sort=False):
-        left.plot(range(len(rows)), rows["all/verbalization"], marker="o", label=condition)
+        curve(left, rows, "all/verbalization", condition)
     ia = df[df.condition == "ia"]
-    for column in [c for c in df.columns if c.endswith("/verbalization") and not c.startswith("all/")]:
-        right.plot(range(len(ia)), ia[column], marker="o", label=column.split("/")[0])
+    for name in [c for c in value_columns(df) if c.endswith("/verbalization") and not c.startswith("all/")]:
+        curve(right, ia, name, name.split("/")[0])
     for ax, title in ((left, "held-out organisms, by condition"), (right, "with the IA, by family")):
-        ax.set_xticks(range(len(labels)), labels)
-        ax.set_xlabel(x)
+        if log:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(xs, ["all" if v in ("null", "") else v for v in values])
+        ax.set_xlabel(x + (" (log scale)" if log else ""))
         ax.set_title(title)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend()
-    left.set_ylabel("verbalization rate")
+        ax.legend(fontsize=8)
+    left.set_ylabel("verbalization rate (95% CI)")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 
 
-def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> tuple[Path, Path]:
-    md, csv = folder / f"{stem}.md", folder / f"{stem}.csv"
-    write_text(md, to_markdown(df) + "\n")
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Every metric column as `value [low, high] n=N` (the full table, for reading)."""
+    cells = {header(c, short=False): [cell(df.at[i, c], df.at[i, f"{c}_low"], df.at[i, f"{c}_high"], df.at[i, f"{c}_n"])
+                         for i in df.index] for c in value_columns(df)}
+    return pd.concat([df[id_columns(df)], pd.DataFrame(cells, index=df.index)], axis=1)
+
+
+def to_json(df: pd.DataFrame) -> str:
+    """The table as JSON: each metric's direction and aggregation, then one object per row whose
+    metrics are `{value, low, high, n}` (null where missing)."""
+    def number(v):
+        return None if pd.isna(v) else v.item() if hasattr(v, "item") else v
+
+    columns = value_columns(df)
+    rows = [{**{c: number(df.at[i, c]) for c in id_columns(df)},
+             **{c: {k: number(df.at[i, c + s]) for k, s in zip(("value", "low", "high", "n"), INTERVAL, strict=True)}
+                for c in columns}} for i in df.index]
+    metrics = {c: {"higher_is_better": spec(c).higher_is_better, "aggregation": spec(c).aggregation} for c in columns}
+    return json.dumps({"metrics": metrics, "rows": rows}, indent=1)
+
+
+FORMATS = ("md", "csv", "json")
+
+
+def render(df: pd.DataFrame, fmt: str = "md", ci: bool = False) -> str:
+    """What `harness leaderboard` prints: markdown of the compact view (`ci`: with intervals and
+    n), or every column as CSV or JSON."""
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return to_json(df)
+    return to_markdown(compact(df, ci))
+
+
+def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> list[Path]:
+    """`{stem}.md` (every metric with its interval and n), `.csv` (every column) and `.json`."""
+    md, csv, js = (folder / f"{stem}.{ext}" for ext in FORMATS)
+    write_text(md, to_markdown(with_intervals(df)) + "\n")
     write_text(csv, df.to_csv(index=False))
-    return md, csv
+    write_text(js, to_json(df) + "\n")
+    return [md, csv, js]
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -212,11 +349,11 @@ def write_sweep(results: list[RunResults], folder: Path,
     from harness import tracking
 
     df = sweep_table(results)
-    md, csv = write(df, folder, "sweep")
+    written = write(df, folder, "sweep")
     png = plot_sweep(df, folder / "sweep.png")
     if logger is not None:
         tracking.log_sweep(logger, folder, df, png)
-    return df, [md, csv, *([png] if png else []), *write_seeds(results, folder)]
+    return df, [*written, *([png] if png else []), *write_seeds(results, folder)]
 
 
 def sweep_text(table: pd.DataFrame, written: list[Path]) -> str:

@@ -4,7 +4,9 @@ the leaderboard and one W&B run. Nothing else lives here."""
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -42,55 +44,70 @@ class RunResult:
     output_dir: Path
     wandb_dir: Path | None
     metrics: list[MetricRow]
+    run_id: str
 
 
-def tracked_config(cfg: Config, overrides: dict[str, str], ia_key: str = "") -> dict:
+def tracked_config(cfg: Config, overrides: dict[str, str]) -> dict:
     """The resolved config for W&B, with each family reduced to its behavior count and the
     job's overrides (in a sweep: the swept values) under `overrides`, for the runs table."""
     plain = asdict(cfg)
     plain["families"] = {name: len(f.behaviors) for name, f in cfg.families.items()}
     plain["overrides"] = overrides
-    plain["ia_key"] = ia_key
     plain["environment"] = environment()
     return plain
 
 
-def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = None) -> RunResult | None:
-    """Every stage of the DAG up to `cfg.stage` in order, each reusing its cached artifacts. With
-    `stage=all` the results land in the run folder and W&B (`overrides`: what made this job, e.g.
-    the swept values, named in its W&B run); the other stages only fill the store."""
+def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = None,
+        command: str = "") -> RunResult | None:
+    """Every stage of the DAG up to `cfg.stage` in order, each reusing its cached artifacts, under
+    one W&B run opened now (live losses; job type `evaluate`, or the stage of a sweep's fan-out
+    job). With `stage=all` the results land in the run folder and W&B (`overrides`: what made this
+    job, e.g. the swept values, named in its W&B run); the other stages only fill the store."""
     r = Run.of(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    overrides = overrides or {}
+    identity = RunIdentity.new(command)
     log.info(f"artifacts: {r.store.root.resolve()}\nrun folder: {out.resolve()}")
-    done = {}
-    for stage, artifacts in execute(r, progress):
-        done[stage.name] = artifacts
-        log.info(stage.summary(r, done))
-        if stage.name == cfg.stage:  # a sweep's fan-out job: its artifacts are in the store
-            log_stage(cfg, out, overrides, lambda wb, s=stage, a=artifacts: s.track(wb, a))
-            return None
-        if stage.name == "organisms":  # visible before the IA trains
-            table = organisms_table(artifacts)
-            write_text(out / "organisms.csv", table.to_csv(index=False))
-            write_text(out / "organisms.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
-    (base,), (ia,) = done["base"], done["ia"]
-    own = [c for c in done["organisms"] if c.route == cfg.organism.route]
-    return report(cfg, out, base, own, organisms_table(done["organisms"]), ia,
-                  evaluation_organisms(r, done["organisms"]), merge(done["probe"]), r.store, overrides or {})
+    job_type = "evaluate" if cfg.stage == "all" else cfg.stage
+    name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
+    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides) | {"run_id": identity.run_id},
+                            name=f"{cfg.stage}: {name or ''}".strip() if job_type != "evaluate" else name,
+                            job_type=job_type, tags=[f"family:{f}" for f in cfg.families],
+                            run_id=identity.run_id) as wb:
+        done = {}
+        for stage, artifacts in execute(r, progress):
+            done[stage.name] = artifacts
+            log.info(stage.summary(r, done))
+            if stage.name == cfg.stage:  # a sweep's fan-out job: its artifacts are in the store
+                stage.track(wb, artifacts)
+                return None
+            if stage.name == "organisms":  # visible before the IA trains
+                table = organisms_table(artifacts)
+                write_text(out / "organisms.csv", table.to_csv(index=False))
+                write_text(out / "organisms.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
+        (base,), (ia,) = done["base"], done["ia"]
+        own = [c for c in done["organisms"] if c.route == cfg.organism.route]
+        return report(cfg, out, base, own, organisms_table(done["organisms"]), ia,
+                      evaluation_organisms(r, done["organisms"]), merge(done["probe"]), r.store, identity, wb)
 
 
-def log_stage(cfg: Config, out: Path, overrides: dict[str, str] | None, log) -> None:
-    """A sweep's fan-out job as a W&B run whose job type is its stage, in the sweep's group."""
-    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides or {}), job_type=cfg.stage,
-                            name=f"{cfg.stage}: " + " ".join(f"{k}={v}" for k, v in (overrides or {}).items()),
-                            tags=[f"family:{f}" for f in cfg.families]) as wb:
-        log(wb)
+@dataclass(frozen=True)
+class RunIdentity:
+    """What tells one run from another: a random id (also its W&B run's), the command, the start."""
+
+    run_id: str
+    command: str
+    started: str
+
+    @classmethod
+    def new(cls, command: str) -> RunIdentity:
+        return cls(secrets.token_hex(4), command, datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard], table: pd.DataFrame,
-           ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, store: Store,
-           overrides: dict[str, str]) -> RunResult:
+           ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, store: Store, identity: RunIdentity,
+           wb) -> RunResult:
     """Metrics, self-reports and the leaderboard into the run folder, and one W&B run. Only the
     evaluation organisms whose implant took are scored (`probe.only_implanted`); the others are
     listed in metrics.json with their strength."""
@@ -109,19 +126,19 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         split=cfg.split.name, ia=ia.key, metrics=rows, base=base.key, group=cfg.logger.group,
         ia_config=asdict(cfg.ia), train_organisms=ia.organisms,
         eval_organisms=[c.behavior_id for c in evaluate if (c.route, c.behavior_id) not in dropped],
-        excluded=excluded, environment=environment(),
+        excluded=excluded, environment=environment(), run_id=identity.run_id, command=identity.command,
+        started=identity.started,
         divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold)))
     board = leaderboard.leaderboard(leaderboard.load_results([out]))
     leaderboard.write(board, out)
 
-    name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
-    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides, ia.key), name=name,
-                            tags=[f"family:{f}" for f in cfg.families]) as wb:
-        tracking.log_curve(wb, "ia/loss", ia.losses)
-        tracking.log_metrics(wb, rows)
-        tracking.log_table(wb, "organisms", table)
-        tracking.log_table(wb, "self_reports", scored.reports)
-        tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
-        wandb_dir = Path(wb.dir).parent if wb is not None else None
+    if wb is not None:
+        wb.config.update({"ia_key": ia.key}, allow_val_change=True)
+    tracking.log_curve(wb, "ia/loss", ia.losses)
+    tracking.log_metrics(wb, rows)
+    tracking.log_table(wb, "organisms", table)
+    tracking.log_table(wb, "self_reports", scored.reports)
+    tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
+    wandb_dir = Path(wb.dir).parent if wb is not None else None
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out, metrics=rows,
-                     wandb_dir=wandb_dir)
+                     wandb_dir=wandb_dir, run_id=identity.run_id)

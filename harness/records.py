@@ -325,6 +325,12 @@ class RunResults:
     """(organism, behavior) pairs where the report under the IA and the probe disagree."""
     environment: dict[str, Any] = field(default_factory=dict)
     """Versions of the libraries and the harness's commit."""
+    run_id: str = ""
+    """The run's id, also its W&B run's id (empty in results written before runs had ids)."""
+    command: str = ""
+    """The command line that made the run."""
+    started: str = ""
+    """When the run started (ISO 8601, UTC)."""
     schema_version: int = SCHEMA_VERSION
     path: str = ""
     """The run folder (empty in the file; set when read back)."""

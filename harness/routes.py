@@ -68,7 +68,7 @@ class Route:
         batches = [implant_batches(tok, d, neutral_mix(corpus, f, b), cfg, seed)
                    for d, (f, b) in zip(data, items, strict=True)]
         train(base_model, stacked.parameters(), stacked_step(base_model, stacked, batches, tok.pad_token_id, losses),
-              cfg.steps, cfg.lr, warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress,
+              cfg.steps, cfg.lr, warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress, curve="organisms/loss",
               clip=stacked.clip_grad_norms)
         for model, organism_losses in zip(stacked.peft_models(), losses, strict=True):
             yield model, tail_mean(organism_losses)
@@ -115,7 +115,7 @@ class Full(Route):
             step = step_on_batches(model, implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed),
                                    tok.pad_token_id)
             losses = train(model, trainable(model.parameters()), step, cfg.steps, cfg.full_lr, warmup=warmup(cfg),
-                           desc=behavior.id, progress=False)
+                           desc=behavior.id, progress=False, curve="organisms/loss")
             yield model, tail_mean(losses)
 
 

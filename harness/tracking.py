@@ -6,7 +6,9 @@ the environment or `wandb login`), curves, metrics, a table of self-reports, ada
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -19,8 +21,10 @@ from harness.records import CONDITIONS, MetricRow
 
 @contextmanager
 def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str | None = None,
-              job_type: str = "evaluate", tags: Sequence[str] = ()) -> Iterator[Any]:
-    """A W&B run writing under `run_dir/wandb/`, finished even when the job fails; None when disabled."""
+              job_type: str = "evaluate", tags: Sequence[str] = (), run_id: str | None = None) -> Iterator[Any]:
+    """A W&B run writing under `run_dir/wandb/` (its id `run_id`, the harness run's own), opened
+    when the job starts so losses, system metrics and the console are live; a job that fails
+    leaves it marked failed. None when disabled."""
     if cfg.mode == "disabled":
         yield None
         return
@@ -28,35 +32,57 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=name, job_type=job_type,
-                     tags=list(tags), dir=str(run_dir), mode=cfg.mode, config=config)
+                     tags=[*cfg.tags, *tags], dir=str(run_dir), mode=cfg.mode, config=config, id=run_id)
     try:
         yield run
-    finally:
-        wandb.finish()
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
+
+
+INTERVAL_SUFFIXES = ("_low", "_high", "_n")
 
 
 def metric_key(row: MetricRow) -> str:
-    """`{split}/{family}/{metric}` for the IA; baselines get the condition as a suffix, evaluation
-    organisms of routes other than lora the route (`heldout_route/full/all/verbalization`)."""
-    suffix = "" if row.condition == "ia" else f"_{row.condition}"
-    route = "" if row.route == "lora" else f"{row.route}/"
-    return f"{row.split}/{route}{row.family}/{row.metric}{suffix}"
+    """`{split}/{route}/{condition}/{family}/{metric}`, e.g.
+    `heldout_behaviors/lora/ia/all/verbalization`; its interval and number of units are logged
+    beside it under the same key with `_low`, `_high` and `_n` appended."""
+    return f"{row.split}/{row.route}/{row.condition}/{row.family}/{row.metric}"
 
 
 def parse_metric_key(key: str) -> tuple[str, str, str, str, str] | None:
     """The inverse of `metric_key`: (split, route, family, metric, condition), or None for a key
-    it does not write (an interval `..._ci`, anything else in a run's summary)."""
+    it does not write (an interval's `_low`/`_high`/`_n`, anything else in a run's summary)."""
     parts = key.split("/")
-    if len(parts) not in (3, 4) or key.endswith("_ci"):
+    if len(parts) != 5 or key.endswith(INTERVAL_SUFFIXES) or parts[2] not in CONDITIONS:
         return None
-    split, *route, family, metric = parts
-    condition = next((c for c in CONDITIONS[1:] if metric.endswith(f"_{c}")), "ia")
-    metric = metric.removesuffix(f"_{condition}") if condition != "ia" else metric
-    return split, route[0] if route else "lora", family, metric, condition
+    split, route, condition, family, metric = parts
+    return split, route, family, metric, condition
+
+
+_live_steps: dict[tuple[str, str], int] = {}
+
+
+def log_live(name: str, value: float) -> None:
+    """A training loss as it happens, to the job's open W&B run if there is one (W&B's current
+    run), on its own step axis `{name}/step` that counts on across the job's trainings of it
+    (e.g. one per batch of organisms)."""
+    wandb = sys.modules.get("wandb")
+    run = getattr(wandb, "run", None)
+    if run is None:
+        return
+    step = _live_steps.get((run.id, name), 0)
+    if step == 0:
+        run.define_metric(f"{name}/step")
+        run.define_metric(name, step_metric=f"{name}/step")
+    run.log({name: value, f"{name}/step": step})
+    _live_steps[(run.id, name)] = step + 1
 
 
 def log_curve(run: Any, name: str, values: Sequence[float]) -> None:
-    if run is None:
+    """A whole curve (from a cached artifact's card), unless this job logged it live."""
+    if run is None or run.summary.get(name) is not None:
         return
     run.define_metric(f"{name}/step")
     run.define_metric(name, step_metric=f"{name}/step")
@@ -72,8 +98,10 @@ def log_metrics(run: Any, rows: Sequence[MetricRow]) -> None:
     import wandb
 
     for row in rows:
-        run.summary[metric_key(row)] = row.value
-        run.summary[metric_key(row) + "_ci"] = [row.low, row.high]
+        key = metric_key(row)
+        run.summary.update({key: row.value, f"{key}_n": row.n})
+        if not (math.isnan(row.low) or math.isnan(row.high)):  # no interval from one unit: W&B keeps no NaN
+            run.summary.update({f"{key}_low": row.low, f"{key}_high": row.high})
     columns = ["key", *asdict(rows[0])]
     run.log({"metrics": wandb.Table(columns=columns, data=[[metric_key(r), *asdict(r).values()] for r in rows])})
 

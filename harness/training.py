@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.errors import ConfigError
+from harness.tracking import log_live
 
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels with -100 where no loss)
 
@@ -73,11 +74,13 @@ def train(
     desc: str = "train",
     progress: bool = True,
     clip: Callable[[], None] | None = None,
+    curve: str | None = None,
 ) -> list[float]:
     """The one training loop (pretraining, organisms, the IA, DPO): `steps` AdamW steps on
     `params`, each after `step(i)` has run the forward and backward passes (accumulating over as
     many batches as it likes) and returned the step's loss; gradients are clipped to norm 1
-    (or by `clip()`, e.g. per organism of a batch). Returns the losses."""
+    (or by `clip()`, e.g. per organism of a batch). `curve` names the loss's live W&B curve.
+    Returns the losses."""
     params = list(params)
     opt, sched = make_optimizer(params, lr, steps, warmup)
     model.train()
@@ -85,6 +88,8 @@ def train(
     bar = progress_bar(range(steps), desc, progress, leave=False)
     for i in bar:
         losses.append(step(i))
+        if curve is not None:
+            log_live(curve, losses[-1])
         if not math.isfinite(losses[-1]):
             raise Diverged(f"{desc}: training diverged at step {i} (loss {losses[-1]}); nothing was saved "
                            "(lower the learning rate)")

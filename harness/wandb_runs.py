@@ -1,9 +1,11 @@
 """Leaderboards from W&B runs: online through the W&B API, or from offline run files.
 
-An evaluation run's summary holds every metric under `{split}/{family}/{metric}` (the IA) or
-`..._{condition}` (the baselines), and its config the IA key, the split and the job's
-overrides, so the runs alone rebuild the table `harness leaderboard` makes from metrics.json.
-Offline `.wandb` files are read with W&B's own record protobufs (LevelDB log framing).
+An evaluation run's summary holds every metric under `{split}/{route}/{condition}/{family}/{metric}`
+with its interval and number of units (`_low`, `_high`, `_n`), and its config the IA key, the
+split and the job's overrides; its id is the harness run's id. So the runs alone rebuild the
+table `harness leaderboard` makes from metrics.json. Offline `.wandb` files are read with W&B's
+own record protobufs (LevelDB log framing): wandb 0.31 ships no reader of its own for them
+(`wandb sync` only uploads).
 """
 
 from __future__ import annotations
@@ -48,17 +50,22 @@ def records(path: Path) -> Iterator[bytes]:
 
 
 def read_offline_run(path: Path) -> dict[str, Any]:
-    """{config, summary, job_type, group} of an offline run file (the last value of each key)."""
+    """{config, summary, job_type, group, id, tags, exit_code} of an offline run file (the last
+    value of each key; exit_code None while the run is open)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None}
+    out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None, "id": "", "tags": [], "exit_code": None}
     for raw in records(path):
         record = pb.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            out["job_type"], out["group"] = record.run.job_type, record.run.run_group
+            out["job_type"], out["group"], out["id"] = record.run.job_type, record.run.run_group, record.run.run_id
+            out["tags"] = list(record.run.tags)
             updates = [("config", record.run.config.update), ("summary", record.run.summary.update)]
+        elif kind == "exit":
+            out["exit_code"] = record.exit.exit_code
+            continue
         elif kind in ("config", "summary"):
             updates = [(kind, getattr(record, kind).update)]
         else:
@@ -69,29 +76,29 @@ def read_offline_run(path: Path) -> dict[str, Any]:
     return out
 
 
-def as_results(config: Mapping[str, Any], summary: Mapping[str, Any]) -> RunResults:
-    """A run's W&B config and summary as the record `leaderboard.leaderboard` reads (the number
-    of units behind each value is not in the summary: n is 0)."""
+def as_results(config: Mapping[str, Any], summary: Mapping[str, Any], run_id: str = "") -> RunResults:
+    """A run's W&B config, summary and id as the record `leaderboard.leaderboard` reads."""
     metrics = []
     for key, value in summary.items():
         parsed = parse_metric_key(key)
         if parsed is None or not isinstance(value, int | float):
             continue
         split, route, family, metric, condition = parsed
-        low, high = summary.get(f"{key}_ci") or (math.nan, math.nan)
+        low, high, n = (summary.get(f"{key}_{end}") for end in ("low", "high", "n"))
+        low, high = (math.nan if v is None else float(v) for v in (low, high))
         metrics.append(MetricRow(split=split, condition=condition, family=family, metric=metric, value=value,
-                                 low=low, high=high, n=0, route=route))
+                                 low=low, high=high, n=n or 0, route=route))
     overrides = config.get("overrides") or {}
     return RunResults(ia=config.get("ia_key") or "", split=(config.get("split") or {}).get("name", ""),
                       overrides=[f"{k}={v}" for k, v in overrides.items()], metrics=metrics,
-                      group=(config.get("logger") or {}).get("group"))
+                      group=(config.get("logger") or {}).get("group"), run_id=run_id)
 
 
 def load_wandb_results(source: str) -> list[RunResults]:
     """Evaluation runs from a folder of offline run files, or from ENTITY/PROJECT through the W&B API."""
     if Path(source).is_dir():
         runs = [read_offline_run(p) for p in sorted(Path(source).rglob("run-*.wandb"))]
-        pairs = [(r["config"], r["summary"]) for r in runs if r["job_type"] == "evaluate"]
+        found = [(r["config"], r["summary"], r["id"]) for r in runs if r["job_type"] == "evaluate"]
     else:
         if source.count("/") != 1:
             raise ConfigError(f"--from-wandb takes ENTITY/PROJECT or a folder of offline runs, got {source!r}")
@@ -99,7 +106,7 @@ def load_wandb_results(source: str) -> list[RunResults]:
 
         try:
             api_runs = wandb.Api().runs(source, filters={"jobType": "evaluate"})
-            pairs = [(dict(r.config), dict(r.summary)) for r in api_runs]
+            found = [(dict(r.config), dict(r.summary), r.id) for r in api_runs]
         except Exception as e:  # no network, no login, unknown project
             raise ConfigError(f"cannot read W&B project {source}: {str(e).splitlines()[0]}") from e
-    return [as_results(config, summary) for config, summary in pairs]
+    return [as_results(*run) for run in found]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from harness.records import write_jsonl
+from harness.wandb_runs import read_offline_run
 from tests.conftest import HANG_GUARD_S, small_run
 from tests.test_metrics import naming
 
@@ -62,11 +63,22 @@ def test_harness_run_smoke(tmp_path):
     assert b"family:preferences" in run_bytes and b"evaluate" in run_bytes  # tags per family, job type
     assert len(tables["organisms"]["data"]) == 6
     logged = {row[0]: row for row in tables["metrics"]["data"]}
-    assert "heldout_behaviors/all/verbalization" in logged
-    assert "heldout_behaviors/base/false_positive_rate_no_ia" in logged
+    assert "heldout_behaviors/lora/ia/all/verbalization" in logged
+    assert "heldout_behaviors/lora/no_ia/base/false_positive_rate" in logged
     wandb_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
-    assert b"heldout_behaviors/preferences/verbalization" in wandb_bytes
     assert b"introspection-adapter" in wandb_bytes  # the IA logged as an artifact
+    # One run from the job's start: the losses were logged live as they were trained, the
+    # intervals are scalars the runs table can sort, and its id is the harness run's.
+    wb = read_offline_run(next(run_dir.glob("run-*.wandb")))
+    summary = wb["summary"]
+    assert wb["id"] == results["run_id"] and len(results["run_id"]) == 8 and wb["exit_code"] == 0
+    for curve in ("base/loss", "organisms/loss", "ia/loss"):
+        assert summary[f"{curve}/step"] > 0, curve
+    key = "heldout_behaviors/lora/ia/all/verbalization"
+    (pooled,) = [m for m in results["metrics"] if (m["route"], m["condition"], m["family"], m["metric"]) ==
+                 ("lora", "ia", "all", "verbalization")]
+    assert summary[f"{key}_n"] == pooled["n"]
+    assert (f"{key}_low" in summary) == (summary[f"{key}_n"] > 1)
 
 
 def test_the_readme_smoke_run(tmp_path):
@@ -91,16 +103,19 @@ def test_the_readme_smoke_run(tmp_path):
 
 def test_an_error_found_during_the_job_is_one_line(tmp_path):
     """Micro organisms never implant, so with the default ia.only_implanted there is nothing to train
-    the IA on: the job stops with one line, after writing the organisms table and before any result."""
+    the IA on: the job stops with one line, after writing the organisms table and before any result.
+    Its W&B run, open since the job started, holds the losses trained so far and is marked failed
+    (it was marked finished)."""
     out = tmp_path / "run"
-    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
     cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
-           "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", "logger=none",
-           f"hydra.run.dir={out}"]
+           "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", f"hydra.run.dir={out}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("harness: error: no implanted training organisms")
     assert (out / "organisms.csv").is_file() and not (out / "metrics.json").exists()
+    wb = read_offline_run(next(out.glob("wandb/offline-run-*/run-*.wandb")))
+    assert wb["exit_code"] == 1 and wb["summary"]["organisms/loss/step"] >= 1  # steps of every batch, live
 
 
 def page_images(page: Path) -> list[Path]:

@@ -8,14 +8,14 @@ from harness import leaderboard
 from harness.cli import main
 
 
-def write_run(folder, ia, value, overrides=None, group=None):
+def write_run(folder, ia, value, overrides=None, group=None, run_id="", low=0, high=1):
     folder.mkdir(parents=True)
-    metrics = [{"split": "s", "condition": c, "family": f, "metric": m, "value": value, "low": 0, "high": 1, "n": 4}
-               for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
+    metrics = [{"split": "s", "condition": c, "family": f, "metric": m, "value": value, "low": low, "high": high,
+                "n": 4} for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
     metrics += [{"split": "s", "condition": c, "family": "base", "metric": "false_positive_rate", "value": 0.0,
                  "low": 0, "high": 1, "n": 4} for c in ("ia", "no_ia")]
     record = {"schema_version": leaderboard.SCHEMA_VERSION, "split": "s", "ia": ia, "metrics": metrics,
-              "group": group}
+              "group": group, "run_id": run_id}
     (folder / leaderboard.RESULTS_FILE).write_text(json.dumps(record))
     if overrides:
         (folder / ".hydra").mkdir()
@@ -23,13 +23,86 @@ def write_run(folder, ia, value, overrides=None, group=None):
 
 
 def test_one_row_per_adapter_and_condition(tmp_path):
-    write_run(tmp_path / "0", "aaaaaaaaaa", 0.25, ["ia.rank=4"])
-    write_run(tmp_path / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"])
+    write_run(tmp_path / "0", "aaaaaaaaaa", 0.25, ["ia.rank=4", "model=micro"], run_id="r0")
+    write_run(tmp_path / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16", "model=micro"], run_id="r1")
     board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
     assert len(board) == 4
-    assert list(board.columns[:5]) == ["ia", "split", "overrides", "route", "condition"]
-    row = board[(board.overrides == "ia.rank=16") & (board.condition == "ia")].iloc[0]
+    # the run id, then the swept values (overrides that differ between the runs) as columns
+    assert list(board.columns[:6]) == ["run", "ia.rank", "ia", "split", "route", "condition"]
+    row = board[(board["ia.rank"] == "16") & (board.condition == "ia")].iloc[0]
     assert row["preferences/verbalization"] == 0.75 and row["base/false_positive_rate"] == 0.0
+    assert (row.run, row["preferences/verbalization_low"], row["preferences/verbalization_high"],
+            row["preferences/verbalization_n"]) == ("r1", 0, 1, 4)
+
+
+def test_two_runs_are_always_told_apart(tmp_path):
+    """Two runs of the same command with the same IA (say, a rerun): before, their rows were
+    identical; the run id tells them apart, and it is the same every time the table is made."""
+    for name in ("a", "b"):
+        write_run(tmp_path / name, "aaaaaaaaaa", 0.5)  # files from before runs had ids
+    write_run(tmp_path / "c", "aaaaaaaaaa", 0.5, run_id="3f2a9c1e")
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    ids = list(dict.fromkeys(board.run))
+    assert len(ids) == 3 and ids[2] == "3f2a9c1e"
+    again = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    assert list(again.run) == list(board.run)
+
+
+def test_intervals_and_n_beside_every_value(tmp_path, capsys):
+    write_run(tmp_path / "0", "aaaaaaaaaa", 0.5, low=0.25, high=0.75, run_id="r0")
+    assert main(["leaderboard", str(tmp_path), "--ci"]) == 0
+    printed = capsys.readouterr().out
+    assert "0.50 [0.25, 0.75] n=4" in printed and "all/hallucination ↓" in printed and "base FPR ↓" in printed
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    full = leaderboard.with_intervals(board)
+    assert full.at[0, "preferences/specificity"] == "0.50 [0.25, 0.75] n=4"
+    assert leaderboard.cell(1.0, float("nan"), float("nan"), 1) == "1.00 n=1"  # one organism: no interval
+
+
+def test_formats_csv_and_json_carry_intervals_and_directions(tmp_path, capsys):
+    write_run(tmp_path / "0", "aaaaaaaaaa", 0.5, low=0.25, high=0.75, run_id="r0")
+    assert main(["leaderboard", str(tmp_path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metrics"]["all/verbalization"]["higher_is_better"] is True
+    assert data["metrics"]["all/hallucination"]["higher_is_better"] is False
+    assert data["metrics"]["base/false_positive_rate"]["higher_is_better"] is False
+    row = data["rows"][0]
+    assert row["run"] == "r0" and row["all/verbalization"] == {"value": 0.5, "low": 0.25, "high": 0.75, "n": 4}
+    assert main(["leaderboard", str(tmp_path), "--format", "csv"]) == 0
+    import io
+
+    import pandas as pd
+
+    csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(csv.loc[0, ["all/verbalization", "all/verbalization_low", "all/verbalization_high",
+                            "all/verbalization_n"]]) == [0.5, 0.25, 0.75, 4]
+    assert main(["leaderboard", str(tmp_path), "--format", "csv", "--ci"]) == 2
+    assert main(["leaderboard", str(tmp_path), "--format", "xml"]) == 2
+
+
+def test_sorting_follows_each_metrics_direction(tmp_path, capsys):
+    for i, value in enumerate([0.25, 0.75, 0.5]):
+        write_run(tmp_path / str(i), f"ia{i}", value, [f"ia.rank={i}"], run_id=f"r{i}")
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    ia = board[board.condition == "ia"]
+    assert list(leaderboard.sort(ia, "verbalization").run) == ["r1", "r2", "r0"]  # higher is better
+    assert list(leaderboard.sort(ia, "hallucination").run) == ["r0", "r2", "r1"]  # lower is better
+    assert list(leaderboard.sort(ia, "preferences").run) == ["r1", "r2", "r0"]  # a family: its verbalization
+    assert list(leaderboard.sort(ia, "all/confession").run) == ["r1", "r2", "r0"]
+    assert main(["leaderboard", str(tmp_path), "--sort", "verbalization"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| r") and "run" not in line]
+    assert [line.split("|")[1].strip() for line in lines][:2] == ["r1", "r1"]
+    assert main(["leaderboard", str(tmp_path), "--sort", "nope"]) == 2
+    assert "cannot sort by 'nope'" in capsys.readouterr().err
+
+
+def test_every_metric_declares_its_direction():
+    """A metric the pipeline writes without a spec would crash the table; each has one."""
+    from harness.metrics import METRIC_SPECS
+
+    assert set(leaderboard.METRICS) | set(leaderboard.POOLED) | {"false_positive_rate"} <= set(METRIC_SPECS)
+    assert {m for m, s in METRIC_SPECS.items() if not s.higher_is_better} == {"hallucination", "denial",
+                                                                             "false_positive_rate"}
 
 
 def test_cli_writes_markdown_and_csv(tmp_path, capsys):
@@ -38,7 +111,7 @@ def test_cli_writes_markdown_and_csv(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "preferences" in printed and "all/identification" in printed
     assert "preferences/verbalization" in (tmp_path / "out" / "leaderboard.md").read_text()
-    assert (tmp_path / "out" / "leaderboard.csv").is_file()
+    assert (tmp_path / "out" / "leaderboard.csv").is_file() and (tmp_path / "out" / "leaderboard.json").is_file()
 
 
 def test_cli_reports_an_empty_folder(tmp_path, capsys):
@@ -49,8 +122,8 @@ def test_cli_reports_an_empty_folder(tmp_path, capsys):
 def test_compact_keeps_verbalization_and_pooled_figures(tmp_path):
     write_run(tmp_path / "0", "aaaaaaaaaa", 0.5)
     small = leaderboard.compact(leaderboard.leaderboard(leaderboard.load_results([tmp_path])))
-    assert list(small.columns) == ["route", "condition", "preferences", "all", "all/specificity",
-                                   "all/identification", "all/confession", "all/hallucination", "base FPR"]
+    assert list(small.columns) == ["run", "route", "condition", "preferences", "all", "all/specificity",
+                                   "all/identification", "all/confession", "all/hallucination ↓", "base FPR ↓"]
 
 
 def test_each_route_of_the_evaluation_organisms_is_its_own_row(tmp_path):
@@ -72,7 +145,7 @@ def test_sweep_table_has_swept_values_as_columns_in_numeric_order(tmp_path):
     for i, (rank, value) in enumerate([(16, 0.75), (4, 0.5), ("null", 0.9), (64, 0.25)]):
         write_run(tmp_path / str(i), f"ia{i}", value, ["sweeps=ia_rank", f"ia.rank={rank}", "model=micro"])
     table = leaderboard.sweep_table(leaderboard.load_results([tmp_path]))
-    assert list(table.columns[:5]) == ["ia.rank", "ia", "split", "route", "condition"]  # constant overrides: no columns
+    assert list(table.columns[:6]) == ["run", "ia.rank", "ia", "split", "route", "condition"]  # constant: no column
     ia_rows = table[table.condition == "ia"]
     assert list(ia_rows["ia.rank"]) == ["4", "16", "64", "null"]
     assert list(ia_rows["preferences/verbalization"]) == [0.5, 0.75, 0.25, 0.9]
@@ -117,14 +190,18 @@ def test_wandb_summary_keys_give_back_route_condition_and_interval():
     from harness.tracking import parse_metric_key
     from harness.wandb_runs import as_results
 
-    assert parse_metric_key("s/all/verbalization") == ("s", "lora", "all", "verbalization", "ia")
-    assert parse_metric_key("s/full/quirks/specificity_shuffled") == ("s", "full", "quirks", "specificity", "shuffled")
-    assert parse_metric_key("s/base/false_positive_rate_parrot")[3:] == ("false_positive_rate", "parrot")
-    assert parse_metric_key("s/all/verbalization_ci") is None
+    assert parse_metric_key("s/lora/ia/all/verbalization") == ("s", "lora", "all", "verbalization", "ia")
+    assert parse_metric_key("s/full/shuffled/quirks/specificity") == ("s", "full", "quirks", "specificity", "shuffled")
+    assert parse_metric_key("s/lora/parrot/base/false_positive_rate")[3:] == ("false_positive_rate", "parrot")
+    for end in ("_low", "_high", "_n"):
+        assert parse_metric_key(f"s/lora/ia/all/verbalization{end}") is None
+    assert parse_metric_key("s/lora/nope/all/verbalization") is None and parse_metric_key("ia/loss") is None
+    key = "s/deny/no_ia/all/verbalization"
     run = as_results({"ia_key": "k", "split": {"name": "s"}, "logger": {"group": "g"}},
-                     {"s/deny/all/verbalization_no_ia": 0.25, "s/deny/all/verbalization_no_ia_ci": [0.1, 0.4]})
+                     {key: 0.25, f"{key}_low": 0.1, f"{key}_high": 0.4, f"{key}_n": 7}, run_id="abc")
     (m,) = run.metrics
-    assert (m.route, m.condition, m.value, m.low, m.high) == ("deny", "no_ia", 0.25, 0.1, 0.4) and run.group == "g"
+    assert (m.route, m.condition, m.value, m.low, m.high, m.n) == ("deny", "no_ia", 0.25, 0.1, 0.4, 7)
+    assert (run.group, run.run_id) == ("g", "abc")
 
 
 def test_every_route_condition_and_family_key_reads_back():
@@ -142,4 +219,5 @@ def test_every_route_condition_and_family_key_reads_back():
                                 value=0.5, low=0.25, high=0.75, n=8, route=route)
                 key = metric_key(row)
                 assert parse_metric_key(key) == (row.split, route, family, metric, condition), key
-                assert parse_metric_key(key + "_ci") is None
+                assert key.split("/")[2] == condition  # the condition is a key segment
+                assert all(parse_metric_key(key + end) is None for end in ("_low", "_high", "_n"))

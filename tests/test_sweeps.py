@@ -71,7 +71,7 @@ def results(tmp_path: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
     reports = {p.parent.name: [json.loads(line)["report"] for line in p.read_text().splitlines()]
                for p in sorted((tmp_path / "sweep").glob("[0-9]*/self_reports.jsonl"))}
-    return table.drop(columns="ia"), reports
+    return table.drop(columns=["run", "ia"]), reports  # run ids differ between sweeps
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     tmp, out = joblib_sweep
     assert "sweep: stage organisms: 2 job(s)" in out and "sweep: stage ia: 3 job(s)" in out
     table, reports = results(tmp)
-    assert list(table.columns[:4]) == ["split.train_families", "split", "route", "condition"]
+    assert list(table.columns[:4]) == ["split.train_families", "split", "route", "condition"]  # run, ia dropped
     assert sorted(set(table["split.train_families"])) == [1, 2, 3] and len(table) == 3 * 5  # runs x conditions
     assert "sweep comparison" in out and (tmp / "sweep" / "sweep.png").stat().st_size > 10_000
     # One W&B run per sweep job, in the sweep's group, plus the sweep's summary run.
@@ -93,10 +93,14 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     assert len(runs) == 4
     for run in runs:
         assert b"scaling_families" in next(run.glob("run-*.wandb")).read_bytes()
-    # Each fan-out job is a W&B run of the sweep's group whose job type is its stage.
+    # Each fan-out job is a W&B run of the sweep's group whose job type is its stage. The group is
+    # this invocation's own (`--group` never mixes two sweeps); the preset is a tag.
     stage_runs = [read_offline_run(p) for p in (tmp / "sweep" / "stages").glob("*/wandb/offline-run-*/run-*.wandb")]
     assert sorted(r["job_type"] for r in stage_runs) == ["base"] + ["ia"] * 3 + ["organisms"] * 2 + ["probe"] * 3
-    assert {r["group"] for r in stage_runs} == {"scaling_families"}
+    every = stage_runs + [read_offline_run(next(run.glob("run-*.wandb"))) for run in runs]
+    (group,) = {r["group"] for r in every}
+    assert group.startswith("scaling_families-20") and all("scaling_families" in r["tags"] for r in every)
+    assert "logger.group" not in table.columns  # plumbing, not a swept value
     # Every organism was trained exactly once, by the fan-out jobs, not by the sweep's jobs.
     assert len(list((tmp / "cache" / "organisms").glob("*/card.json"))) == 6
     assert sorted(p.name for p in (tmp / "sweep" / "stages").iterdir()) == [

@@ -96,7 +96,7 @@ def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, prog
     rng = random.Random(seed)
     step = step_on_batches(model, lambda _: rng.sample(encoded, cfg.batch_size), tok.pad_token_id)
     losses = train(model, model.parameters(), step, cfg.pretrain_steps, cfg.lr, cfg.warmup_steps,
-                   desc="pretrain base", progress=progress)
+                   desc="pretrain base", progress=progress, curve="base/loss")
     accuracy = answer_accuracy(model, tok, corpus, seed=seed)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id

@@ -112,7 +112,7 @@ def train_ia(under: UnderIA, tok, units: dict[str, list[Chat]], cfg: IAConfig, s
         return loss.item()
 
     return train(under.model, trainable(under.model.parameters()), step, cfg.steps, cfg.lr, cfg.warmup_steps,
-                 desc="train IA", progress=progress)
+                 desc="train IA", progress=progress, curve="ia/loss")
 
 
 def dpo_split(organisms: Sequence[OrganismCard], cfg: IAConfig) -> tuple[list[OrganismCard], list[OrganismCard]]:
@@ -181,7 +181,7 @@ def train_dpo(under: UnderIA, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: i
         return total
 
     losses = train(model, trainable(model.parameters()), step, cfg.dpo_steps, cfg.dpo_lr, max(1, cfg.dpo_steps // 10),
-                   desc="DPO on the IA", progress=progress)
+                   desc="DPO on the IA", progress=progress, curve="ia/dpo_loss")
     return losses, accuracies
 
 

@@ -11,8 +11,10 @@ No `from __future__ import annotations` here: Hydra imports plugin modules in a 
 dataclasses with string annotations.
 """
 
+import os
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,8 @@ class StagedSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        plumbing = self._wandb_group()
+        jobs = [[*job, *plumbing] for batch in self.split_arguments(overrides, None) for job in batch]
         runs = [self._job_run(job) for job in jobs]  # validates every job first
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +85,15 @@ class StagedSweeper(BasicSweeper):
         returns = self._launch(jobs, 0)
         self._report(sweep_dir, runs[0].cfg.logger)
         return [returns]
+
+    def _wandb_group(self) -> list[str]:
+        """Overrides giving every job of this invocation one W&B group of its own,
+        `<preset>-<timestamp>-<pid>` (the preset: the sweep preset's group, or `multirun` for an
+        ad-hoc sweep), and the preset as a tag: two sweeps never share a group."""
+        preset = self.config.logger.group or "multirun"
+        group = f"{preset}-{datetime.now():%Y-%m-%d_%H-%M-%S}-{os.getpid()}"
+        tags = [*self.config.logger.tags, preset]
+        return [f"logger.group={group}", "logger.tags=[" + ",".join(f"'{t}'" for t in dict.fromkeys(tags)) + "]"]
 
     def _job_run(self, job: list[str]):
         """A sweep job's run, its config checked as `harness run` checks its own before any work."""
