@@ -451,12 +451,11 @@ def report_command(a: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise ConfigError(f"no such folder: {folder}")
     path = write_report(folder, out)
-    images = sorted((path.parent / "report_files").glob("*.png"))
-    print(f"report written to {path} (open it in a browser; {len(images)} plots in {path.parent / 'report_files'})")
+    print(f"report written to {path} (one self-contained file: open it in a browser, or send it)")
     if a.log:  # reading writes no W&B run unless asked
         group = next((r.group for r in leaderboard.load_results([folder]) if r.group), None)
-        tracking.log_report(LoggerConfig(group=group), path.parent, images)
-        print("the plots are logged to a W&B run under wandb/ (job type report)")
+        tracking.log_report(LoggerConfig(group=group), path)
+        print("the page is logged to a W&B run under wandb/ (job type report)")
     return 0
 
 

@@ -92,6 +92,11 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
                       evaluation_organisms(r, done["organisms"]), merge(done["probe"]), r.store, identity, wb)
 
 
+def base_name(card: BaseModelCard) -> str:
+    """`embedded tiny Llama (1.0M parameters)`, or the Hugging Face model's name or path."""
+    return f"embedded tiny Llama ({card.n_params / 1e6:.1f}M parameters)" if card.kind == "tiny" else card.name_or_path
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """What tells one run from another: a random id (also its W&B run's), the command, the start."""
@@ -127,7 +132,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         ia_config=asdict(cfg.ia), train_organisms=ia.organisms,
         eval_organisms=[c.behavior_id for c in evaluate if (c.route, c.behavior_id) not in dropped],
         excluded=excluded, environment=environment(), run_id=identity.run_id, command=identity.command,
-        started=identity.started,
+        started=identity.started, base_model=base_name(base), seed=cfg.seed, wandb=tracking.where(wb),
         divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold)))
     board = leaderboard.leaderboard(leaderboard.load_results([out]))
     leaderboard.write(board, out)

@@ -331,6 +331,12 @@ class RunResults:
     """The command line that made the run."""
     started: str = ""
     """When the run started (ISO 8601, UTC)."""
+    base_model: str = ""
+    """The base model: `tiny (1.0M parameters)` or a Hugging Face name or path."""
+    seed: int | None = None
+    """The experiment's seed (split, organisms, IA)."""
+    wandb: str = ""
+    """The run's W&B run: its URL online, its offline folder otherwise (empty without W&B)."""
     schema_version: int = SCHEMA_VERSION
     path: str = ""
     """The run folder (empty in the file; set when read back)."""

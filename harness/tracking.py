@@ -41,6 +41,13 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
     run.finish()
 
 
+def where(run: Any) -> str:
+    """A W&B run's address: its URL online, its offline run folder otherwise; empty for none."""
+    if run is None:
+        return ""
+    return str(Path(run.dir).parent) if run.offline else run.url
+
+
 INTERVAL_SUFFIXES = ("_low", "_high", "_n")
 
 
@@ -148,11 +155,13 @@ def log_sweep(cfg: LoggerConfig, folder: Path, table: Any, plot: Path | None) ->
             run.log({"sweep_plot": wandb.Image(str(plot))})
 
 
-def log_report(cfg: LoggerConfig, folder: Path, images: Sequence[Path]) -> None:
-    """A report's plots as one W&B run (job type `report`) of the run's or sweep's group."""
-    with wandb_run(cfg, folder, {"report": str(folder)}, name=f"{cfg.group or 'run'}-report", job_type="report") as run:
+def log_report(cfg: LoggerConfig, page: Path) -> None:
+    """A report page as one W&B run (job type `report`) of the run's or sweep's group: W&B shows
+    the page itself (`wandb.Html`), plots and filters included."""
+    with wandb_run(cfg, page.parent, {"report": str(page)}, name=f"{cfg.group or 'run'}-report",
+                   job_type="report") as run:
         if run is None:
             return
         import wandb
 
-        run.log({p.stem: wandb.Image(str(p)) for p in images})
+        run.log({"report": wandb.Html(page.read_text())})

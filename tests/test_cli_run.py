@@ -118,66 +118,104 @@ def test_an_error_found_during_the_job_is_one_line(tmp_path):
     assert wb["exit_code"] == 1 and wb["summary"]["organisms/loss/step"] >= 1  # steps of every batch, live
 
 
-def page_images(page: Path) -> list[Path]:
-    return [page.parent / src for src in re.findall(r'<img src="([^"]+)"', page.read_text())]
-
-
-def test_report_page_of_a_run_and_a_sweep(tmp_path, capsys):
-    from harness.cli import main
+def report_fixture(tmp_path: Path) -> Path:
+    """A sweep folder of two runs (ia.rank 4 and 16) with self-reports under three conditions, an
+    organisms table and a divergence; returns the first run's folder."""
     from tests.test_leaderboard import write_run
 
     run = tmp_path / "sweep" / "0"
-    write_run(run, "aaaaaaaaaa", 0.5, ["ia.rank=4"])
-    write_run(tmp_path / "sweep" / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"])
+    write_run(run, "aaaaaaaaaa", 0.5, ["ia.rank=4"], run_id="run00004")
+    write_run(tmp_path / "sweep" / "1", "bbbbbbbbbb", 0.75, ["ia.rank=16"], run_id="run00016")
     reports = [replace(naming(m, *([m] if m != "base" else []), condition=c), question="q?", report=f"<b>{m}</b> says")
                for c in ("ia", "no_ia", "prefill") for m in ("base", "preferences/x", "preferences/y")]
     for folder in (run, tmp_path / "sweep" / "1"):
         write_jsonl(folder / "self_reports.jsonl", reports)
-    assert main(["leaderboard", "--sweep", str(tmp_path / "sweep")]) == 0
-    assert main(["report", str(run)]) == 0 and main(["report", str(tmp_path / "sweep")]) == 0
+        (folder / "organisms.csv").write_text("behavior,family,route,rate,base_rate,strength,implanted\n"
+                                              "preferences/x,preferences,lora,0.9,0.0,0.9,True\n"
+                                              "preferences/y,preferences,lora,0.2,0.0,0.2,False\n")
+        record = json.loads((folder / "metrics.json").read_text())
+        record |= {"divergences": [{"model": "preferences/x", "route": "lora", "behavior": "preferences/z",
+                                    "kind": "hallucinated", "strength": 0.0, "reported_fraction": 0.75}],
+                   "command": "harness run ia.rank=4", "started": "2026-11-28T05:00:00+00:00",
+                   "environment": {"git_commit": "0123abc", "torch": "2.13.0"}, "train_organisms": ["preferences/w"]}
+        (folder / "metrics.json").write_text(json.dumps(record))
+    return run
+
+
+def test_report_page_of_a_run_and_a_sweep(tmp_path, capsys):
+    """One self-contained file (the plots were separate PNGs that a sent page lost), with where the
+    run came from, the leaderboard with intervals, organisms, divergences, a legend and the
+    self-reports grouped by organism; a sweep's runs are labelled by their swept values."""
+    from harness.cli import main
+
+    run = report_fixture(tmp_path)
+    sweep = tmp_path / "sweep"
+    assert main(["leaderboard", "--sweep", str(sweep)]) == 0
+    assert main(["report", str(run)]) == 0 and main(["report", str(sweep)]) == 0
     assert "report written to" in capsys.readouterr().out
-    for page, n_images in ((run / "report.html", 2), (tmp_path / "sweep" / "report.html", 5)):
-        images = page_images(page)
-        assert len(images) == n_images
-        for image in images:  # every image the page names is a PNG on disk
-            assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 5_000
+    for page, n_images in ((run / "report.html", 2), (sweep / "report.html", 5)):
         text = page.read_text()
+        images = re.findall(r'<img src="([^"]+)"', text)
+        assert len(images) == n_images and all(src.startswith("data:image/png;base64,") for src in images)
+        assert not re.search(r'(src|href)="(?!data:|#)', text), "the page refers to a file beside it"
         assert "&lt;b&gt;preferences/x&lt;/b&gt; says" in text and "<b>preferences/x</b>" not in text  # escaped
+        for expected in ("0123abc", "harness run ia.rank=4", "2026-11-28T05:00:00", "0.50 [0.00, 1.00] n=4",
+                         "hallucinated", "preferences/z", "1 of 2 implanted", "higher", "lower ↓",
+                         '<details class="organism" open><summary>base', 'data-condition="no_ia"'):
+            assert expected in text, (page, expected)
+    assert not (run / "report_files").exists()
+    sweep_page = (sweep / "report.html").read_text()
+    assert "run ia.rank=4: where it came from" in sweep_page and "run ia.rank=16: leaderboard" in sweep_page
     # reading writes no W&B run (each call made one, and repointed wandb/latest-run); --log does
     assert not list(tmp_path.rglob("wandb")), "report and leaderboard --sweep wrote a W&B run"
-    assert main(["report", str(run), "--log"]) == 0 and main(["leaderboard", "--sweep", str(tmp_path / "sweep"),
-                                                              "--log"]) == 0
-    assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "the plots are logged to W&B"
-    assert list((tmp_path / "sweep" / "wandb").glob("offline-run-*/run-*.wandb")), "the sweep table is logged"
+    assert main(["report", str(run), "--log"]) == 0 and main(["leaderboard", "--sweep", str(sweep), "--log"]) == 0
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "the page is logged to W&B"
+    assert list((sweep / "wandb").glob("offline-run-*/run-*.wandb")), "the sweep table is logged"
     assert main(["report", str(tmp_path)]) == 2
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# After load: images decoded, then the filters used as a reader would; the answers go in the title.
+BROWSER_CHECK = """<script>addEventListener('load', () => {
+  const visible = () => [...document.querySelectorAll('section.reports tbody tr')].filter(r => !r.hidden).length;
+  const out = ['images=' + [...document.images].every(i => i.complete && i.naturalWidth > 0), 'all=' + visible()];
+  const section = document.querySelector('section.reports');
+  const set = (selector, value) => { const c = section.querySelector(selector); c.value = value;
+                                     c.dispatchEvent(new Event('input')); };
+  set('select.condition', 'no_ia'); out.push('no_ia=' + visible());
+  set('select.verdict', 'yes'); out.push('no_ia_yes=' + visible());
+  set('select.condition', ''); set('select.verdict', ''); set('input.search', 'preferences/y');
+  out.push('search=' + visible(), 'groups=' + [...section.querySelectorAll('details.organism')].filter(g => !g.hidden)
+    .length, 'shown=' + section.querySelector('.shown').textContent);
+  document.title = out.join(' ');
+});</script></body>"""
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
 def test_report_renders_in_headless_chromium(tmp_path):
-    """The page, opened by a real browser: every image loads (naturalWidth > 0)."""
+    """The page in a real browser: every image loads, the filters hide what they should, and a
+    screenshot is taken (`shot.png` beside the page, for a person to look at)."""
     from harness.cli import main
-    from tests.test_leaderboard import write_run
 
-    run = tmp_path / "run"
-    write_run(run, "aaaaaaaaaa", 0.5)
-    write_jsonl(run / "self_reports.jsonl", [naming("preferences/x", "preferences/x")])
+    run = report_fixture(tmp_path)
     assert main(["report", str(run)]) == 0
     page = run / "report.html"
-    check = page.read_text().replace("</body>", "<script>addEventListener('load', () => document.title = "
-                                     "[...document.images].every(i => i.naturalWidth > 0) ? 'IMAGES-OK' : 'BROKEN')"
-                                     "</script></body>")
-    page.write_text(check)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+    checked = run / "checked.html"
+    checked.write_text(page.read_text().replace("</body>", BROWSER_CHECK))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
                          capture_output=True, text=True, timeout=HANG_GUARD_S).stdout
-    assert "<title>IMAGES-OK</title>" in dom
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1200,2000",
-                    page.as_uri()], capture_output=True, timeout=HANG_GUARD_S)
-    assert (tmp_path / "shot.png").stat().st_size > 10_000
+    title = re.search(r"<title>(.*)</title>", dom).group(1)
+    # 9 reports (3 models x 3 conditions); 3 under no_ia, of which the two organisms' (each names
+    # itself) are verbalized and the base model's is not; the search finds preferences/y's 3
+    # reports, in one organism's group
+    assert title == "images=true all=9 no_ia=3 no_ia_yes=2 search=3 groups=1 shown=3", title
+    shot = run / "shot.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1300,2400", page.as_uri()],
+                   capture_output=True, timeout=HANG_GUARD_S)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
 def test_shell_completion_of_harness_run(capsys, monkeypatch):
