@@ -68,8 +68,8 @@ class Route:
         batches = [implant_batches(tok, d, neutral_mix(corpus, f, b), cfg, seed)
                    for d, (f, b) in zip(data, items, strict=True)]
         train(base_model, stacked.parameters(), stacked_step(base_model, stacked, batches, tok.pad_token_id, losses),
-              cfg.steps, cfg.lr, warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress, curve="organisms/loss",
-              clip=stacked.clip_grad_norms)
+              cfg.steps, cfg.lr, warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress,
+              clip=stacked.clip_grad_norms, curve="organisms/loss")
         for model, organism_losses in zip(stacked.peft_models(), losses, strict=True):
             yield model, tail_mean(organism_losses)
 

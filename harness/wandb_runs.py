@@ -54,7 +54,8 @@ def read_offline_run(path: Path) -> dict[str, Any]:
     value of each key; exit_code None while the run is open)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None, "id": "", "tags": [], "exit_code": None}
+    out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None, "id": "", "tags": [],
+                           "exit_code": None}
     for raw in records(path):
         record = pb.Record()
         record.ParseFromString(raw)
