@@ -274,7 +274,8 @@ class LoggerConfig:
     """The W&B group; a sweep sets one per invocation, `<preset>-<timestamp>-<pid>`."""
     tags: list[str] = field(default_factory=list)
     """W&B tags of every run (a sweep adds its preset's name)."""
-    log_artifacts: bool = False
+    log_artifacts: bool = True
+    """Base model, organisms and IA as W&B artifacts by reference to the store (checksums, no upload)."""
 
 
 @dataclass

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from harness import leaderboard, metrics, tracking
-from harness.adapters import ia_path
 from harness.config import Config
 from harness.dag import execute
 from harness.provenance import environment
@@ -29,7 +28,7 @@ from harness.records import (
 from harness.stage import Run
 from harness.stages.organisms import organisms_table
 from harness.stages.probe import ProbeResult, evaluation_organisms, merge
-from harness.store import Store, write_text
+from harness.store import write_text
 
 log = logging.getLogger("harness")
 
@@ -81,15 +80,19 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
             log.info(stage.summary(r, done))
             if stage.name == cfg.stage:  # a sweep's fan-out job: its artifacts are in the store
                 stage.track(wb, artifacts)
+                if stage.kind in tracking.ARTIFACT_TYPES:
+                    tracking.log_lineage(wb, cfg.logger, r.store, stage.kind, artifacts, used=False)
                 return None
             if stage.name == "organisms":  # visible before the IA trains
                 table = organisms_table(artifacts)
                 write_text(out / "organisms.csv", table.to_csv(index=False))
                 write_text(out / "organisms.md", table.to_markdown(index=False, floatfmt=".2f") + "\n")
+        for kind in tracking.ARTIFACT_TYPES:  # what this evaluation used
+            tracking.log_lineage(wb, cfg.logger, r.store, kind, done[kind], used=True)
         (base,), (ia,) = done["base"], done["ia"]
         own = [c for c in done["organisms"] if c.route == cfg.organism.route]
         return report(cfg, out, base, own, organisms_table(done["organisms"]), ia,
-                      evaluation_organisms(r, done["organisms"]), merge(done["probe"]), r.store, identity, wb)
+                      evaluation_organisms(r, done["organisms"]), merge(done["probe"]), identity, wb)
 
 
 def base_name(card: BaseModelCard) -> str:
@@ -111,7 +114,7 @@ class RunIdentity:
 
 
 def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard], table: pd.DataFrame,
-           ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, store: Store, identity: RunIdentity,
+           ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, identity: RunIdentity,
            wb) -> RunResult:
     """Metrics, self-reports and the leaderboard into the run folder, and one W&B run. Only the
     evaluation organisms whose implant took are scored (`probe.only_implanted`); the others are
@@ -143,7 +146,6 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     tracking.log_metrics(wb, rows)
     tracking.log_table(wb, "organisms", table)
     tracking.log_table(wb, "self_reports", scored.reports)
-    tracking.log_adapter(wb, cfg.logger, ia_path(store, ia), f"ia-{ia.key}", "introspection-adapter")
     wandb_dir = Path(wb.dir).parent if wb is not None else None
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out, metrics=rows,
                      wandb_dir=wandb_dir, run_id=identity.run_id)

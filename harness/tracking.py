@@ -134,14 +134,30 @@ def log_table(run: Any, name: str, rows: Sequence[Any]) -> None:
     run.log({name: wandb.Table(dataframe=frame)})
 
 
-def log_adapter(run: Any, cfg: LoggerConfig, path: Path, name: str, kind: str) -> None:
+ARTIFACT_TYPES = {"base": "base-model", "organisms": "organism", "ia": "introspection-adapter"}
+
+
+def log_lineage(run: Any, cfg: LoggerConfig, store: Any, kind: str, cards: Sequence[Any], used: bool) -> None:
+    """Store artifacts (`kind`: base, organisms, ia) as W&B artifacts named `<type>-<key>`, by
+    reference to their store folders: W&B records each file's checksum and uploads nothing. A
+    fan-out job logs what it made; an evaluation run `use_artifact`s what it used (online: W&B's
+    offline mode cannot record a use, so there they are logged as the run's). A base model outside
+    the store (a Hugging Face model) is named in the config instead."""
     if run is None or not cfg.log_artifacts:
         return
     import wandb
 
-    artifact = wandb.Artifact(name=name, type=kind)
-    artifact.add_dir(str(path))
-    run.log_artifact(artifact)
+    for card in cards:
+        folder = store.path(kind, card.key)
+        if not folder.is_dir():
+            continue
+        scalars = {k: v for k, v in asdict(card).items() if isinstance(v, int | float | str | bool) and k != "key"}
+        artifact = wandb.Artifact(f"{ARTIFACT_TYPES[kind]}-{card.key}", type=ARTIFACT_TYPES[kind], metadata=scalars)
+        artifact.add_reference(folder.resolve().as_uri())
+        if used and not run.offline:
+            run.use_artifact(artifact)
+        else:
+            run.log_artifact(artifact)
 
 
 def log_sweep(cfg: LoggerConfig, folder: Path, table: Any, plot: Path | None) -> None:

@@ -50,12 +50,14 @@ def records(path: Path) -> Iterator[bytes]:
 
 
 def read_offline_run(path: Path) -> dict[str, Any]:
-    """{config, summary, job_type, group, id, tags, exit_code} of an offline run file (the last
-    value of each key; exit_code None while the run is open)."""
+    """{config, summary, job_type, group, id, tags, exit_code, artifacts} of an offline run file
+    (the last value of each key; exit_code None while the run is open; artifacts: each logged
+    artifact's type, name and files as {path: (reference, checksum)})."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None, "id": "", "tags": [],
-                           "exit_code": None}
+                           "exit_code": None,
+                           "artifacts": []}
     for raw in records(path):
         record = pb.Record()
         record.ParseFromString(raw)
@@ -64,6 +66,10 @@ def read_offline_run(path: Path) -> dict[str, Any]:
             out["job_type"], out["group"], out["id"] = record.run.job_type, record.run.run_group, record.run.run_id
             out["tags"] = list(record.run.tags)
             updates = [("config", record.run.config.update), ("summary", record.run.summary.update)]
+        elif kind == "artifact":
+            files = {c.path: (c.ref, c.digest) for c in record.artifact.manifest.contents}
+            out["artifacts"].append({"type": record.artifact.type, "name": record.artifact.name, "files": files})
+            continue
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
             continue

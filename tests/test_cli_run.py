@@ -21,8 +21,7 @@ from tests.test_metrics import naming
 def test_harness_run_smoke(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", *small_run({"logger.log_artifacts": "true"}),
-           f"hydra.run.dir={out}"]
+    cmd = [sys.executable, "-m", "harness.cli", "run", *small_run(), f"hydra.run.dir={out}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "run folder:" in done.stdout and "| behavior" in done.stdout
@@ -65,8 +64,6 @@ def test_harness_run_smoke(tmp_path):
     logged = {row[0]: row for row in tables["metrics"]["data"]}
     assert "heldout_behaviors/lora/ia/all/verbalization" in logged
     assert "heldout_behaviors/lora/no_ia/base/false_positive_rate" in logged
-    wandb_bytes = next(run_dir.glob("run-*.wandb")).read_bytes()
-    assert b"introspection-adapter" in wandb_bytes  # the IA logged as an artifact
     # One run from the job's start: the losses were logged live as they were trained, the
     # intervals are scalars the runs table can sort, and its id is the harness run's.
     wb = read_offline_run(next(run_dir.glob("run-*.wandb")))
@@ -79,6 +76,17 @@ def test_harness_run_smoke(tmp_path):
                  ("lora", "ia", "all", "verbalization")]
     assert summary[f"{key}_n"] == pooled["n"]
     assert (f"{key}_low" in summary) == (summary[f"{key}_n"] > 1)
+    # Lineage: the base model, every organism and the IA as artifacts by reference to the store,
+    # each file with its checksum, nothing copied (offline W&B logs them; online they are used).
+    stored = [a for a in wb["artifacts"] if a["type"] != "run_table"]  # W&B's own, for the tables
+    kinds = [a["type"] for a in stored]
+    assert sorted(set(kinds)) == ["base-model", "introspection-adapter", "organism"]
+    assert kinds.count("organism") == 6 and kinds.count("base-model") == kinds.count("introspection-adapter") == 1
+    for artifact in stored:
+        for ref, digest in artifact["files"].values():
+            assert ref.startswith("file://") and Path(ref.removeprefix("file://")).is_file() and digest
+            assert Path(ref.removeprefix("file://")).is_relative_to((tmp_path / "cache").resolve())
+    assert not list(run_dir.glob("artifacts/**/*.safetensors")), "an adapter was copied into the run"
 
 
 def test_the_readme_smoke_run(tmp_path):

@@ -101,6 +101,9 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     (group,) = {r["group"] for r in every}
     assert group.startswith("scaling_families-20") and all("scaling_families" in r["tags"] for r in every)
     assert "logger.group" not in table.columns  # plumbing, not a swept value
+    # Lineage: each fan-out job logs what it made as W&B artifacts by reference to the store.
+    made = [a["type"] for r in stage_runs for a in r["artifacts"]]
+    assert (made.count("base-model"), made.count("organism"), made.count("introspection-adapter")) == (1, 6, 3)
     # Every organism was trained exactly once, by the fan-out jobs, not by the sweep's jobs.
     assert len(list((tmp / "cache" / "organisms").glob("*/card.json"))) == 6
     assert sorted(p.name for p in (tmp / "sweep" / "stages").iterdir()) == [
