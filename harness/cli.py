@@ -55,6 +55,7 @@ examples:
   harness leaderboard multirun/2026-11-26              # every run under a folder, one table
   harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
   harness leaderboard --ci --sort quirks               # values with 95% intervals and n, best quirks first
+  harness leaderboard --condition ia --sort verbalization          # the IA's rows, best first
   harness leaderboard --format json > board.json       # every column (csv, json): intervals, n, direction
   harness leaderboard --group ia_rank-2026-11-27_10-00-00-4321    # the runs of one sweep's W&B group
   harness leaderboard --from-wandb me/introspection-harness          # from W&B (the API, or offline files)
@@ -125,6 +126,7 @@ def build_parser() -> Parser:
     board.add_argument("--out", type=Path, help="also write the table (markdown, csv and json) here")
     board.add_argument("--format", choices=leaderboard_formats(), default="md",
                        help="what is printed: md (the compact table), csv or json (every column, with intervals)")
+    board.add_argument("--condition", choices=conditions(), help="only the rows of one condition (the IA: ia)")
     board.add_argument("--ci", action="store_true", help="md: each value as `value [95%% interval] n=N`")
     board.add_argument("--sort", metavar="METRIC", help="best first by a metric column (all/verbalization), a "
                        "metric (hallucination: all/hallucination) or a family (quirks: quirks/verbalization); "
@@ -320,6 +322,12 @@ def run_command(args: list[str]) -> int:
     return 0
 
 
+def conditions() -> tuple[str, ...]:
+    from harness.records import CONDITIONS
+
+    return tuple(CONDITIONS)
+
+
 def leaderboard_formats() -> tuple[str, ...]:
     from harness.leaderboard import FORMATS
 
@@ -374,6 +382,8 @@ def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
     """Print a leaderboard as asked (sorted, in a format) and write it under `out`."""
     from harness import leaderboard
 
+    if a.condition:
+        board = board[board.condition == a.condition].reset_index(drop=True)
     if a.sort:
         board = leaderboard.sort(board, a.sort)
     if a.format == "md":

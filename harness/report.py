@@ -106,7 +106,8 @@ th{background:#f4f4f4}img{max-width:100%;border:1px solid #eee}dl.provenance{dis
 grid-template-columns:max-content auto;gap:2px 14px;font-size:14px}dl.provenance dt{font-weight:bold}
 dl.provenance dd{margin:0;font-family:monospace}.filters{position:sticky;top:0;background:#fff;padding:6px 0;
 border-bottom:1px solid #ddd}.filters input[type=search]{width:24em}tr.yes td.verdict{color:#070}
-tr.no td.verdict{color:#a00}details{margin:.3em 0}summary{cursor:pointer}.legend td:first-child{font-weight:bold}"""
+tr.no td.verdict{color:#a00}details{margin:.3em 0}
+.wide{overflow-x:auto}.wide td{white-space:nowrap}summary{cursor:pointer}.legend td:first-child{font-weight:bold}"""
 
 # Filters every self-report table of a section: text (question or report), condition, verdict;
 # an organism whose rows are all hidden is hidden too, and the section says how many are shown.
@@ -147,8 +148,10 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
 """
 
 
-def table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format="%.2f", na_rep="", escape=True)
+def table(df: pd.DataFrame, wide: bool = False) -> str:
+    """An HTML table; `wide`: cells on one line, the table scrolling sideways (the leaderboards)."""
+    html_table = df.to_html(index=False, float_format="%.2f", na_rep="", escape=True)
+    return f'<div class="wide">{html_table}</div>' if wide else html_table
 
 
 def definitions(items: list[tuple[str, str]]) -> str:
@@ -237,8 +240,9 @@ def run_sections(run: Path, label: str = "") -> list[tuple[str, str]]:
     board = leaderboard.leaderboard([record])
     sections = [(f"{prefix}where it came from", provenance(record)),
                 (f"{prefix}leaderboard (95% interval, n organisms; ↓ lower is better)",
-                 table(leaderboard.compact(board, ci=True))
-                 + f"<details><summary>every metric and family</summary>{table(leaderboard.with_intervals(board))}"
+                 table(leaderboard.compact(board, ci=True), wide=True)
+                 + "<details><summary>every metric and family</summary>"
+                 f"{table(leaderboard.with_intervals(board), wide=True)}"
                  "</details>" + ("" if label else legend())),
                 (f"{prefix}verbalization by family and condition ({route} organisms)",
                  png(verbalization_bars([m for m in record.metrics if m.route == route]))),
@@ -268,7 +272,7 @@ def sweep_sections(folder: Path) -> list[tuple[str, str]]:
                                        ("W&B group", html.escape(str(results[0].group if results else None)))])
                  + legend()),
                 ("sweep comparison (95% interval, n organisms; ↓ lower is better)",
-                 table(leaderboard.compact(board, ci=True)))]
+                 table(leaderboard.compact(board, ci=True), wide=True))]
     if (folder / "sweep.png").is_file():
         sections.append(("scaling curve", png_bytes((folder / "sweep.png").read_bytes(), "sweep plot")))
     for run, values in zip(results, leaderboard.swept_values(results), strict=True):
