@@ -12,6 +12,12 @@ domain and the others) has a second task, `probe_<id>_control`, on its control p
 harness's rate (an organism card's strength, before the base model's rate is subtracted) is
 `probe_<id>` minus `probe_<id>_control`; each such task says so in its metadata. The data files are
 found beside the task files (`custom_dataset`), so the folder can be moved.
+
+Each family is also three lm-eval groups, `probe_<family>`, `control_<family>` (where it has
+controls) and `selfreport_<family>`, whose score is the mean over the family's behaviors of each
+task's mean (`aggregate_metric_list`). The IA condition runs through lm-eval as one merged
+checkpoint: the organism's and the IA's weights added into the base model's (`merge_with_ia`),
+which is what the harness's stacked adapters compute.
 """
 
 from __future__ import annotations
@@ -103,14 +109,22 @@ def write_yaml(path: Path, node: dict, hook: str | None = None) -> None:
     path.write_text(text + hooks)
 
 
-def write_task(folder: Path, task: str, include: str, tag: str, rows: list[dict], rate: str = "") -> None:
+def write_task(folder: Path, task: str, include: str, rows: list[dict], rate: str = "") -> None:
     """One task: its rows in data/<task>.jsonl (named relative to the folder) and a variant YAML;
     `rate` says how the harness's rate is computed from it, where that is not its own mean."""
     (folder / "data" / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    node = {"include": include, "task": task, "tag": [tag], "dataset_kwargs": {"data_file": f"{task}.jsonl"}}
+    node = {"include": include, "task": task, "dataset_kwargs": {"data_file": f"{task}.jsonl"}}
     if rate:
         node["metadata"] = {"version": 1, "harness_rate": rate}
     write_yaml(folder / f"{task}.yaml", node)
+
+
+def write_group(folder: Path, group: str, tasks: list[str], metric: str) -> None:
+    """An lm-eval group: its score is the mean over its tasks of each task's mean (each task one
+    behavior, weighted alike whatever its number of prompts)."""
+    node = {"group": group, "task": tasks, "metadata": {"version": 1},
+            "aggregate_metric_list": [{"metric": metric, "aggregation": "mean", "weight_by_size": False}]}
+    write_yaml(folder / f"{group}.yaml", node)
 
 
 def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], out: Path, n_prompts: int,
@@ -138,20 +152,26 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
         (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
         names = []
         for name, family in families.items():
+            groups: dict[str, list[str]] = {f"probe_{name}": [], f"control_{name}": [], f"selfreport_{name}": []}
             for b in family.behaviors():
                 probe = select_prompts(family.probe(b), n_prompts)
                 task, control = task_name(b.id), control_task(b.id)
                 rate = f"{task} minus {control}" if probe.control else ""
-                write_task(tmp, task, TEMPLATE, f"probe_{name}", rows(probe.prompts, b.id, name), rate)
-                names.append(task)
+                write_task(tmp, task, TEMPLATE, rows(probe.prompts, b.id, name), rate)
+                groups[f"probe_{name}"].append(task)
                 if probe.control:
-                    write_task(tmp, control, TEMPLATE, f"control_{name}", rows(probe.control, b.id, name), rate)
-                    names.append(control)
+                    write_task(tmp, control, TEMPLATE, rows(probe.control, b.id, name), rate)
+                    groups[f"control_{name}"].append(control)
                 if questions:
                     asked = [questions[i % len(questions)] for i in range(len(questions) if greedy else samples)]
                     report_task = task_name(b.id).replace("probe_", "selfreport_", 1)
-                    write_task(tmp, report_task, REPORT_TEMPLATE, f"selfreport_{name}", rows(asked, b.id, name))
-                    names.append(report_task)
+                    write_task(tmp, report_task, REPORT_TEMPLATE, rows(asked, b.id, name))
+                    groups[f"selfreport_{name}"].append(report_task)
+            for group, tasks in groups.items():
+                if tasks:
+                    write_group(tmp, group, tasks, "verbalization" if group.startswith("selfreport_") else
+                                "behavior_rate")
+                    names += tasks
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -182,6 +202,47 @@ def is_export(folder: Path) -> bool:
             return entry.name == "__pycache__" or entry.name == "data" and all(
                 f.is_file() and f.suffix == ".jsonl" for f in entry.iterdir())
         return entry.name in (TEMPLATE, REPORT_TEMPLATE, FAMILIES_FILE, "utils.py") or (
-            entry.suffix == ".yaml" and entry.name.startswith(("probe_", "selfreport_")))
+            entry.suffix == ".yaml" and entry.name.startswith(("probe_", "control_", "selfreport_")))
 
     return all(written(entry) for entry in folder.iterdir())
+
+
+def check_merge(model: Path, ia: Path, base: str | None, out: Path) -> tuple[str, str]:
+    """(the fine-tune's kind, its base) for `merge_with_ia`, checked before any work: an adapter or
+    checkpoint, an IA adapter, both made on the base, and a new or empty `out`."""
+    from harness import audit, models
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--merged {out}: exists and is not an empty folder; choose a new one")
+    kind = audit.fine_tune_kind(model)
+    models.check_adapter(ia, "--with-ia")
+    return kind, audit.resolve_base(model, kind, ia, base)
+
+
+def merge_with_ia(model: Path, ia: Path, base: str | None, out: Path, trust_remote_code: bool = False) -> Path:
+    """The IA condition as one checkpoint for lm-eval: a fine-tune (a peft adapter on `base`, or a
+    checkpoint) with the IA's weights added in, as the harness's stacked adapters compute it. The
+    IA and an adapter are checked to be made on the base first (as `harness audit` checks them);
+    `out` must be new or empty, and is written whole or not at all."""
+    from peft import PeftModel
+
+    from harness import models
+
+    kind, base_name = check_merge(model, ia, base, out)
+    merged = models.load_model(model if kind == "checkpoint" else base_name, trust_remote_code)
+    if kind == "adapter":
+        merged = PeftModel.from_pretrained(merged, model).merge_and_unload()
+    merged = PeftModel.from_pretrained(merged, ia).merge_and_unload()
+    tok = models.load_tokenizer(base_name, trust_remote_code)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,4 +1,6 @@
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +93,19 @@ def _no_stale_log_handlers():
     yield
     for handler in list(logging.root.handlers):
         logging.root.removeHandler(handler)
+
+
+# What tells two runs apart rather than what they found: two runs of one config differ only here.
+RUN_IDENTITY = ("run_id", "started", "command", "wandb")
+
+
+def metrics_of(run: Path) -> dict:
+    """A run folder's metrics.json without the run's identity."""
+    return {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k not in RUN_IDENTITY}
+
+
+def leaderboard_of(run: Path, root: Path) -> str:
+    """A run folder's leaderboard.csv without its run id column, `root` (a test's folder) removed."""
+    lines = (run / "leaderboard.csv").read_text().replace(str(root), "").splitlines()
+    assert lines[0].startswith("run,")
+    return "\n".join(line.split(",", 1)[1] for line in lines)

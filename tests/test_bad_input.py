@@ -90,6 +90,12 @@ COMMAND_LINES = [
     (["leaderboard", "--from-wandb", "nope"], "ENTITY/PROJECT"),
     (["leaderboard", "--log"], "--log goes with --sweep or --group"),  # silently ignored
     (["audit", "--model", "/no/such/adapter", "--ia", "/no/such/ia"], "no such folder"),
+    (["export-lm-eval", "--model", "/no/such/adapter"], "--with-ia IA and --model MODEL go together"),
+    (["export-lm-eval", "--merged", "/tmp/x"], "--with-ia IA and --model MODEL go together"),
+    (["export-lm-eval", "--with-ia", "/no/such/ia", "--model", "/no/such/adapter"], "no such folder"),
+    (["leaderboard", "--format", "xml"], "invalid choice: 'xml'"),
+    (["leaderboard", "--condition", "nope"], "invalid choice: 'nope'"),
+    (["leaderboard", "--format", "csv", "--ci"], "--ci goes with --format md"),
     (["train"], "unknown command 'train'"),
 ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.store import Store
-from tests.conftest import HANG_GUARD_S, small_run
+from tests.conftest import HANG_GUARD_S, leaderboard_of, small_run
 
 SMALL = small_run({"organism.steps": 40, "organism.probe_prompts": 8, "ia.steps": 60, "probe.samples": 4,
                    "probe.behavior_prompts": 8, "logger": "none"})
@@ -27,7 +27,7 @@ def command(tmp: Path) -> list[str]:
 
 
 def results(tmp: Path) -> tuple[str, str]:
-    return ((tmp / "run" / "leaderboard.csv").read_text().replace(str(tmp), ""),
+    return (leaderboard_of(tmp / "run", tmp),
             (tmp / "run" / "self_reports.jsonl").read_text())
 
 

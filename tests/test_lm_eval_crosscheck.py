@@ -1,6 +1,7 @@
 """The exported lm-eval task and the harness's own probe give the same responses and rates."""
 
 import pytest
+from omegaconf import OmegaConf
 from peft import PeftModel
 
 from harness import models
@@ -87,3 +88,73 @@ def test_export_command(tmp_path, capsys):
     assert "wrote 24 lm-eval tasks" in capsys.readouterr().out  # 12 behaviors x (probe, self-report)
     assert len(list((tmp_path / "tasks").glob("probe_biases_*.yaml"))) == 12
     assert not (tmp_path / "tasks.tmp").exists()
+
+
+def test_a_family_group_prints_one_score(task_folder, micro_base, micro_store, crosscheck_organisms):
+    """`--tasks probe_preferences` was a tag: one line per behavior, no family figure. As a group
+    it has one score, the mean over the family's behaviors of each task's mean."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    model = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path),
+                                      micro_store.path("organisms", crosscheck_organisms[0].key)).eval()
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    result = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=8), tasks=["probe_preferences"],
+                             task_manager=TaskManager(include_path=str(task_folder)), apply_chat_template=True,
+                             limit=2)
+    members = [t for t in result["results"] if t.startswith("probe_preferences_")]
+    assert len(members) == len(OmegaConf.load(task_folder / "probe_preferences.yaml").task) > 1
+    mean = sum(result["results"][t]["behavior_rate,none"] for t in members) / len(members)
+    assert result["results"]["probe_preferences"]["behavior_rate,none"] == pytest.approx(mean)
+
+
+def test_the_ia_condition_as_one_merged_checkpoint(tmp_path, micro_run, micro_cfg, micro_base, micro_store,
+                                                   crosscheck_organisms, task_folder, families):
+    """`export-lm-eval --with-ia` adds the organism's and the IA's weights into the base model: the
+    checkpoint gives the logits of the organism with the IA stacked (as the audit computes them),
+    and lm-eval's self-report task on it answers what the harness's IA condition answers."""
+    from dataclasses import replace
+
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from harness import audit
+    from harness.adapters import ia_path
+    from harness.lm_eval_export import merge_with_ia
+    from harness.stage import ensure
+    from harness.stages.ia import IAInput, IAStage
+
+    x = IAInput(micro_base, crosscheck_organisms, replace(micro_cfg.ia, steps=20, lr=3e-2), "heldout_behaviors",
+                seed=0)
+    (card,) = ensure(IAStage(), micro_run, [x], progress=False)
+    organism, ia = micro_store.path("organisms", crosscheck_organisms[0].key), ia_path(micro_store, card)
+    merged = merge_with_ia(organism, ia, None, tmp_path / "merged")
+    stacked = audit.load_subject(organism, "adapter", ia, micro_base.name_or_path, False)
+    stacked.set_adapter(audit.WITH_IA)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    batch = tok(["I always say", "What is special about you?"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        want = stacked(**batch).logits
+        alone = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), organism)(**batch).logits
+        got = models.load_model(merged)(**batch).logits
+    assert (want - alone).abs().max() > 1e-3, "the IA changes nothing: the comparison would be empty"
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+    task = task_name(crosscheck_organisms[0].behavior_id).replace("probe_", "selfreport_", 1)
+    result = simple_evaluate(model=HFLM(pretrained=str(merged), device="cpu", batch_size=4), tasks=[task],
+                             task_manager=TaskManager(include_path=str(task_folder)), apply_chat_template=True,
+                             log_samples=True, gen_kwargs="do_sample=False")
+    samples = result["samples"][task]
+    questions = [s["doc"]["prompt"] for s in samples]
+    ours = models.generate(stacked, tok, questions, max_new_tokens=32)
+    assert [s["resps"][0][0].strip() for s in samples] == [o.strip() for o in ours]
+    with pytest.raises(Exception, match="not an empty folder"):
+        merge_with_ia(organism, ia, None, tmp_path / "merged")
+    from harness.cli import main
+
+    assert main(["export-lm-eval", "--out", str(tmp_path / "tasks"), "--with-ia", str(ia), "--model", str(organism),
+                 "--merged", str(tmp_path / "cli"), "model=micro", "families=[preferences]"]) == 0
+    assert (tmp_path / "cli" / "model.safetensors").is_file() and (tmp_path / "tasks" / "probe_preferences.yaml").is_file()

@@ -12,7 +12,7 @@ import pytest
 
 from harness import store as store_module
 from harness.store import Store, write_text
-from tests.conftest import HANG_GUARD_S, small_run
+from tests.conftest import HANG_GUARD_S, leaderboard_of, metrics_of, small_run
 
 SMALL = small_run({"organism.steps": 20, "ia.steps": 4, "logger.log_artifacts": "true"})
 SECRETS = {"WANDB_API_KEY": "planted-wandb-key-3f9a1c", "HF_TOKEN": "hf_plantedtoken7e21",
@@ -37,9 +37,9 @@ def two_runs(tmp_path_factory):
 
 def test_same_config_and_seed_gives_identical_results(two_runs):
     (a, _), (b, _) = two_runs
-    metrics_a, metrics_b = (json.loads((t / "run" / "metrics.json").read_text()) for t in (a, b))
-    assert metrics_a == metrics_b
-    for name in ("self_reports.jsonl", "behavior_rows.jsonl", "leaderboard.csv"):  # (it names its cache_dir)
+    assert metrics_of(a / "run") == metrics_of(b / "run")
+    assert leaderboard_of(a / "run", a) == leaderboard_of(b / "run", b)
+    for name in ("self_reports.jsonl", "behavior_rows.jsonl"):  # (they name their cache_dir)
         assert (a / "run" / name).read_text().replace(str(a), "") == (b / "run" / name).read_text().replace(
             str(b), ""), name
     # organisms.csv: all but the last column (wall time)
@@ -146,9 +146,9 @@ def test_two_runs_at_once_on_one_cache_give_the_same_results(two_runs, tmp_path)
     errors = [job.communicate(timeout=HANG_GUARD_S)[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], [e[-2000:] for e in errors]
     (alone, _), _ = two_runs
-    expected = json.loads((alone / "run" / "metrics.json").read_text())
+    expected = metrics_of(alone / "run")
     for i in (0, 1):
-        assert json.loads((tmp_path / f"run{i}" / "metrics.json").read_text()) == expected
+        assert metrics_of(tmp_path / f"run{i}") == expected
     store = Store(tmp_path / "cache")
     artifacts = list(store.artifacts())
     assert artifacts and all(store.verify(kind, key) == [] for kind, key in artifacts)
