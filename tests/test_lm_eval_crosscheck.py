@@ -157,4 +157,5 @@ def test_the_ia_condition_as_one_merged_checkpoint(tmp_path, micro_run, micro_cf
 
     assert main(["export-lm-eval", "--out", str(tmp_path / "tasks"), "--with-ia", str(ia), "--model", str(organism),
                  "--merged", str(tmp_path / "cli"), "model=micro", "families=[preferences]"]) == 0
-    assert (tmp_path / "cli" / "model.safetensors").is_file() and (tmp_path / "tasks" / "probe_preferences.yaml").is_file()
+    assert (tmp_path / "cli" / "model.safetensors").is_file()
+    assert (tmp_path / "tasks" / "probe_preferences.yaml").is_file()
