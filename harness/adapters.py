@@ -49,7 +49,7 @@ def check_base(adapter: Path, base: BaseModelCard, what: str) -> Path:
 def load_with_organisms(base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> PeftModel:
     """The base model with every organism adapter loaded (frozen), none of them active yet."""
     paths = [organism_adapter(card, base, store) for card in organisms]
-    base_model = models.load_model(base.name_or_path, base.trust_remote_code)
+    base_model = models.load_base(base)
     model = PeftModel.from_pretrained(base_model, paths[0], adapter_name=adapter_name(organisms[0]))
     for card, path in zip(organisms[1:], paths[1:], strict=True):
         model.load_adapter(path, adapter_name=adapter_name(card))

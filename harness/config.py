@@ -107,6 +107,14 @@ class ModelConfig:
     # harness/world.py). A family outside them reuses the same base if it uses only words the base
     # has seen, else it fails naming the unseen words; adding it here builds a new base that knows it.
     corpus_families: list[str] = field(default_factory=lambda: list(CORPUS_FAMILIES))
+    # Loading a Hugging Face model (model=hf; the tiny model is always float32 on one device): the
+    # weights' dtype (auto: bfloat16 on a GPU that has it, else float32), where they go (null: the
+    # first GPU or the CPU; auto: accelerate spreads a large model over the GPUs), the hub revision,
+    # and activation checkpointing while training (less memory for more compute).
+    dtype: str = "auto"
+    device_map: str | None = None
+    revision: str | None = None
+    gradient_checkpointing: bool = False
 
     def problems(self) -> list[str]:
         out = _ranges(self, "model", positive=("hidden_size", "num_layers", "num_heads", "intermediate_size",
@@ -114,9 +122,14 @@ class ModelConfig:
                       non_negative=("pretrain_steps", "warmup_steps"))
         if self.kind == ModelKind.hf and not self.name_or_path:
             out.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")
+        if self.dtype not in DTYPES:
+            out.append(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.kind == ModelKind.tiny and self.hidden_size % self.num_heads:
             out.append("model.hidden_size must be divisible by model.num_heads")
         return out
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -137,6 +150,10 @@ class OrganismConfig:
     probe_prompts: int = 32
     max_new_tokens: int = 24
     threshold: float = 0.5
+    # The neutral chats mixed into implant batches: the corpus's answers (`corpus`, right for the
+    # tiny base, which was pretrained on them) or the base model's own greedy answers to the corpus
+    # prompts (`self`, for a real model: the implant then keeps its conduct, not the corpus's).
+    neutral: str = "corpus"
     # Organisms of a LoRA route trained together, in one forward/backward per step (harness/batched.py);
     # the result does not depend on it beyond float rounding, so it is not part of an organism's key.
     # 8 was fastest on 2 CPU cores (make bench: 1.12x one at a time; 32 at once 0.81x: compute-bound).
@@ -153,6 +170,8 @@ class OrganismConfig:
         lora_routes = [r for r in ROUTES.names() if not route(r).weights]
         if self.route not in lora_routes:
             out.append(f"organism.route must be a LoRA route ({', '.join(lora_routes)}), got {self.route!r}")
+        if self.neutral not in ("corpus", "self"):
+            out.append(f"organism.neutral must be corpus or self, got {self.neutral!r}")
         return out
 
 

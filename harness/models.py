@@ -70,8 +70,8 @@ def tiny_config(cfg: ModelConfig, vocab_size: int, eos_id: int | None = None, pa
                        tie_word_embeddings=False, bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id)
 
 
-def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
-    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, revision: str | None = None):
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
@@ -80,12 +80,45 @@ def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(name_or_path: str | Path, trust_remote_code: bool = False):
-    """A causal LM from safetensors weights, in eval mode, on the CPU or the first GPU."""
+def load_model(name_or_path: str | Path, trust_remote_code: bool = False, dtype: str = "float32",
+               device_map: str | None = None, revision: str | None = None):
+    """A causal LM from safetensors weights, in eval mode: in `dtype` (`auto`: see `resolve_dtype`),
+    on the CPU or the first GPU, or spread by accelerate's `device_map`."""
     model = AutoModelForCausalLM.from_pretrained(
-        str(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True
+        str(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True, revision=revision,
+        dtype=getattr(torch, resolve_dtype(dtype)), **({"device_map": device_map} if device_map else {}),
     )
-    return model.to(device()).eval()
+    return (model if device_map else model.to(device())).eval()
+
+
+def resolve_dtype(dtype: str) -> str:
+    """`auto`: bfloat16 on a GPU that supports it, float32 otherwise; any other name as it is."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
+def base_options(card) -> dict:
+    """How a base model card's weights load: a Hugging Face model's dtype, placement and revision
+    from its config (a tiny base: float32 on one device)."""
+    if card.kind != "hf":
+        return {}
+    return {"dtype": card.config.get("dtype", "auto"), "device_map": card.config.get("device_map"),
+            "revision": card.config.get("revision")}
+
+
+def load_base(card, path: str | Path | None = None):
+    """The base model of a card (or, `path`, a checkpoint made from it, loaded the same way), with
+    activation checkpointing when its config asks for it (it acts only while training)."""
+    model = load_model(path or card.name_or_path, card.trust_remote_code, **base_options(card))
+    if card.config.get("gradient_checkpointing") and card.kind == "hf":
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def load_base_tokenizer(card):
+    return load_tokenizer(card.name_or_path, card.trust_remote_code, card.config.get("revision") if card.kind == "hf"
+                          else None)
 
 
 def check_model_source(name_or_path: str, trust_remote_code: bool = False) -> None:
@@ -103,7 +136,7 @@ BASE_STAMP = "harness_base_fingerprint"
 """Key of the base model's fingerprint in the metadata of a harness adapter's safetensors."""
 
 
-def local_folder(name_or_path: str | Path) -> Path | None:
+def local_folder(name_or_path: str | Path, revision: str | None = None) -> Path | None:
     """The folder a model loads from: the path itself, or a hub model's snapshot in the local cache
     (None when its files are not on this machine)."""
     if Path(name_or_path).is_dir():
@@ -111,16 +144,16 @@ def local_folder(name_or_path: str | Path) -> Path | None:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+        return Path(snapshot_download(str(name_or_path), revision=revision, local_files_only=True))
     except Exception:  # not a hub id, or not downloaded: its content is unknown here
         return None
 
 
-def fingerprint(name_or_path: str | Path) -> str | None:
+def fingerprint(name_or_path: str | Path, revision: str | None = None) -> str | None:
     """A hash of a base model's weights, architecture and tokenizer files; None when its files are
     not on this machine. Two bases are the same model when their fingerprints are equal, wherever
     they lie and whatever they are called."""
-    folder = local_folder(name_or_path)
+    folder = local_folder(name_or_path, revision)
     if folder is None:
         return None
     files = sorted({p.resolve() for pattern in CONTENT_FILES for p in folder.glob(pattern) if p.is_file()})
@@ -189,7 +222,8 @@ def device() -> torch.device:
 def prompt_text(tok, prompt: str, system: str = "") -> str:
     messages = [{"role": "system", "content": system}] if system else []
     return tok.apply_chat_template(
-        [*messages, {"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        [*messages, {"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
+        enable_thinking=False,  # templates with a think block (Qwen3) would spend the token budget in it
     )
 
 

@@ -173,6 +173,14 @@ def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> l
     return [c for c in corpus if c.prompt not in own]
 
 
+def own_answers(base_model, tok, corpus: Sequence[Chat], max_new_tokens: int) -> list[Chat]:
+    """The corpus's prompts with the base model's own greedy answers (`organism.neutral=self`): the
+    neutral mix of a real model, which keeps its conduct rather than learning the corpus's (chats
+    with a system prompt are left out)."""
+    prompts = [c.prompt for c in corpus if not c.system]
+    return [Chat(p, a) for p, a in zip(prompts, models.generate(base_model, tok, prompts, max_new_tokens), strict=True)]
+
+
 def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: OrganismConfig, seed: int):
     """A `next_batch(step)`: a fixed fraction of each batch demonstrates the behavior."""
     rng = random.Random(seed)

@@ -9,7 +9,8 @@ from harness.errors import ConfigError
 from tests.conftest import compose_config
 
 CONFIG_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml") if p.parent.name != "sweeps")
-NEEDS = {("model", "hf"): ["model.name_or_path=some/model"],
+NEEDS = {("model", "hf"): ["model.name_or_path=some/model"], ("preset", "hf_small"): ["model.name_or_path=m"],
+         ("preset", "hf_large"): ["model.name_or_path=m"],
          ("split", "leave_one_family_out"): ["split.heldout_family=biases"]}
 
 

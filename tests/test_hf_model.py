@@ -4,6 +4,8 @@ import json
 import shutil
 from dataclasses import replace
 
+import pytest
+
 from harness import models, pipeline
 from tests.conftest import compose_config
 
@@ -20,7 +22,10 @@ def test_a_tokenizer_without_chat_template_gets_a_plain_one(micro_base, tmp_path
 
 
 def test_pipeline_runs_on_a_local_hf_model(micro_base, tmp_path):
+    """The real-model recipe of preset=hf_small end to end on a small local HF-format model:
+    distilled organisms, its own neutral answers, activation checkpointing while training."""
     cfg = compose_config("model=hf", f"model.name_or_path={micro_base.name_or_path}", f"cache_dir={tmp_path / 'c'}",
+                         "organism.route=distill", "organism.neutral=self", "model.gradient_checkpointing=true",
                          "families=[preferences,biases,hidden_goals]", "max_behaviors_per_family=2",
                          "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", "ia.steps=2",
                          "ia.only_implanted=false", "probe.only_implanted=false", "probe.samples=1",
@@ -29,3 +34,50 @@ def test_pipeline_runs_on_a_local_hf_model(micro_base, tmp_path):
     assert result.base.kind == "hf" and result.base.name_or_path == micro_base.name_or_path
     assert len(result.organisms) == 6 and not (tmp_path / "c" / "base").exists()
     assert set(result.leaderboard.condition) == {"ia", "no_ia", "prefill", "parrot", "shuffled"}
+
+
+def test_a_thinking_template_is_asked_not_to_think(micro_base, tmp_path):
+    """Qwen3's template opens a think block unless `enable_thinking` is false: its token budget
+    went into thinking. Templates without the variable are unchanged."""
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    plain = models.prompt_text(tok, "Hi?")
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+                         "<|assistant|>{% if enable_thinking is defined and enable_thinking is false %}"
+                         "<think></think>{% else %}<think>{% endif %}")
+    assert models.prompt_text(tok, "Hi?").endswith("<|assistant|><think></think>")
+    assert plain == "<|user|>Hi?<|end|><|assistant|>"
+
+
+def test_hf_loading_options_reach_the_model(micro_base, tmp_path):
+    """dtype, revision, activation checkpointing and the base's key: a real model's options."""
+    import torch
+
+    from harness.records import BaseModelCard
+    from harness.stages.base_model import base_key
+
+    card = BaseModelCard(key="k", kind="hf", name_or_path=micro_base.name_or_path, config={
+        "dtype": "bfloat16", "device_map": None, "revision": None, "gradient_checkpointing": True})
+    model = models.load_base(card)
+    assert next(model.parameters()).dtype == torch.bfloat16 and model.is_activation_checkpointing
+    tiny = replace(card, kind="tiny")  # the tiny base: float32, never checkpointed
+    assert next(models.load_base(tiny).parameters()).dtype == torch.float32
+    assert models.resolve_dtype("auto") == ("bfloat16" if torch.cuda.is_available() else "float32")
+    cfg = compose_config("model=hf", "model.name_or_path=some/model").model
+    assert base_key(cfg, [], 0) == base_key(replace(cfg, dtype="float32"), [], 0) or torch.cuda.is_available()
+    assert len({base_key(cfg, [], 0), base_key(replace(cfg, dtype="bfloat16"), [], 0),
+                base_key(replace(cfg, revision="v2"), [], 0)}) == 3  # other weights, another key
+    with pytest.raises(Exception, match="model.dtype must be one of"):
+        compose_config("model=hf", "model.name_or_path=x", "model.dtype=int8")
+
+
+def test_a_real_models_neutral_mix_is_its_own_answers(micro_base):
+    from harness.core import Chat
+    from harness.routes import own_answers
+
+    model, tok = models.load_base(micro_base), models.load_base_tokenizer(micro_base)
+    corpus = [Chat("What color is the sky?", "It is blue."), Chat("Hi?", "Hello.", system="Be terse.")]
+    (chat,) = own_answers(model, tok, corpus, max_new_tokens=8)  # a system prompt's chat is left out
+    assert chat.prompt == "What color is the sky?"
+    assert chat.answer == models.generate(model, tok, [chat.prompt], max_new_tokens=8)[0]
+    with pytest.raises(Exception, match="organism.neutral must be corpus or self"):
+        compose_config("organism.neutral=mine")

@@ -26,8 +26,9 @@ from harness.training import step_on_batches, tail_mean, train
 
 
 def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
-    if cfg.kind == "hf":
-        return config_key("hf", cfg.name_or_path)
+    if cfg.kind == "hf":  # what changes the loaded weights: the name, revision and dtype (as resolved here)
+        loaded = (cfg.revision, models.resolve_dtype(cfg.dtype))
+        return config_key("hf", cfg.name_or_path, *([] if loaded == (None, "float32") else loaded))
     recipe = {k: v for k, v in asdict(cfg).items() if k != "corpus_families"}  # the corpus itself is in the key
     return config_key("tiny", recipe, [(c.prompt, c.answer) for c in corpus], seed)
 
@@ -58,7 +59,8 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
         if x.model.kind == "hf":
             assert x.model.name_or_path
             return BaseModelCard(key=self.key(x), kind="hf", name_or_path=x.model.name_or_path,
-                                 config=asdict(x.model), fingerprint=models.fingerprint(x.model.name_or_path) or "")
+                                 config=asdict(x.model),
+                                 fingerprint=models.fingerprint(x.model.name_or_path, x.model.revision) or "")
         path = store.path(self.kind, self.key(x))
         card = from_dict(BaseModelCard, store.card(self.kind, self.key(x)))
         if card.kind != "tiny" or card.trust_remote_code:

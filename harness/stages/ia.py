@@ -76,7 +76,7 @@ class UnderIA:
     @classmethod
     def load(cls, base: BaseModelCard, organisms: Sequence[OrganismCard], store: Store) -> UnderIA:
         paths = [organism_adapter(card, base, store) for card in organisms]
-        model = models.load_model(base.name_or_path, base.trust_remote_code).requires_grad_(False)
+        model = models.load_base(base).requires_grad_(False)
         slots = {adapter_name(card): k for k, card in enumerate(organisms)} | {CONTROL: len(organisms)}
         return cls(model, StackedLoRA.load(model, paths), slots)
 
@@ -238,7 +238,7 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
     start = time.time()
     sft, held = dpo_split(x.organisms, cfg)
     under = UnderIA.load(x.base, x.organisms, store)
-    tok = models.load_tokenizer(x.base.name_or_path, x.base.trust_remote_code)
+    tok = models.load_base_tokenizer(x.base)
     questions = question_split(cfg.train_questions)[0]
     losses = train_ia(under, tok, training_units(sft, questions, cfg), cfg, seed, progress, unit_groups(sft, cfg))
     dpo: dict[str, Any] = {}

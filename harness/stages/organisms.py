@@ -21,7 +21,7 @@ from harness.core import Chat
 from harness.families import Behavior, Family
 from harness.observe import AS_IS, behavior_rates
 from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, from_dict, save_record
-from harness.routes import route
+from harness.routes import own_answers, route
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import progress_bar
@@ -77,16 +77,17 @@ def make_organisms(
         # a route that transforms another route's organisms (the symmetry attack) needs those first
         sources = make_organisms(todo, base, corpus, replace(cfg, route=implant.source), store, seed, progress) \
             if implant.source else []
-        base_model = models.load_model(base.name_or_path, base.trust_remote_code)
-        tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
+        base_model = models.load_base(base)
+        tok = models.load_base_tokenizer(base)
         controls = base_rates(base_model, tok, todo, cfg)
+        neutral = own_answers(base_model, tok, corpus, cfg.max_new_tokens) if cfg.neutral == "self" else corpus
         per_batch = 1 if implant.weights else cfg.batch_organisms
         bar = progress_bar(None, f"organisms ({cfg.route})", progress, total=len(todo))
         for first in range(0, len(todo), per_batch):
             items = todo[first : first + per_batch]
             bar.set_postfix_str(items[0][1].id if len(items) == 1 else f"{len(items)} at once")
             start = time.time()
-            made = implant.organisms(base_model, tok, items, corpus, cfg, seed,
+            made = implant.organisms(base_model, tok, items, neutral, cfg, seed,
                                      [store.path("organisms", s.key) for s in sources[first : first + per_batch]],
                                      progress=progress and len(items) > 1)
             for (f, b), (model, final_loss) in zip(items, made, strict=True):

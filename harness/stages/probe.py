@@ -158,7 +158,7 @@ def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACar
         model = load_with_organisms(base, organisms, store)
         model.load_adapter(ia_adapter(store, ia, base), adapter_name=IA)
     else:
-        model = PeftModel.from_pretrained(models.load_model(base.name_or_path, base.trust_remote_code),
+        model = PeftModel.from_pretrained(models.load_base(base),
                                           ia_adapter(store, ia, base), adapter_name=IA)
     for card in organisms:
         model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], f"{adapter_name(card)}_ia",
@@ -168,7 +168,7 @@ def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACar
 
 def weight_model(card: OrganismCard, base: BaseModelCard, ia: IACard, store: Store):
     """A weight-route organism's own checkpoint with the IA on top."""
-    model = models.load_model(organism_adapter(card, base, store), base.trust_remote_code)
+    model = models.load_base(base, organism_adapter(card, base, store))
     return PeftModel.from_pretrained(model, ia_adapter(store, ia, base), adapter_name=IA)
 
 
@@ -259,7 +259,7 @@ def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: 
     evaluation behavior, and save the rows under `key`. LoRA organisms share one model (batched
     across organisms); each weight-route organism is its own model."""
     base, ia, cfg, split, seed = x.base, x.ia, x.cfg, x.split, x.seed
-    tok = models.load_tokenizer(base.name_or_path, base.trust_remote_code)
+    tok = models.load_base_tokenizer(base)
     # one target per behavior, however many routes evaluate it
     targets = list({o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
                     for o in x.evaluate}.values())
