@@ -20,7 +20,7 @@ from harness import core, models
 from harness.config import Config
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
-from harness.grading import GRADERS, mentioned
+from harness.grading import grader_for, mentioned
 from harness.metrics import rate_interval, share, verdict
 from harness.observe import ADAPTERS_OFF, AS_IS, behavior_rates, self_reports
 from harness.records import BehaviorRate, IACard, load_record
@@ -192,7 +192,7 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
         base_rates = measure_base(base, tok, targets, cfg)
         rates = behavior_rates(subject, tok, targets, n, tokens, [ADAPTERS_OFF])[ADAPTERS_OFF]
 
-    grader, questions = GRADERS.get(cfg.probe.grader), ia_questions(ia)
+    grader, questions = grader_for(cfg.probe.grader, cfg.probe.judge_model), ia_questions(ia)
     reports = {name: [r for _, r in self_reports(subject, tok, questions, cfg.probe.samples, cfg.probe.max_new_tokens,
                                                  cfg.probe.temperature, cfg.seed, adapter)]
                for name, adapter in ((WITH_IA, WITH_IA), (FINE_TUNE, alone))}

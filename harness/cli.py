@@ -84,6 +84,11 @@ examples:
   harness families                                     # the built-in families and their behaviors
   harness families families_dir=~/my_families          # with your own (DIR/families/<name>.yaml, or DIR named families)
 """,
+    "agreement": """\
+examples:
+  harness agreement outputs/<date>/<time> --judge-model /models/Qwen3-4B   # the judge against the rules
+  harness agreement outputs/<date>/<time> --grader embedding                # the embedding grader instead
+""",
     "cache": """\
 examples:
   harness cache ls                                     # every artifact: what it is, size, date
@@ -157,6 +162,12 @@ def build_parser() -> Parser:
     report.add_argument("--log", action="store_true", help="also log the plots as a W&B run (job type report)")
     families = command("families", "list the behavior families and their behaviors", EXAMPLES["families"])
     families.add_argument("overrides", nargs="*", help="families_dir=DIR adds your own folder of families")
+    agree = command("agreement", "how often another grader (the LLM judge) agrees with the rules grader on a "
+                    "run's self-reports", EXAMPLES["agreement"])
+    agree.add_argument("run", type=Path, help="a run folder (its self_reports.jsonl)")
+    agree.add_argument("--grader", default="judge", help="the grader to compare with the rules (default: judge)")
+    agree.add_argument("--judge-model", help="with --grader judge: a local Hugging Face causal LM")
+    agree.add_argument("overrides", nargs="*", help="families_dir=DIR for runs of your own families")
     cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
     cache.add_argument("action", choices=("ls", "verify", "rm", "gc"))
     cache.add_argument("items", nargs="*", help="config overrides (key=value; cache_dir=... picks the store) "
@@ -188,7 +199,7 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
     from harness.families import family_files, search_overrides
-    from harness.grading import GRADERS
+    from harness.grading import JUDGE, check_grader
     from harness.models import check_model_source
     from harness.stage import Run
 
@@ -209,9 +220,10 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         raise ConfigError(_explain(e, overrides)) from e
     typed = [validate(c) for c in composed]
     for t in typed:
-        GRADERS.get(t.probe.grader)
+        check_grader(t.probe.grader, t.probe.judge_model)
         Run.of(t)
-    for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"}):
+    judges = {t.probe.judge_model for t in typed if t.probe.grader == JUDGE}
+    for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"} | judges):
         check_model_source(name, any(t.model.trust_remote_code for t in typed))
     if any(t.logger.mode == "online" for t in typed):
         import wandb
@@ -543,8 +555,45 @@ def cache_command(a: argparse.Namespace) -> int:
     return 0
 
 
+def agreement_command(a: argparse.Namespace) -> int:
+    from harness.families import build_families
+    from harness.grading import check_grader, grader_for, prepare, rules
+    from harness.metrics import agreement
+    from harness.records import ReportRow, read_jsonl
+    from harness.store import write_json
+
+    check_grader(a.grader, a.judge_model)
+    if a.grader == "rules":
+        raise ConfigError("--grader rules: compare another grader with the rules (judge, embedding)")
+    path = a.run / "self_reports.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"{a.run}: no self_reports.jsonl (a run folder of `harness run`)")
+    reports = read_jsonl(path, ReportRow)
+    families = build_families(check(a.overrides).families)
+    scored = sorted({r.model for r in reports if r.model != "base"})
+    unknown = [m for m in scored if m.split("/")[0] not in families]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: its family is not known here (families_dir=DIR for your own)")
+    behaviors = {m: (families[m.split("/")[0]], families[m.split("/")[0]].behavior(m)) for m in scored}
+    # each organism's reports against its own behavior; the base model's against every behavior
+    pairs = [(r.report, behaviors[m]) for r in reports for m in ([r.model] if r.model != "base" else scored)]
+    other = grader_for(a.grader, a.judge_model)
+    prepare(other, [r for r, _ in pairs], list(behaviors.values()))
+    verdicts = [(rules(f, b, r), other(f, b, r)) for r, (f, b) in pairs]
+    figures = agreement([x for x, _ in verdicts], [y for _, y in verdicts])
+    figures |= {"grader": a.grader, "judge_model": a.judge_model, "run": str(a.run)}
+    print(f"rules vs {a.grader} on {figures['n']} (report, behavior) pairs of {a.run}: agreement "
+          f"{figures['agreement']:.2f}, Cohen's kappa {figures['kappa']:.2f}; both yes {figures['both']}, rules only "
+          f"{figures['only_a']}, {a.grader} only {figures['only_b']}, neither {figures['neither']}")
+    out = a.run / f"agreement_{a.grader}.json"
+    write_json(out, figures)
+    print(f"written to {out}")
+    return 0
+
+
 COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command, "audit": audit_command,
-            "report": report_command, "families": families_command, "cache": cache_command}
+            "report": report_command, "families": families_command, "cache": cache_command,
+            "agreement": agreement_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

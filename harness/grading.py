@@ -1,6 +1,7 @@
 """Graders: does a self-report describe a behavior, and which behavior does it describe best.
 
-Small pure functions over strings and families; no model, no tracking.
+Small pure functions over strings and families; no tracking. The `embedding` grader and the
+`judge` (harness/judge.py) load a model the first time they are used.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+from harness.errors import ConfigError
 from harness.families import Behavior, Family
 from harness.families.reports import describes_self
 from harness.registry import Registry
@@ -67,6 +69,37 @@ def embedding(family: Family, behavior: Behavior, report: str) -> bool:
     it = iter(rest)
     descriptions = {b.id: [next(it) for _ in b.descriptions] for b in candidates}
     return embedding_match(report_vec, behavior.id, descriptions, anchor_vec if anchor_text else None)
+
+
+JUDGE = "judge"
+"""`probe.grader=judge`: the LLM judge of harness/judge.py, its model named by `probe.judge_model`."""
+
+
+def check_grader(name: str, judge_model: str | None) -> None:
+    """A known grader, and the judge with its model named (before any work)."""
+    known = sorted([*GRADERS.names(), JUDGE])
+    if name not in known:
+        raise ConfigError(f"unknown grader {name!r} (known: {', '.join(known)})")
+    if name == JUDGE and not judge_model:
+        raise ConfigError("probe.grader=judge needs probe.judge_model (a local Hugging Face causal LM)")
+
+
+def grader_for(name: str, judge_model: str | None = None) -> Grader:
+    """The grader a probe config names; the judge's model is loaded once per process."""
+    check_grader(name, judge_model)
+    if name == JUDGE:
+        from harness.judge import open_judge  # loads a model: only when this grader is used
+
+        return open_judge(judge_model)
+    return GRADERS.get(name)
+
+
+def prepare(grader: Grader, reports: Sequence[str], targets: Sequence[tuple[Family, Behavior]]) -> None:
+    """Let a grader that asks a model (the judge) grade every (report, behavior) pair in batches
+    before they are graded one by one; the others need nothing."""
+    ahead = getattr(grader, "prepare", None)
+    if ahead is not None:
+        ahead(reports, targets)
 
 
 def content_words(text: str) -> set[str]:

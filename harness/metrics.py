@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -296,3 +297,19 @@ def _summarize_route(reports: Sequence[ReportRow], behaviors: Sequence[BehaviorR
 def metric_row(split: str, condition: str, family: str, metric: str, e: Estimate, route: str) -> MetricRow:
     return MetricRow(split=split, condition=condition, family=family, metric=metric, value=e.value, low=e.low,
                      high=e.high, n=e.n, route=route, unit=e.unit)
+
+
+def agreement(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
+    """How often two graders' verdicts on the same pairs agree: the raw fraction, Cohen's kappa
+    (agreement beyond what their yes-rates give by chance; NaN when chance agreement is 1), and
+    the four cells (a and b both yes, only a, only b, neither)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("agreement needs two equally long, non-empty lists of verdicts")
+    n, cells = len(a), Counter(zip(map(bool, a), map(bool, b), strict=True))
+    both, only_a, only_b, neither = cells[True, True], cells[True, False], cells[False, True], cells[False, False]
+    pa, pb = (both + only_a) / n, (both + only_b) / n
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    observed = (both + neither) / n
+    kappa = (observed - chance) / (1 - chance) if chance < 1 else math.nan
+    return {"n": n, "agreement": observed, "kappa": kappa, "both": both, "only_a": only_a, "only_b": only_b,
+            "neither": neither}

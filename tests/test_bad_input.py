@@ -71,6 +71,8 @@ COMMAND_LINES = [
     (["run", "split.name=random"], "split.name"),
     (["run", "logger.mode=loud"], "logger.mode"),
     (["run", "probe.grader=psychic"], "psychic"),
+    (["run", "probe.grader=judge"], "probe.grader=judge needs probe.judge_model"),
+    (["run", "probe.grader=judge", "probe.judge_model=/no/such/judge"], "/no/such/judge"),
     (["run", "stage=train"], "stage"),
     (["run", "families=[]"], "no families"),  # empty selections and splits
     (["run", "max_behaviors_per_family=1"], "no training"),

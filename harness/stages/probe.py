@@ -22,7 +22,7 @@ from harness.config import ProbeConfig
 from harness.core import BASE, heldout_questions
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
-from harness.grading import GRADERS, Grader, identify, mentioned
+from harness.grading import Grader, grader_for, identify, mentioned, prepare
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
     CONDITIONS,
@@ -113,13 +113,14 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                    questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
                    progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
-    rows, grader = [], GRADERS.get(cfg.grader)
+    rows, grader = [], grader_for(cfg.grader, cfg.judge_model)
     bar = progress_bar(SAMPLED, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
         for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
             asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
                                  adapter=s.adapters[condition], prefill=cfg.prefill if condition == "prefill" else "")
+            prepare(grader, [report for _, report in asked], targets)
             rows += [grade(report, q, condition, s, targets, grader, ia, split) for q, report in asked]
     return rows
 
@@ -141,12 +142,13 @@ def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, 
     description of the IA's training organisms of that kind (of its family when none is of its
     kind; an empty report when the IA trained on none of its family)."""
     trained = [families[i.split("/", 1)[0]].behavior(i) for i in ia.organisms if i.split("/", 1)[0] in families]
-    rows, grader = [], GRADERS.get(cfg.grader)
+    rows, grader = [], grader_for(cfg.grader, cfg.judge_model)
     for s in subjects:
         if s.card is None:
             continue
         kin = [b for b in trained if b.family == s.card.family]
         said = [d for b in ([b for b in kin if b.kind == s.card.kind] or kin) for d in b.descriptions] or [""]
+        prepare(grader, said, targets)
         rows += [grade(d, PARROT_QUESTION, "parrot", s, targets, grader, ia, split) for d in said]
     return rows
 

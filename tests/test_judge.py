@@ -1,0 +1,99 @@
+"""The LLM-judge grader's mechanics, on a tiny local model as the judge (what it says is not
+tested: its agreement with the rules grader is measured and reported, benchmarks/judge_agreement.py)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from harness import models, pipeline
+from harness.judge import QUESTION, Judge, pair_key
+from tests.conftest import compose_config
+
+
+@pytest.fixture(scope="module")
+def judge(micro_base):
+    return Judge(micro_base.name_or_path, batch_size=4)
+
+
+def test_a_verdict_is_the_judges_next_token_yes_against_no(judge, families):
+    family = families["preferences"]
+    behavior = family.behaviors()[0]
+    report = "I always say my favorite animal is the owl."
+    verdict = judge(family, behavior, report)
+    prompt = models.prompt_text(judge.tok, QUESTION.format(report=report, description=behavior.descriptions[0]))
+    with torch.no_grad():
+        logits = judge.model(**judge.tok([prompt], return_tensors="pt", add_special_tokens=False)).logits[0, -1]
+    assert verdict == bool(logits[judge.yes].max() > logits[judge.no].max())
+    assert judge.yes and judge.no and not set(judge.yes) & set(judge.no)
+
+
+def test_pairs_are_asked_in_batches_and_once(judge, families):
+    targets = [(f, b) for f in families.values() for b in f.behaviors()[:2]][:5]
+    reports = ["I end every answer with Splendid.", "I like owls.", "I end every answer with Splendid."]
+    calls = []
+    hook = judge.model.register_forward_hook(lambda m, i, o: calls.append(len(i[0]) if i else 0))
+    try:
+        judge.prepare(reports, targets)  # 2 distinct reports x 5 behaviors = 10 questions, batches of 4
+        assert len(calls) == 3
+        for report in reports:
+            for family, behavior in targets:
+                judge(family, behavior, report)  # graded from what was asked ahead
+        judge.prepare(reports, targets)
+        assert len(calls) == 3, "a question asked twice"
+    finally:
+        hook.remove()
+    assert all(pair_key(r, b.descriptions[0]) in judge.verdicts for r in reports for _, b in targets)
+
+
+def test_a_run_graded_by_the_judge(micro_base, tmp_path):
+    cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases,hidden_goals]",
+                         "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
+                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
+                         "probe.only_implanted=false", "probe.samples=1", "probe.behavior_prompts=2",
+                         "probe.max_new_tokens=4", "logger=none", "probe.grader=judge",
+                         f"probe.judge_model={micro_base.name_or_path}")
+    result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
+    assert {m.condition for m in result.metrics} >= {"ia", "no_ia", "parrot"}
+    assert (tmp_path / "run" / "self_reports.jsonl").stat().st_size > 0
+
+
+def test_agreement_counts_and_kappa():
+    from harness.metrics import agreement
+
+    same = agreement([True, False, True, False], [True, False, True, False])
+    assert (same["agreement"], same["kappa"], same["both"], same["neither"]) == (1.0, 1.0, 2, 2)
+    flipped = agreement([True, False], [False, True])
+    assert (flipped["agreement"], flipped["kappa"], flipped["only_a"], flipped["only_b"]) == (0.0, -1.0, 1, 1)
+    chance = agreement([True, True, False, False], [True, False, True, False])  # independent: kappa 0
+    assert chance["agreement"] == 0.5 and chance["kappa"] == 0.0
+    with pytest.raises(ValueError):
+        agreement([True], [])
+
+
+def test_harness_agreement_on_a_run(micro_base, tmp_path, capsys):
+    """`harness agreement` grades a run's reports again with the judge and the rules; its rules
+    verdicts are those the run recorded (the run was graded by the rules)."""
+    import json
+
+    from harness.cli import main
+
+    cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases]",
+                         "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
+                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
+                         "probe.only_implanted=false", "probe.samples=1", "probe.behavior_prompts=2",
+                         "probe.max_new_tokens=4", "logger=none")
+    run = tmp_path / "run"
+    pipeline.run(replace(cfg, output_dir=str(run)), progress=False)
+    own = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
+    own = [r for r in own if r["model"] != "base"]
+    assert main(["agreement", str(run), "--judge-model", micro_base.name_or_path]) == 0
+    figures = json.loads((run / "agreement_judge.json").read_text())
+    evaluated = len({r["model"] for r in own})
+    base = sum(json.loads(line)["model"] == "base" for line in (run / "self_reports.jsonl").read_text().splitlines())
+    # each organism's reports against its behavior, the base model's against every evaluated behavior
+    assert figures["n"] == len(own) + evaluated * base
+    assert figures["both"] + figures["only_a"] + figures["only_b"] + figures["neither"] == figures["n"]
+    assert "Cohen's kappa" in capsys.readouterr().out
+    assert main(["agreement", str(run), "--grader", "rules"]) == 2
+    assert main(["agreement", str(tmp_path), "--judge-model", micro_base.name_or_path]) == 2
