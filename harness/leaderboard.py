@@ -20,6 +20,8 @@ METRICS = ("verbalization", "specificity", "identification", "confession", "hall
 # Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger.
 POOLED = ("denial", "trigger")
 RESULTS_FILE = "metrics.json"
+INTERVAL = ("", "_low", "_high", "_n")
+"""A metric column's own value, then its interval and number of units, as column suffixes."""
 FPR = "base/false_positive_rate"
 
 
@@ -102,9 +104,6 @@ def leaderboard(results: list[RunResults]) -> pd.DataFrame:
     return df[first + [c + suffix for c in ordered for suffix in INTERVAL]]
 
 
-INTERVAL = ("", "_low", "_high", "_n")
-
-
 def value_columns(df: pd.DataFrame) -> list[str]:
     """The metric columns of a leaderboard (not their intervals)."""
     return [c for c in df.columns if "/" in c and not c.endswith(INTERVAL[1:])]
@@ -124,9 +123,13 @@ def compact(df: pd.DataFrame, ci: bool = False) -> pd.DataFrame:
              or c in (*(f"all/{m}" for m in (*METRICS, *POOLED)), FPR)]
     out = df[keep].copy()
     for c in shown:
-        out[header(c)] = [cell(df.at[i, c], df.at[i, f"{c}_low"], df.at[i, f"{c}_high"], df.at[i, f"{c}_n"])
-                          for i in df.index] if ci else df[c]
+        out[header(c)] = cells(df, c) if ci else df[c]
     return out
+
+
+def cells(df: pd.DataFrame, column: str) -> list[str]:
+    """A metric column as `value [low, high] n=N` cells."""
+    return [cell(*(df.at[i, column + suffix] for suffix in INTERVAL)) for i in df.index]
 
 
 def header(column: str, short: bool = True) -> str:
@@ -296,9 +299,8 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
 
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     """Every metric column as `value [low, high] n=N` (the full table, for reading)."""
-    cells = {header(c, short=False): [cell(df.at[i, c], df.at[i, f"{c}_low"], df.at[i, f"{c}_high"], df.at[i, f"{c}_n"])
-                         for i in df.index] for c in value_columns(df)}
-    return pd.concat([df[id_columns(df)], pd.DataFrame(cells, index=df.index)], axis=1)
+    shown = {header(c, short=False): cells(df, c) for c in value_columns(df)}
+    return pd.concat([df[id_columns(df)], pd.DataFrame(shown, index=df.index)], axis=1)
 
 
 def to_json(df: pd.DataFrame) -> str:
