@@ -340,7 +340,8 @@ def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> list[Pat
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".2f")
+    """Markdown of a table, missing values blank (not `nan`)."""
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="")
 
 
 def write_sweep(results: list[RunResults], folder: Path,

@@ -135,7 +135,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         ia_config=asdict(cfg.ia), train_organisms=ia.organisms,
         eval_organisms=[c.behavior_id for c in evaluate if (c.route, c.behavior_id) not in dropped],
         excluded=excluded, environment=environment(), run_id=identity.run_id, command=identity.command,
-        started=identity.started, base_model=base_name(base), seed=cfg.seed, wandb=tracking.where(wb),
+        started=identity.started, base_model=base_name(base), seed=cfg.seed, wandb=tracking.where(wb, out),
         divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold)))
     board = leaderboard.leaderboard(leaderboard.load_results([out]))
     leaderboard.write(board, out)

@@ -336,7 +336,8 @@ class RunResults:
     seed: int | None = None
     """The experiment's seed (split, organisms, IA)."""
     wandb: str = ""
-    """The run's W&B run: its URL online, its offline folder otherwise (empty without W&B)."""
+    """The run's W&B run: its URL online, its offline folder (relative to the run folder)
+    otherwise; empty without W&B."""
     schema_version: int = SCHEMA_VERSION
     path: str = ""
     """The run folder (empty in the file; set when read back)."""

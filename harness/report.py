@@ -161,11 +161,12 @@ def definitions(items: list[tuple[str, str]]) -> str:
 
 
 def wandb_link(where: str) -> str:
+    """The W&B run: a link online; offline, its folder in the run folder and how to upload it."""
     if not where:
         return "not logged"
     if where.startswith("http"):
         return f'<a href="{html.escape(where)}">{html.escape(where)}</a>'
-    return f"{html.escape(where)} (offline: <code>wandb sync {html.escape(where)}</code>)"
+    return f"{html.escape(where)} in the run folder (offline; upload it with <code>wandb sync</code>)"
 
 
 def provenance(record: RunResults) -> str:

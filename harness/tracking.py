@@ -41,11 +41,12 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
     run.finish()
 
 
-def where(run: Any) -> str:
-    """A W&B run's address: its URL online, its offline run folder otherwise; empty for none."""
+def where(run: Any, run_dir: Path) -> str:
+    """A W&B run's address: its URL online, otherwise its offline folder relative to the run
+    folder (which may be moved); empty for none."""
     if run is None:
         return ""
-    return str(Path(run.dir).parent) if run.offline else run.url
+    return os.path.relpath(Path(run.dir).parent, run_dir) if run.offline else run.url
 
 
 INTERVAL_SUFFIXES = ("_low", "_high", "_n")

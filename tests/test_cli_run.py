@@ -69,6 +69,7 @@ def test_harness_run_smoke(tmp_path):
     wb = read_offline_run(next(run_dir.glob("run-*.wandb")))
     summary = wb["summary"]
     assert wb["id"] == results["run_id"] and len(results["run_id"]) == 8 and wb["exit_code"] == 0
+    assert (out / results["wandb"]) == run_dir and not Path(results["wandb"]).is_absolute()  # moves with the run
     for curve in ("base/loss", "organisms/loss", "ia/loss"):
         assert summary[f"{curve}/step"] > 0, curve
     key = "heldout_behaviors/lora/ia/all/verbalization"

@@ -139,6 +139,7 @@ def test_each_route_of_the_evaluation_organisms_is_its_own_row(tmp_path):
                                                                    ("full", "ia"), ("full", "no_ia")]
     assert list(board["all/verbalization"]) == [0.5, 0.5, 0.125, 0.125]
     assert list(board["all/denial"].fillna(-1)) == [-1, -1, 0.25, 0.25]
+    assert "nan" not in leaderboard.render(board)  # a missing cell is blank
 
 
 def test_sweep_table_has_swept_values_as_columns_in_numeric_order(tmp_path):
