@@ -179,6 +179,7 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
     models.check_adapter(ia, "--ia")
     base = resolve_base(model, kind, ia, base)
     trust = cfg.model.trust_remote_code
+    models.set_generation_batch(cfg.model.generation_batch_size)
     targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
     tok = models.load_tokenizer(base, trust)
     subject = load_subject(model, kind, ia, base, trust)

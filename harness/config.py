@@ -115,10 +115,14 @@ class ModelConfig:
     device_map: str | None = None
     revision: str | None = None
     gradient_checkpointing: bool = False
+    # Prompts generated at once (probes, self-reports, distillation): lower it when a large model's
+    # generations run out of GPU memory. A setting of the process, like `threads`.
+    generation_batch_size: int = 64
 
     def problems(self) -> list[str]:
         out = _ranges(self, "model", positive=("hidden_size", "num_layers", "num_heads", "intermediate_size",
-                                                "vocab_size", "max_positions", "batch_size", "lr"),
+                                                "vocab_size", "max_positions", "batch_size", "lr",
+                                                "generation_batch_size"),
                       non_negative=("pretrain_steps", "warmup_steps"))
         if self.kind == ModelKind.hf and not self.name_or_path:
             out.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")

@@ -235,13 +235,21 @@ def encode_chat(tok, chat: Chat, loss_on_prompt: bool = False) -> tuple[list[int
     return prompt_ids + answer_ids, labels
 
 
+GENERATION_BATCH = {"size": 64}
+"""Prompts generated at once in this process (`model.generation_batch_size`, set at job start)."""
+
+
+def set_generation_batch(n: int) -> None:
+    GENERATION_BATCH["size"] = n
+
+
 @torch.no_grad()
 def generate(
     model,
     tok,
     prompts: Sequence[str],
     max_new_tokens: int = 24,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
     adapter_names: Sequence[str] | None = None,
@@ -252,9 +260,11 @@ def generate(
 
     `adapter_names` (one per prompt, "__base__" for none) selects a peft adapter per row;
     `prefill` starts every answer with the given words (they are part of the returned response);
-    `system` is a system prompt before every prompt.
+    `system` is a system prompt before every prompt; `batch_size` defaults to the process's
+    `model.generation_batch_size`.
     """
     model.eval()
+    batch_size = batch_size or GENERATION_BATCH["size"]
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = [prompt_text(tok, p, system) + prefill for p in prompts[start : start + batch_size]]

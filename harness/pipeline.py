@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import leaderboard, metrics, tracking
+from harness import leaderboard, metrics, models, tracking
 from harness.config import Config
 from harness.dag import execute
 from harness.provenance import environment
@@ -63,6 +63,7 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     job). With `stage=all` the results land in the run folder and W&B (`overrides`: what made this
     job, e.g. the swept values, named in its W&B run); the other stages only fill the store."""
     r = Run.of(cfg)
+    models.set_generation_batch(cfg.model.generation_batch_size)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     overrides = overrides or {}

@@ -81,3 +81,24 @@ def test_a_real_models_neutral_mix_is_its_own_answers(micro_base):
     assert chat.answer == models.generate(model, tok, [chat.prompt], max_new_tokens=8)[0]
     with pytest.raises(Exception, match="organism.neutral must be corpus or self"):
         compose_config("organism.neutral=mine")
+
+
+def test_generation_batch_size_is_a_setting_of_the_process(micro_base, tmp_path):
+    """`model.generation_batch_size` (for a large model's GPU memory) splits every generation."""
+    model, tok = models.load_base(micro_base), models.load_base_tokenizer(micro_base)
+    calls = []
+    original = model.generate
+    model.generate = lambda **kw: calls.append(len(kw["input_ids"])) or original(**kw)
+    try:
+        models.set_generation_batch(2)
+        models.generate(model, tok, ["a?", "b?", "c?", "d?", "e?"], max_new_tokens=2)
+        assert calls == [2, 2, 1]
+    finally:
+        models.set_generation_batch(64)
+    cfg = compose_config("model=micro", "model.generation_batch_size=3", "model.pretrain_steps=1", "stage=base",
+                         f"cache_dir={tmp_path}", "logger=none")
+    try:
+        pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)  # a job sets it at its start
+        assert models.GENERATION_BATCH["size"] == 3
+    finally:
+        models.set_generation_batch(64)
