@@ -563,6 +563,10 @@ def agreement_command(a: argparse.Namespace) -> int:
     from harness.store import write_json
 
     check_grader(a.grader, a.judge_model)
+    if a.judge_model:
+        from harness.models import check_model_source
+
+        check_model_source(a.judge_model)
     if a.grader == "rules":
         raise ConfigError("--grader rules: compare another grader with the rules (judge, embedding)")
     path = a.run / "self_reports.jsonl"

@@ -96,6 +96,8 @@ COMMAND_LINES = [
     (["export-lm-eval", "--merged", "/tmp/x"], "--with-ia IA and --model MODEL go together"),
     (["export-lm-eval", "--with-ia", "/no/such/ia", "--model", "/no/such/adapter"], "no such folder"),
     (["leaderboard", "--format", "xml"], "invalid choice: 'xml'"),
+    (["agreement", ".", "--judge-model", "/no/such/judge"], "/no/such/judge"),
+    (["agreement", "."], "probe.grader=judge needs probe.judge_model"),
     (["leaderboard", "--condition", "nope"], "invalid choice: 'nope'"),
     (["leaderboard", "--format", "csv", "--ci"], "--ci goes with --format md"),
     (["train"], "unknown command 'train'"),
