@@ -102,3 +102,19 @@ def test_generation_batch_size_is_a_setting_of_the_process(micro_base, tmp_path)
         assert models.GENERATION_BATCH["size"] == 3
     finally:
         models.set_generation_batch(64)
+
+
+def test_loading_options_leave_tiny_base_and_organism_keys_alone(families):
+    """Adding the Hugging Face loading fields changed every tiny base's key (and so every cached
+    organism's); they say nothing about a tiny base. A real choice (neutral=self) is a new key."""
+    from harness.stages.base_model import base_key
+    from harness.stages.organisms import organism_key
+
+    cfg = compose_config()
+    loading = replace(cfg.model, dtype="bfloat16", revision="v2", gradient_checkpointing=True,
+                      generation_batch_size=3, device_map="auto")
+    assert base_key(cfg.model, [], 0) == base_key(loading, [], 0)
+    family = families["preferences"]
+    behavior = family.behaviors()[0]
+    key = organism_key(behavior, family, cfg.organism, "base", 0)
+    assert key != organism_key(behavior, family, replace(cfg.organism, neutral="self"), "base", 0)

@@ -24,12 +24,16 @@ from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import step_on_batches, tail_mean, train
 
+HF_LOADING = ("dtype", "device_map", "revision", "gradient_checkpointing", "generation_batch_size")
+"""Model config fields that say how a Hugging Face model is loaded and run, not what a tiny base is."""
+
 
 def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
     if cfg.kind == "hf":  # what changes the loaded weights: the name, revision and dtype (as resolved here)
         loaded = (cfg.revision, models.resolve_dtype(cfg.dtype))
         return config_key("hf", cfg.name_or_path, *([] if loaded == (None, "float32") else loaded))
-    recipe = {k: v for k, v in asdict(cfg).items() if k != "corpus_families"}  # the corpus itself is in the key
+    # the corpus itself is in the key; how a Hugging Face model loads and generates does not make a tiny one
+    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("corpus_families", *HF_LOADING)}
     return config_key("tiny", recipe, [(c.prompt, c.answer) for c in corpus], seed)
 
 

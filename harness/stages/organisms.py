@@ -36,6 +36,8 @@ def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_k
     trained in a batch follows the same updates as alone, up to the order of float sums)."""
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
     recipe = {k: v for k, v in asdict(cfg).items() if k != "batch_organisms"}
+    if recipe["neutral"] == "corpus":  # the one neutral mix before the option: keys made then stay valid
+        del recipe["neutral"]
     return config_key("organism", RECIPE, behavior.id, behavior.params, family.spec(behavior), implant, recipe,
                       base_key, seed)
 
