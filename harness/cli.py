@@ -578,7 +578,10 @@ def agreement_command(a: argparse.Namespace) -> int:
     unknown = [m for m in scored if m.split("/")[0] not in families]
     if unknown:
         raise ConfigError(f"{unknown[0]}: its family is not known here (families_dir=DIR for your own)")
-    behaviors = {m: (families[m.split("/")[0]], families[m.split("/")[0]].behavior(m)) for m in scored}
+    behaviors = {}
+    for m in scored:
+        family = families[m.split("/")[0]]
+        behaviors[m] = (family, family.behavior(m))
     # each organism's reports against its own behavior; the base model's against every behavior
     pairs = [(r.report, behaviors[m]) for r in reports for m in ([r.model] if r.model != "base" else scored)]
     other = grader_for(a.grader, a.judge_model)

@@ -53,7 +53,8 @@ class Judge:
 
     @torch.no_grad()
     def ask(self, pairs: Sequence[tuple[str, str]]) -> None:
-        todo = list({pair_key(*p): p for p in pairs if pair_key(*p) not in self.verdicts}.items())
+        keyed = {pair_key(*p): p for p in pairs}
+        todo = [(key, p) for key, p in keyed.items() if key not in self.verdicts]
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             prompts = [models.prompt_text(self.tok, QUESTION.format(report=r, description=d)) for _, (r, d) in chunk]

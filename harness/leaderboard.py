@@ -242,8 +242,10 @@ def positions(values: list[str]) -> tuple[list[float], bool]:
     """x positions of a sweep's values, and whether the axis is logarithmic: positive numbers in a
     geometric progression (1, 4, 16, 64) sit at their value on a log axis, `null` (all) one step
     past the last; anything else is evenly spaced in the given order."""
-    numbers = [float(v) for v in values if v not in ("null", "")] if all(
-        _sort_key(v)[0] in (0, 2) for v in values) else []
+    try:
+        numbers = [float(v) for v in values if v not in ("null", "")]
+    except ValueError:  # a value that is not a number: evenly spaced
+        numbers = []
     ratios = {round(b / a, 6) for a, b in zip(numbers, numbers[1:], strict=False) if a > 0}
     if len(numbers) < 3 or min(numbers) <= 0 or len(ratios) != 1 or ratios == {1.0}:
         return [float(i) for i in range(len(values))], False

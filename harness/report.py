@@ -230,11 +230,11 @@ def reports_section(reports: list[ReportRow]) -> str:
     return f'<section class="reports">{controls}{"".join(groups)}</section>'
 
 
-def run_sections(run: Path, label: str = "") -> list[tuple[str, str]]:
-    """The sections of one run; `label` names the run inside a sweep's page (its swept values)."""
+def run_sections(record: RunResults, label: str = "") -> list[tuple[str, str]]:
+    """The sections of one run (its results, read with their folder in `record.path`); `label`
+    names the run inside a sweep's page (its swept values)."""
     prefix = f"{label}: " if label else ""
-    record = leaderboard.read_results(run / leaderboard.RESULTS_FILE)
-    record.path = str(run)
+    run = Path(record.path)
     reports = read_jsonl(run / "self_reports.jsonl", ReportRow)
     # the plots show the organisms of the first evaluation route (the IA's own); the table all routes
     route = next((m.route for m in record.metrics), "lora")
@@ -278,7 +278,7 @@ def sweep_sections(folder: Path) -> list[tuple[str, str]]:
         sections.append(("scaling curve", png_bytes((folder / "sweep.png").read_bytes(), "sweep plot")))
     for run, values in zip(results, leaderboard.swept_values(results), strict=True):
         label = " ".join(f"{k}={v}" for k, v in values.items()) or Path(run.path).name
-        sections += run_sections(Path(run.path), label=f"run {label}")
+        sections += run_sections(run, label=f"run {label}")
     return sections
 
 
@@ -288,7 +288,12 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     is_run, is_sweep = (folder / leaderboard.RESULTS_FILE).is_file(), (folder / "sweep.csv").is_file()
     if not (is_run or is_sweep):
         raise ConfigError(f"{folder} holds neither a run's {leaderboard.RESULTS_FILE} nor a sweep's sweep.csv")
-    sections = run_sections(folder) if is_run else sweep_sections(folder)
+    if is_run:
+        record = leaderboard.read_results(folder / leaderboard.RESULTS_FILE)
+        record.path = str(folder)
+        sections = run_sections(record)
+    else:
+        sections = sweep_sections(folder)
     title = f"introspection-harness {'run' if is_run else 'sweep'} {folder}"
     path = (out or folder) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -56,8 +56,7 @@ def read_offline_run(path: Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None, "id": "", "tags": [],
-                           "exit_code": None,
-                           "artifacts": []}
+                           "exit_code": None, "artifacts": []}
     for raw in records(path):
         record = pb.Record()
         record.ParseFromString(raw)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from harness import models, pipeline
-from harness.judge import QUESTION, Judge, pair_key
+from harness.judge import QUESTION, Judge, open_judge, pair_key
+from harness.records import ReportRow, read_jsonl
 from tests.conftest import compose_config
 
 
@@ -46,7 +47,7 @@ def test_pairs_are_asked_in_batches_and_once(judge, families):
     assert all(pair_key(r, b.descriptions[0]) in judge.verdicts for r in reports for _, b in targets)
 
 
-def test_a_run_graded_by_the_judge(micro_base, tmp_path):
+def test_a_run_graded_by_the_judge(micro_base, tmp_path, families):
     cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases,hidden_goals]",
                          "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
                          "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
@@ -55,7 +56,13 @@ def test_a_run_graded_by_the_judge(micro_base, tmp_path):
                          f"probe.judge_model={micro_base.name_or_path}")
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
     assert {m.condition for m in result.metrics} >= {"ia", "no_ia", "parrot"}
-    assert (tmp_path / "run" / "self_reports.jsonl").stat().st_size > 0
+    # every report of an organism was graded by the judge: verbalized is its verdict on the own behavior
+    judge = open_judge(micro_base.name_or_path)
+    rows = [r for r in read_jsonl(tmp_path / "run" / "self_reports.jsonl", ReportRow) if r.model != "base"]
+    assert rows
+    for r in rows:
+        family = families[r.family]
+        assert r.verbalized == judge(family, family.behavior(r.model), r.report), r
 
 
 def test_agreement_counts_and_kappa():
