@@ -98,27 +98,25 @@ def resolve_dtype(dtype: str) -> str:
     return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
 
 
-def base_options(card) -> dict:
-    """How a base model card's weights load: a Hugging Face model's dtype, placement and revision
-    from its config (a tiny base: float32 on one device)."""
-    if card.kind != "hf":
-        return {}
-    return {"dtype": card.config.get("dtype", "auto"), "device_map": card.config.get("device_map"),
-            "revision": card.config.get("revision")}
+def hf_options(card) -> dict:
+    """How a base model card's Hugging Face model loads (dtype, device_map, revision,
+    gradient_checkpointing, from its config); nothing for a tiny base (float32 on one device)."""
+    return card.config if card.kind == "hf" else {}
 
 
 def load_base(card, path: str | Path | None = None):
     """The base model of a card (or, `path`, a checkpoint made from it, loaded the same way), with
     activation checkpointing when its config asks for it (it acts only while training)."""
-    model = load_model(path or card.name_or_path, card.trust_remote_code, **base_options(card))
-    if card.config.get("gradient_checkpointing") and card.kind == "hf":
+    options = hf_options(card)
+    model = load_model(path or card.name_or_path, card.trust_remote_code, dtype=options.get("dtype", "float32"),
+                       device_map=options.get("device_map"), revision=options.get("revision"))
+    if options.get("gradient_checkpointing"):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
 def load_base_tokenizer(card):
-    return load_tokenizer(card.name_or_path, card.trust_remote_code, card.config.get("revision") if card.kind == "hf"
-                          else None)
+    return load_tokenizer(card.name_or_path, card.trust_remote_code, hf_options(card).get("revision"))
 
 
 def check_model_source(name_or_path: str, trust_remote_code: bool = False) -> None:
