@@ -33,7 +33,7 @@ from harness.errors import ConfigError
 from harness.records import OrganismCard, load_record
 from harness.registry import Registry
 from harness.store import Store
-from harness.training import step_on_batches, tail_mean, train, trainable
+from harness.training import Encoded, step_on_batches, tail_mean, train, trainable
 
 if TYPE_CHECKING:
     from harness.config import ModelConfig, OrganismConfig
@@ -182,14 +182,20 @@ def own_answers(base_model, tok, corpus: Sequence[Chat], max_new_tokens: int) ->
 
 
 def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: OrganismConfig, seed: int):
-    """A `next_batch(step)`: a fixed fraction of each batch demonstrates the behavior."""
+    """A `next_batch(step)`: a fixed fraction of each batch demonstrates the behavior. Chats are
+    encoded when first drawn (the neutral corpus is large, a run draws a few hundred of it)."""
     rng = random.Random(seed)
     n_behavior = max(1, round(cfg.batch_size * cfg.behavior_fraction))
-    enc_implant = [models.encode_chat(tok, c) for c in implant]
-    enc_neutral = [models.encode_chat(tok, c) for c in neutral]
+    encoded: dict[tuple[int, int], Encoded] = {}
+
+    def draw(pool: int, chats: Sequence[Chat]) -> Encoded:
+        i = rng.randrange(len(chats))
+        if (pool, i) not in encoded:
+            encoded[pool, i] = models.encode_chat(tok, chats[i])
+        return encoded[pool, i]
 
     def next_batch(_step: int):
-        batch = [rng.choice(enc_implant) for _ in range(n_behavior)]
-        return batch + [rng.choice(enc_neutral) for _ in range(cfg.batch_size - n_behavior)]
+        return [draw(0, implant) for _ in range(n_behavior)] + \
+            [draw(1, neutral) for _ in range(cfg.batch_size - n_behavior)]
 
     return next_batch
