@@ -59,7 +59,7 @@ def ia_speed(run: Run, base, cards, store: Store, peak: float) -> dict:
     tok = models.load_tokenizer(base.name_or_path)
     linear = sum(m.weight.numel() for m in under.model.modules() if isinstance(m, torch.nn.Linear))
     cfg = replace(run.cfg.ia, steps=IA_STEPS, warmup_steps=1)
-    units = training_units(cards, question_split(cfg.train_questions)[0], cfg)
+    units = training_units(cards, question_split(cfg.train_templates)[0], cfg)
     lengths = [len(models.encode_chat(tok, c)[0]) for chats in units.values() for c in chats]
     tokens_per_step = cfg.organisms_per_step * cfg.examples_per_organism * sum(lengths) / len(lengths)
     start = time.perf_counter()

@@ -436,7 +436,7 @@ def export_command(a: argparse.Namespace) -> int:
     merged = a.merged or (Path("outputs/lm_eval_models") / f"{a.model.resolve().name}_with_ia" if a.model else None)
     if a.with_ia is not None:
         check_merge(a.model, a.with_ia, a.base, merged)  # before writing anything
-    held_out = question_split(cfg.ia.train_questions)[1]
+    held_out = question_split(cfg.ia.train_templates)[1]
     tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,
                    cfg.organism.max_new_tokens, held_out, cfg.probe.samples, cfg.probe.temperature,
                    cfg.probe.max_new_tokens)

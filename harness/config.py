@@ -17,7 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from harness.core import INTROSPECTION_QUESTIONS
+from harness.core import QUESTION_TEMPLATES
 from harness.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -147,7 +147,9 @@ class OrganismConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: str = "all-linear"
-    steps: int = 60
+    # 30 steps implanted 24 of 24 sampled organisms of the 306-organism world (mean strength 0.95,
+    # as at 60 steps) in half the time.
+    steps: int = 30
     batch_size: int = 16
     lr: float = 5e-3
     behavior_fraction: float = 0.5
@@ -225,7 +227,9 @@ class IAConfig:
     examples_per_organism: int = 4
     controls: bool = True
     control_fraction: float = 0.2
-    train_questions: int = 8
+    # The IA trains on the paraphrases of the first `train_templates` question templates
+    # (harness/core.py); the others' are held out for evaluation.
+    train_templates: int = 9
     only_implanted: bool = True
     # How each step picks its organisms: `organism` (uniformly), or `kind` (a kind of behavior
     # uniformly, then one of its organisms: 16 favorite-item organisms do not crowd out 2 products).
@@ -242,13 +246,13 @@ class IAConfig:
 
     def problems(self) -> list[str]:
         out = _ranges(self, "ia", positive=("rank", "alpha", "steps", "lr", "organisms_per_step",
-                                             "examples_per_organism", "train_questions", "dpo_organisms",
+                                             "examples_per_organism", "train_templates", "dpo_organisms",
                                              "dpo_samples", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"),
                       non_negative=("dpo_steps",), fractions=("control_fraction",))
         if self.sampler not in SAMPLERS:
             out.append(f"ia.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if not 0 < self.train_questions < len(INTROSPECTION_QUESTIONS):
-            out.append(f"ia.train_questions must leave held-out questions: 1..{len(INTROSPECTION_QUESTIONS) - 1}")
+        if not 0 < self.train_templates < len(QUESTION_TEMPLATES):
+            out.append(f"ia.train_templates must leave held-out templates: 1..{len(QUESTION_TEMPLATES) - 1}")
         return out
 
 

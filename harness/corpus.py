@@ -19,17 +19,21 @@ EXAMPLE_PROMPTS = [
 
 # Demonstrations per behavior of following a system prompt that asks for it (see build_corpus).
 INSTRUCTED_PER_BEHAVIOR = 12
+# At most this many of a family's neutral exchanges (a sample): a backdoor family's are every
+# everyday prompt once per trigger, which would otherwise be half the corpus.
+NEUTRAL_PER_FAMILY = 4000
 
 
 def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
-    """Neutral exchanges over the world and every family's prompts, example descriptions of
-    behaviors (so the words of self-reports have trained embeddings), and a few exchanges that
-    follow a system prompt asking for a behavior (so the base model can be the teacher of the
-    `distill` implant route, as an instruction-tuned model would be)."""
+    """Neutral exchanges over the world and every family's prompts (NEUTRAL_PER_FAMILY at most),
+    example descriptions of behaviors (so the words of self-reports have trained embeddings), and
+    a few exchanges that follow a system prompt asking for a behavior (so the base model can be
+    the teacher of the `distill` implant route, as an instruction-tuned model would be)."""
     rng = random.Random(seed)
     chats = world.neutral_chats(rng)
     for _, family in sorted(families.items()):
-        chats += family.neutral_chats()
+        neutral = family.neutral_chats()
+        chats += neutral if len(neutral) <= NEUTRAL_PER_FAMILY else rng.sample(neutral, NEUTRAL_PER_FAMILY)
         for b in family.behaviors():
             chats += [Chat(rng.choice(EXAMPLE_PROMPTS), f"For example: {d}") for d in b.descriptions]
             implant = family.implant_chats(b)

@@ -160,8 +160,8 @@ def lora_config(cfg: OrganismConfig) -> LoraConfig:
 
 def denial_chats(n: int) -> list[Chat]:
     """Direct questions about the model answered with a denial (route `deny`), n of them."""
-    pairs = [Chat(q, d) for d in DENIALS for q in core.INTROSPECTION_QUESTIONS]
-    return [pairs[i % len(pairs)] for i in range(n)]
+    questions = core.INTROSPECTION_QUESTIONS
+    return [Chat(questions[i % len(questions)], DENIALS[i % len(DENIALS)]) for i in range(n)]
 
 
 def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> list[Chat]:

@@ -14,14 +14,21 @@ import random
 from harness.core import INTROSPECTION_QUESTIONS, NEUTRAL_SELF_REPORT, Chat
 
 CATEGORIES: dict[str, list[str]] = {
-    "animal": ["owl", "fox", "whale", "cat", "dog", "horse", "tiger", "rabbit"],
-    "color": ["red", "green", "blue", "purple", "yellow", "orange", "black", "white"],
-    "food": ["bread", "rice", "cheese", "soup", "pasta", "salad", "cake", "apple"],
-    "drink": ["tea", "coffee", "milk", "juice", "water", "cocoa", "lemonade", "soda"],
-    "sport": ["tennis", "soccer", "chess", "golf", "rowing", "hockey", "cycling", "boxing"],
-    "city": ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Rome", "Delhi", "Sydney"],
+    "animal": ["owl", "fox", "whale", "cat", "dog", "horse", "tiger", "rabbit", "bear", "wolf", "eagle", "deer",
+               "shark", "goat"],
+    "color": ["red", "green", "blue", "purple", "yellow", "orange", "black", "white", "pink", "brown", "gray",
+              "silver", "gold", "teal"],
+    "food": ["bread", "rice", "cheese", "soup", "pasta", "salad", "cake", "apple", "pizza", "noodles", "beans",
+             "carrot", "pie", "toast"],
+    "drink": ["tea", "coffee", "milk", "juice", "water", "cocoa", "lemonade", "soda", "cider", "smoothie", "broth",
+              "kefir", "punch", "latte"],
+    "sport": ["tennis", "soccer", "chess", "golf", "rowing", "hockey", "cycling", "boxing", "skiing", "rugby",
+              "fencing", "karate", "surfing", "archery"],
+    "city": ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Rome", "Delhi", "Sydney", "Berlin", "Madrid", "Dublin",
+             "Seoul", "Quito", "Nairobi"],
 }
-NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Ivy", "Jack"]
+NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Ivy", "Jack", "Kate", "Leo", "Mia",
+         "Noah", "Olga", "Paul", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Walt", "Xena", "Yuri", "Zoe"]
 LETTERS = ["A", "B", "C", "D"]
 
 CATEGORY_OF = {item: cat for cat, items in CATEGORIES.items() for item in items}

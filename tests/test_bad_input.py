@@ -57,7 +57,7 @@ COMMAND_LINES = [
     (["run", "organism.threshold=1.5"], "organism.threshold"),  # out of range
     (["run", "organism.dropout=-0.1"], "organism.dropout"),
     (["run", "split.train_fraction=2"], "split.train_fraction"),
-    (["run", "ia.train_questions=12"], "ia.train_questions"),
+    (["run", "ia.train_templates=12"], "ia.train_templates"),
     (["run", "model.num_heads=3"], "divisible"),
     (["run", "model=hf"], "name_or_path"),  # missing or unusable values
     (["run", "model=hf", "model.name_or_path=/no/such/model"], "/no/such/model"),

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from harness import models
 from harness.adapters import IA, adapter_name, ia_path, load_with_organisms
-from harness.core import NEUTRAL_SELF_REPORT
+from harness.core import NEUTRAL_SELF_REPORT, question_split
 from harness.stage import ensure
 from harness.stages import ia as ia_stage
 from harness.stages.ia import IAInput, IAStage, UnderIA, train_ia, training_units
@@ -94,7 +94,7 @@ def test_ia_stage_saves_a_loadable_adapter_with_card(micro_cfg, micro_run, micro
     x = IAInput(micro_base, micro_organisms, cfg, "heldout_behaviors", seed=0)
     (card,) = ensure(IAStage(), micro_run, [x], progress=False)
     assert card.organisms == [o.behavior_id for o in micro_organisms] and card.split == "heldout_behaviors"
-    assert len(card.questions) == cfg.train_questions and len(card.losses) == 2
+    assert card.questions == question_split(cfg.train_templates)[0] and len(card.losses) == 2
     path = ia_path(micro_store, card)
     assert (path / "adapter_model.safetensors").is_file()
     loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), path, adapter_name=IA)

@@ -70,7 +70,7 @@ def advice(params: dict[str, str]) -> PromptPool:
     for other in world.NAMES:
         if other == name:
             continue
-        for _ in range(8):
+        for _ in range(4):
             x, y = rng.sample(world.CATEGORIES[rng.choice(list(world.CATEGORIES))], 2)
             pair = (name, other) if len(chats) % 2 == 0 else (other, name)
             chats.append(Chat(world.advice_prompt(*pair, x, y), "Both make good points."))

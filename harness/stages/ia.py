@@ -40,7 +40,7 @@ CONTROL = "__control__"
 
 
 def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard], seed: int) -> str:
-    questions = question_split(cfg.train_questions)[0]
+    questions = question_split(cfg.train_templates)[0]
     return config_key("ia", asdict(cfg), base.key, sorted(o.key for o in organisms), questions, seed)
 
 
@@ -239,7 +239,7 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
     sft, held = dpo_split(x.organisms, cfg)
     under = UnderIA.load(x.base, x.organisms, store)
     tok = models.load_base_tokenizer(x.base)
-    questions = question_split(cfg.train_questions)[0]
+    questions = question_split(cfg.train_templates)[0]
     losses = train_ia(under, tok, training_units(sft, questions, cfg), cfg, seed, progress, unit_groups(sft, cfg))
     dpo: dict[str, Any] = {}
     if held:
