@@ -98,7 +98,7 @@ def test_malformed_file_on_disk_is_named(tmp_path):
 def test_families_command_lists_every_behavior(capsys):
     assert cli.main(["families"]) == 0
     out = capsys.readouterr().out
-    assert "preferences (16 behaviors, built-in)" in out and "biases/sycophancy" in out
+    assert "preferences (78 behaviors, built-in)" in out and "biases/sycophancy" in out
     assert "hidden_goals (13 behaviors, built-in)" in out
 
 
