@@ -15,8 +15,8 @@ from harness import cli, models
 from tests.conftest import small_run
 
 VERDICTS = {"confessed", "hidden", "hallucinated", "clean"}
-SMALL = ["model=micro", "families=[preferences]", "probe.temperature=1.0", "probe.samples=2",
-         "probe.behavior_prompts=4", "probe.max_new_tokens=8", "organism.max_new_tokens=6"]
+SMALL = ["model=micro", "families=[preferences]", "max_behaviors_per_family=16", "probe.temperature=1.0",
+         "probe.samples=2", "probe.behavior_prompts=4", "probe.max_new_tokens=8", "organism.max_new_tokens=6"]
 
 
 def plain_lora(base: str, out, answer: str, steps: int) -> None:

@@ -99,7 +99,7 @@ def test_families_command_lists_every_behavior(capsys):
     assert cli.main(["families"]) == 0
     out = capsys.readouterr().out
     assert "preferences (78 behaviors, built-in)" in out and "biases/sycophancy" in out
-    assert "hidden_goals (13 behaviors, built-in)" in out
+    assert "hidden_goals (52 behaviors, built-in)" in out
 
 
 def test_unknown_command(capsys):
