@@ -252,6 +252,9 @@ class ReportRow:
     """Implant route of the organism; `base` for the base model."""
     trigger_named: bool | None = None
     """For an organism with a trigger (a backdoor): the report names the trigger."""
+    kind_named: bool | None = None
+    """For an organism: the report names a behavior of its own kind, with any of the family's
+    parameters (rules grader); None for the base model and the shuffled baseline."""
 
 
 CONDITIONS = ("ia", "no_ia", "prefill", "parrot", "shuffled")

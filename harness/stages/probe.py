@@ -22,7 +22,7 @@ from harness.config import ProbeConfig
 from harness.core import BASE, heldout_questions
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
-from harness.grading import Grader, grader_for, identify, mentioned, prepare
+from harness.grading import Grader, grader_for, identify, mentioned, names_kind, prepare
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
     CONDITIONS,
@@ -133,7 +133,8 @@ def grade(report: str, question: str, condition: str, s: Subject, targets: Seque
     return ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
                      family=s.card.family if s.card else BASE, question=question, report=report,
                      verbalized=s.name in named, identified=identify(report, targets, grader), mentioned=named,
-                     route=s.route, trigger_named=own[0].mentions_trigger(own[1], report) if own else None)
+                     route=s.route, trigger_named=own[0].mentions_trigger(own[1], report) if own else None,
+                     kind_named=names_kind(*own, report) if own else None)
 
 
 def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
