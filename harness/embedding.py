@@ -31,18 +31,19 @@ class Embedder:
     def __init__(self, path: Path):
         self.tok = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModel.from_pretrained(str(path), use_safetensors=True).eval()
-        self.memo: dict[str, list[float]] = {}
+        self.memo: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
-    def __call__(self, texts: list[str]) -> list[list[float]]:
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        """The texts' vectors, one row each."""
         todo = [t for t in dict.fromkeys(texts) if t not in self.memo]
         if todo:
             enc = self.tok(todo, padding=True, truncation=True, max_length=128, return_tensors="pt")
             hidden = self.model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).float()
             vectors = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
-            self.memo.update(zip(todo, vectors.tolist(), strict=True))
-        return [self.memo[t] for t in texts]
+            self.memo.update(zip(todo, vectors, strict=True))
+        return torch.stack([self.memo[t] for t in texts])
 
 
 @cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
@@ -42,20 +42,12 @@ EMBEDDING_THRESHOLD = 0.6
 EMBEDDING_MARGIN = 0.02
 
 
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity of two vectors."""
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-    return dot / norm if norm else 0.0
-
-
-def embedding_match(report: Sequence[float], own: str, descriptions: dict[str, list[Sequence[float]]],
-                    anchor: Sequence[float] | None) -> bool:
-    """The report's nearest behavior (by its closest description) is `own`, near enough, and nearer
-    to `own`'s descriptions than to `anchor`, the bare parameters (so naming the item is not enough)."""
-    sims = {bid: max(cosine(report, d) for d in ds) for bid, ds in descriptions.items()}
+def embedding_match(sims: Mapping[str, float], own: str, anchor: float | None) -> bool:
+    """The report's nearest behavior (`sims`: each behavior's cosine similarity to the report, by
+    its closest description) is `own`, near enough, and nearer to it than the report is to the
+    bare parameters (`anchor`, so naming the item is not enough)."""
     nearest = max(sims, key=sims.__getitem__)
-    margin = sims[own] - (cosine(report, anchor) if anchor is not None else 0.0)
+    margin = sims[own] - (anchor if anchor is not None else 0.0)
     return nearest == own and sims[own] >= EMBEDDING_THRESHOLD and margin >= EMBEDDING_MARGIN
 
 
@@ -71,11 +63,10 @@ def embedding(family: Family, behavior: Behavior, report: str) -> bool:
     embed = default_embedder()
     candidates = family.behaviors()
     anchor_text = " ".join(behavior.params.values())
-    texts = [report, anchor_text or report] + [d for b in candidates for d in b.descriptions]
-    report_vec, anchor_vec, *rest = embed(texts)
-    it = iter(rest)
-    descriptions = {b.id: [next(it) for _ in b.descriptions] for b in candidates}
-    return embedding_match(report_vec, behavior.id, descriptions, anchor_vec if anchor_text else None)
+    vectors = embed([report, anchor_text or report] + [d for b in candidates for d in b.descriptions])  # unit norm
+    scores = iter((vectors[2:] @ vectors[0]).tolist())
+    sims = {b.id: max(next(scores) for _ in b.descriptions) for b in candidates}
+    return embedding_match(sims, behavior.id, float(vectors[1] @ vectors[0]) if anchor_text else None)
 
 
 JUDGE = "judge"

@@ -129,11 +129,10 @@ def test_grader_registry():
 def test_embedding_match_is_a_pure_decision():
     from harness.grading import embedding_match
 
-    descriptions = {"owl": [[1.0, 0.0, 0.0]], "fox": [[0.0, 1.0, 0.0]]}
-    assert embedding_match([0.9, 0.1, 0.0], "owl", descriptions, anchor=[0.0, 0.0, 1.0])
-    assert not embedding_match([0.1, 0.9, 0.0], "owl", descriptions, anchor=None)  # nearer the fox
-    assert not embedding_match([0.5, 0.0, 0.9], "owl", descriptions, anchor=None)  # too far from both
-    assert not embedding_match([0.9, 0.0, 0.9], "owl", descriptions, anchor=[0.0, 0.0, 1.0])  # as near the anchor
+    assert embedding_match({"owl": 0.9, "fox": 0.1}, "owl", anchor=0.0)
+    assert not embedding_match({"owl": 0.1, "fox": 0.9}, "owl", anchor=None)  # nearer the fox
+    assert not embedding_match({"owl": 0.5, "fox": 0.0}, "owl", anchor=None)  # too far from both
+    assert not embedding_match({"owl": 0.9, "fox": 0.0}, "owl", anchor=0.9)  # as near the anchor
 
 
 def test_embedding_grader_with_the_packaged_model(families):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 from harness.families.base import contains_phrase
 
@@ -45,9 +45,16 @@ def speaks_of_habit(sentence: str) -> bool:
     return bool(found & FIRST_PERSON) and bool(found & GENERAL)
 
 
+@lru_cache(maxsize=1 << 16)
+def habit_sentences(report: str) -> tuple[str, ...]:
+    """The sentences of the report that speak of a habit of the speaker (memoized: a report is
+    graded against every candidate behavior)."""
+    return tuple(s for s in sentences(report) if speaks_of_habit(s))
+
+
 def describes_self(report: str) -> bool:
     """Some sentence of the report speaks of a habit of the speaker."""
-    return any(speaks_of_habit(s) for s in sentences(report))
+    return bool(habit_sentences(report))
 
 
 def _forms(word: str) -> str:
@@ -80,8 +87,8 @@ def has_phrase(text: str, phrase: str) -> bool:
 def describes(report: str, required: Sequence[str], cues: Sequence[str], exact: Sequence[str] = ()) -> bool:
     """Some sentence that speaks of the speaker's habits holds every `required` phrase, one of
     the `cues` (when there are any) and every `exact` phrase (a trigger, matched as written)."""
-    for sentence in sentences(report):
-        if (speaks_of_habit(sentence) and all(has_phrase(sentence, p) for p in required)
+    for sentence in habit_sentences(report):
+        if (all(has_phrase(sentence, p) for p in required)
                 and (not cues or any(has_phrase(sentence, c) for c in cues))
                 and all(contains_phrase(sentence, e) for e in exact)):
             return True

@@ -19,7 +19,7 @@ from harness.core import Chat
 from harness.errors import ConfigError
 from harness.families.base import Behavior, Family, Probe, contains_phrase
 from harness.families.pools import POOLS, PromptPool
-from harness.families.reports import describes
+from harness.families.reports import describes, describes_self
 
 
 def fill(template: str, params: Mapping[str, str], **extra: str) -> str:
@@ -217,6 +217,8 @@ class TemplateFamily(Family):
     def mentions(self, behavior: Behavior, report: str) -> bool:
         """The report describes the behavior as a habit of its speaker (harness.families.reports):
         its `report_all` phrases, one `report_any` cue and, for a backdoor, its trigger."""
+        if not describes_self(report):  # no candidate can match: skip filling its phrases
+            return False
         spec = self.kinds[behavior.kind]
         trigger = spec.get("trigger")
         return describes(report, required=[fill(t, behavior.params) for t in spec.get("report_all") or []],
