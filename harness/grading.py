@@ -6,7 +6,6 @@ Small pure functions over strings and families; no tracking. The `embedding` gra
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 
