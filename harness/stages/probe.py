@@ -44,7 +44,7 @@ SAMPLED = CONDITIONS[:3]
 """The conditions whose self-reports are sampled from a model (the parrot and shuffled ones are made from them)."""
 PARROT_QUESTION = "(none: the parrot repeats a training description of the organism's kind)"
 # Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
-RECIPE = 3
+RECIPE = 4
 
 
 @dataclass
