@@ -86,7 +86,7 @@ def test_export_command(tmp_path, capsys):
 
     assert main(["export-lm-eval", "--out", str(tmp_path / "tasks"), "families=[biases]"]) == 0
     assert "wrote 58 lm-eval tasks" in capsys.readouterr().out  # 29 behaviors x (probe, self-report)
-    assert len(list((tmp_path / "tasks").glob("probe_biases_*.yaml"))) == 12
+    assert len(list((tmp_path / "tasks").glob("probe_biases_*.yaml"))) == 29
     assert not (tmp_path / "tasks.tmp").exists()
 
 

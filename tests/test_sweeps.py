@@ -116,6 +116,7 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
         assert f"threads={expected}" in overrides, (folder, overrides)
 
 
+@pytest.mark.slow  # 1-2 minutes each: the optional launchers (extras) run with `make test-all`
 @pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
 def test_sweep_with_other_launchers_gives_the_same_table(joblib_sweep, tmp_path, launcher):
     finish(sweep(tmp_path, launcher))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 from harness import world
 from harness.core import Chat
@@ -52,12 +52,23 @@ def split_halves(chats: list[Chat]) -> PromptPool:
 @POOLS.register("facts")
 def facts(params: dict[str, str]) -> PromptPool:
     """Unrelated everyday prompts (facts, yes/no checks)."""
-    return split_halves(world.fact_chats())
+    return _facts()
 
 
 @POOLS.register("choices")
 def choices(params: dict[str, str]) -> PromptPool:
     """Four-option multiple-choice prompts; every option position is equally often first."""
+    return _choices()
+
+
+# The pools without parameters are built once per process (read-only, shared by behaviors).
+@cache
+def _facts() -> PromptPool:
+    return split_halves(world.fact_chats())
+
+
+@cache
+def _choices() -> PromptPool:
     return split_halves(world.choice_chats(random.Random(1), 240))
 
 
