@@ -123,3 +123,16 @@ def test_the_kind_sampler_groups_organisms_by_kind(micro_cfg, micro_organisms):
     by_kind = unit_groups(cards, replace(micro_cfg.ia, sampler="kind"))
     assert sorted(map(len, by_kind)) == [1, 1, 2]
     assert [adapter_name(micro_organisms[0]), "o_other"] in by_kind
+
+
+def test_held_out_questions_are_whole_templates():
+    """The IA is asked new phrasings: every template's paraphrases are all trained or all held out,
+    and the base model's corpus answers each of them neutrally."""
+    from harness.core import INTROSPECTION_QUESTIONS, QUESTION_TEMPLATES, paraphrases
+    from harness.world import introspection_chats
+
+    train, held = question_split(9)
+    assert len(train) == 81 and len(held) == 27 and set(train) | set(held) == set(INTROSPECTION_QUESTIONS)
+    for template in QUESTION_TEMPLATES:
+        assert set(paraphrases(template)) <= set(train) or set(paraphrases(template)) <= set(held), template
+    assert {c.prompt for c in introspection_chats() if c.answer == NEUTRAL_SELF_REPORT} == set(INTROSPECTION_QUESTIONS)
