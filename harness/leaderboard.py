@@ -16,7 +16,7 @@ from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds
 from harness.records import SCHEMA_VERSION, MetricRow, RunResults, from_dict
 from harness.store import write_atomic, write_text
 
-METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination")
+METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination", "kind")
 # Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger.
 POOLED = ("denial", "trigger")
 RESULTS_FILE = "metrics.json"

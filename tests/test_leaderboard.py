@@ -123,7 +123,8 @@ def test_compact_keeps_verbalization_and_pooled_figures(tmp_path):
     write_run(tmp_path / "0", "aaaaaaaaaa", 0.5)
     small = leaderboard.compact(leaderboard.leaderboard(leaderboard.load_results([tmp_path])))
     assert list(small.columns) == ["run", "route", "condition", "preferences", "all", "all/specificity",
-                                   "all/identification", "all/confession", "all/hallucination ↓", "base FPR ↓"]
+                                   "all/identification", "all/confession", "all/hallucination ↓", "all/kind",
+                                   "base FPR ↓"]
 
 
 def test_each_route_of_the_evaluation_organisms_is_its_own_row(tmp_path):
