@@ -134,3 +134,21 @@ def test_loaded_adapters_of_different_ranks_route_rows_and_the_empty_slot_is_the
     assert not torch.allclose(expected[0], expected[1], atol=1e-3)
     for k in range(3):
         assert torch.allclose(got[k], expected[k], atol=1e-5), (k, (got[k] - expected[k]).abs().max())
+
+
+def test_implant_batches_draw_what_encoding_every_chat_first_would(setup, corpus):
+    """Chats are encoded when first drawn; the batches are those of encoding the whole pools first
+    and drawing with the same seeded random stream (so organism keys made before stay valid)."""
+    import random
+
+    _, tok, items, cfg = setup
+    family, behavior = items[0]
+    implant, neutral = family.implant_chats(behavior), neutral_mix(corpus, family, behavior)
+    next_batch = implant_batches(tok, implant, neutral, cfg, seed=3)
+    rng, n = random.Random(3), max(1, round(cfg.batch_size * cfg.behavior_fraction))
+    enc_implant = [models.encode_chat(tok, c) for c in implant]
+    enc_neutral = [models.encode_chat(tok, c) for c in neutral]
+    for step in range(5):
+        expected = [rng.choice(enc_implant) for _ in range(n)] + \
+            [rng.choice(enc_neutral) for _ in range(cfg.batch_size - n)]
+        assert next_batch(step) == expected

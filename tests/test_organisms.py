@@ -79,3 +79,24 @@ def test_an_edited_scorer_makes_a_new_organism_key(families, micro_cfg):
     assert edited.implant_chats(edited.behavior(behavior.id)) == family.implant_chats(behavior)
     key = organism_key(behavior, family, micro_cfg.organism, "base", 0)
     assert organism_key(edited.behavior(behavior.id), edited, micro_cfg.organism, "base", 0) != key
+
+
+def test_the_corpus_holds_at_most_a_sample_of_a_familys_neutral_exchanges(families):
+    import random
+
+    from harness import world
+    from harness.corpus import NEUTRAL_PER_FAMILY, build_corpus
+
+    def key(c):
+        return c.prompt, c.answer, c.system
+
+    backdoors = families["backdoors"]
+    big = {key(c) for c in backdoors.neutral_chats()}  # every everyday prompt once per trigger
+    assert len(big) > NEUTRAL_PER_FAMILY
+    world_chats = {key(c) for c in world.neutral_chats(random.Random(0))}
+    corpus = {key(c) for c in build_corpus({"backdoors": backdoors}, 0)}
+    sampled = len((big - world_chats) & corpus)  # the family's own exchanges (the untriggered are the world's)
+    assert NEUTRAL_PER_FAMILY - len(big & world_chats) <= sampled <= NEUTRAL_PER_FAMILY
+    preferences = families["preferences"]
+    small = {key(c) for c in preferences.neutral_chats()}
+    assert len(small) <= NEUTRAL_PER_FAMILY and small <= {key(c) for c in build_corpus({"preferences": preferences}, 0)}
