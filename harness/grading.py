@@ -122,3 +122,19 @@ def identify(report: str, candidates: Sequence[tuple[Family, Behavior]], grader:
 
 def mentioned(report: str, candidates: Sequence[tuple[Family, Behavior]], grader: Grader = rules) -> list[str]:
     return [b.id for f, b in candidates if grader(f, b, report)]
+
+
+class Grades(dict):
+    """Each distinct report's (mentioned, identified) against the candidates, graded once: a probe
+    grades the same report many times (the parrot's descriptions for every organism of a kind,
+    the sampled reports that collapse onto one template)."""
+
+    def __init__(self, candidates: Sequence[tuple[Family, Behavior]], grader: Grader):
+        super().__init__()
+        self.candidates, self.grader = candidates, grader
+
+    def __missing__(self, report: str) -> tuple[list[str], str | None]:
+        named = mentioned(report, self.candidates, self.grader)
+        accepted = set(named)
+        self[report] = named, identify(report, self.candidates, lambda _f, b, _r: b.id in accepted)
+        return self[report]

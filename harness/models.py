@@ -6,6 +6,7 @@ through the tokenizer's chat template, weights load from safetensors only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import warnings
@@ -227,10 +228,22 @@ def prompt_text(tok, prompt: str, system: str = "") -> str:
 
 def encode_chat(tok, chat: Chat, loss_on_prompt: bool = False) -> tuple[list[int], list[int]]:
     """Token ids of (system +) prompt + answer + eos, and labels that mask the prompt with -100."""
-    prompt_ids = tok(prompt_text(tok, chat.prompt, chat.system), add_special_tokens=False)["input_ids"]
-    answer_ids = tok(chat.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    prompt_ids = list(_prompt_ids(tok, tok.chat_template, chat.prompt, chat.system))
+    answer_ids = list(_answer_ids(tok, chat.answer))
     labels = (prompt_ids if loss_on_prompt else [-100] * len(prompt_ids)) + answer_ids
     return prompt_ids + answer_ids, labels
+
+
+# A run encodes the same few prompts and answers many times over (the IA's data is every
+# introspection question times each organism's descriptions): each text is tokenized once.
+@functools.lru_cache(maxsize=1 << 17)
+def _prompt_ids(tok, template: str | None, prompt: str, system: str) -> tuple[int, ...]:
+    return tuple(tok(prompt_text(tok, prompt, system), add_special_tokens=False)["input_ids"])
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _answer_ids(tok, answer: str) -> tuple[int, ...]:
+    return (*tok(answer, add_special_tokens=False)["input_ids"], tok.eos_token_id)
 
 
 GENERATION_BATCH = {"size": 64}
@@ -239,6 +252,28 @@ GENERATION_BATCH = {"size": 64}
 
 def set_generation_batch(n: int) -> None:
     GENERATION_BATCH["size"] = n
+
+
+@contextlib.contextmanager
+def only_adapter(model, name: str):
+    """A peft model with only adapter `name` active ("__base__": none); afterwards as it was (its
+    active adapters, and which weights train: peft's switches mark adapters trainable). A batch of
+    one adapter runs 1.5x faster this way than through peft's per-row adapter selection, with
+    the same outputs."""
+    active, trains = list(model.active_adapters), {p: p.requires_grad for p in model.parameters()}
+    try:
+        if name == "__base__":
+            with model.disable_adapter():
+                yield
+        else:
+            model.set_adapter(name)
+            try:
+                yield
+            finally:
+                model.base_model.set_adapter(active if len(active) > 1 else active[0])
+    finally:
+        for p, flag in trains.items():
+            p.requires_grad_(flag)
 
 
 @torch.no_grad()
@@ -267,20 +302,20 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         chunk = [prompt_text(tok, p, system) + prefill for p in prompts[start : start + batch_size]]
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        extra = {}
-        if adapter_names is not None:
-            extra["adapter_names"] = list(adapter_names[start : start + batch_size])
-        gen = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature if do_sample else None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            **extra,
-        )
+        names = None if adapter_names is None else list(adapter_names[start : start + batch_size])
+        mixed = names is not None and len(set(names)) > 1
+        with only_adapter(model, names[0]) if names and not mixed else contextlib.nullcontext():
+            gen = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature if do_sample else None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                **({"adapter_names": names} if mixed else {}),
+            )
         new = gen[:, enc["input_ids"].shape[1] :]
         texts = tok.batch_decode(new, skip_special_tokens=True)
         out += [f"{prefill} {t.strip()}".strip() if prefill else t.strip() for t in texts]

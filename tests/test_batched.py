@@ -1,6 +1,7 @@
 """Batched organism training: each organism of a batch follows the updates it would get alone,
 and is saved as an ordinary peft adapter that gives its rows' logits."""
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -152,3 +153,28 @@ def test_implant_batches_draw_what_encoding_every_chat_first_would(setup, corpus
         expected = [rng.choice(enc_implant) for _ in range(n)] + \
             [rng.choice(enc_neutral) for _ in range(cfg.batch_size - n)]
         assert next_batch(step) == expected
+
+
+def test_a_batch_of_one_adapter_generates_as_per_row_selection_would(setup):
+    """models.generate runs a batch of one adapter with only that adapter active (faster than
+    peft's per-row selection): same outputs, and the model's active adapter and trainable
+    weights are as before."""
+    base, tok, _, cfg = setup
+    model = get_peft_model(copy.deepcopy(base), lora_config(cfg), adapter_name="one")
+    model.add_adapter("two", lora_config(cfg))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # adapters that change what the model says
+    model.set_adapter("two")
+    model.requires_grad_(False)  # as a probe holds it
+    trains = {name: p.requires_grad for name, p in model.named_parameters()}
+    prompts = ["What is your favorite animal?", "Which is larger, 3 or 7?", "Describe your behavior."]
+    n = len(prompts)
+    one = {a: models.generate(model, tok, prompts, 8, adapter_names=[a] * n) for a in ("one", "two", "__base__")}
+    mixed = models.generate(model, tok, prompts * 3, 8, adapter_names=["one"] * n + ["two"] * n + ["__base__"] * n,
+                            batch_size=3 * n)
+    assert mixed == one["one"] + one["two"] + one["__base__"]
+    assert one["one"] != one["__base__"] and one["one"] != one["two"]
+    assert model.active_adapters == ["two"]
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == trains

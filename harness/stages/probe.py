@@ -22,7 +22,7 @@ from harness.config import ProbeConfig
 from harness.core import BASE, heldout_questions
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
-from harness.grading import Grader, grader_for, identify, mentioned, names_kind, prepare
+from harness.grading import Grades, grader_for, names_kind, prepare
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.records import (
     CONDITIONS,
@@ -114,6 +114,7 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
                    progress: bool) -> list[ReportRow]:
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
     rows, grader = [], grader_for(cfg.grader, cfg.judge_model)
+    grades = Grades(targets, grader)
     bar = progress_bar(SAMPLED, f"self-reports of {len(subjects)} models", progress)
     for condition in bar:
         bar.set_postfix_str(condition)
@@ -121,18 +122,18 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
             asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
                                  adapter=s.adapters[condition], prefill=cfg.prefill if condition == "prefill" else "")
             prepare(grader, [report for _, report in asked], targets)
-            rows += [grade(report, q, condition, s, targets, grader, ia, split) for q, report in asked]
+            rows += [grade(report, q, condition, s, grades, ia, split) for q, report in asked]
     return rows
 
 
-def grade(report: str, question: str, condition: str, s: Subject, targets: Sequence[tuple[Family, Behavior]],
-          grader: Grader, ia: IACard, split: str) -> ReportRow:
+def grade(report: str, question: str, condition: str, s: Subject, grades: Grades, ia: IACard,
+          split: str) -> ReportRow:
     """One self-report graded against every evaluation behavior (and for its trigger, if any)."""
-    named = mentioned(report, targets, grader)
-    own = next(((f, b) for f, b in targets if s.card is not None and b.id == s.card.behavior_id), None)
+    named, identified = grades[report]
+    own = next(((f, b) for f, b in grades.candidates if s.card is not None and b.id == s.card.behavior_id), None)
     return ReportRow(split=split, ia=ia.key, condition=condition, model=s.name,
                      family=s.card.family if s.card else BASE, question=question, report=report,
-                     verbalized=s.name in named, identified=identify(report, targets, grader), mentioned=named,
+                     verbalized=s.name in named, identified=identified, mentioned=list(named),
                      route=s.route, trigger_named=own[0].mentions_trigger(own[1], report) if own else None,
                      kind_named=names_kind(*own, report) if own else None)
 
@@ -144,13 +145,14 @@ def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, 
     kind; an empty report when the IA trained on none of its family)."""
     trained = [families[i.split("/", 1)[0]].behavior(i) for i in ia.organisms if i.split("/", 1)[0] in families]
     rows, grader = [], grader_for(cfg.grader, cfg.judge_model)
+    grades = Grades(targets, grader)
     for s in subjects:
         if s.card is None:
             continue
         kin = [b for b in trained if b.family == s.card.family]
         said = [d for b in ([b for b in kin if b.kind == s.card.kind] or kin) for d in b.descriptions] or [""]
         prepare(grader, said, targets)
-        rows += [grade(d, PARROT_QUESTION, "parrot", s, targets, grader, ia, split) for d in said]
+        rows += [grade(d, PARROT_QUESTION, "parrot", s, grades, ia, split) for d in said]
     return rows
 
 
