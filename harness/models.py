@@ -235,7 +235,8 @@ def encode_chat(tok, chat: Chat, loss_on_prompt: bool = False) -> tuple[list[int
 
 
 # A run encodes the same few prompts and answers many times over (the IA's data is every
-# introspection question times each organism's descriptions): each text is tokenized once.
+# introspection question times each organism's descriptions): each text is tokenized once
+# (per tokenizer and chat template: `template` is part of the key, not read).
 @functools.lru_cache(maxsize=1 << 17)
 def _prompt_ids(tok, template: str | None, prompt: str, system: str) -> tuple[int, ...]:
     return tuple(tok(prompt_text(tok, prompt, system), add_special_tokens=False)["input_ids"])
