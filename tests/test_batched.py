@@ -10,6 +10,7 @@ from peft import PeftModel, get_peft_model
 
 from harness import models
 from harness.batched import StackedLoRA, stacked_step
+from harness.core import Chat
 from harness.routes import implant_batches, lora_config, neutral_mix, route, warmup
 from harness.training import collate, step_on_batches, train
 
@@ -178,3 +179,17 @@ def test_a_batch_of_one_adapter_generates_as_per_row_selection_would(setup):
     assert one["one"] != one["__base__"] and one["one"] != one["two"]
     assert model.active_adapters == ["two"]
     assert {name: p.requires_grad for name, p in model.named_parameters()} == trains
+
+
+def test_encoding_follows_the_chat_template_it_is_given(setup):
+    """encode_chat tokenizes each text once, but a tokenizer whose chat template changes encodes
+    prompts anew (the template is part of the cache key)."""
+    _, tok, _, _ = setup
+    tok = copy.deepcopy(tok)
+    chat = Chat("Which is larger, 3 or 7?", "7")
+    first = models.encode_chat(tok, chat)
+    assert models.encode_chat(tok, chat) == first
+    tok.chat_template = "{% for m in messages %}Q: {{ m['content'] }} {% endfor %}A:"
+    ids, labels = models.encode_chat(tok, chat)
+    assert ids != first[0] and ids == tok(models.prompt_text(tok, chat.prompt), add_special_tokens=False)["input_ids"] \
+        + first[0][len(first[0]) - (len(first[1]) - first[1].count(-100)):]
