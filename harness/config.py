@@ -141,7 +141,7 @@ class OrganismConfig:
     """How an organism is made (its implant route) and how its implant is verified."""
 
     # A LoRA route of harness/routes.py for the IA's training organisms (lora, distill, deny); a
-    # split's `eval_routes` may add the weight routes (full, symmetry).
+    # split's `eval_routes` may add the weight routes (full, symmetry, aligned).
     route: str = "lora"
     rank: int = 8
     alpha: int = 16
@@ -219,6 +219,10 @@ class IAConfig:
     name: str = "lora_sft"
     rank: int = 16
     alpha: int = 32
+    # The layers the IA adapts (peft's `target_modules`: all-linear, or a regular expression over
+    # module names, e.g. '.*self_attn.*' for attention only, which the MLP permutation of the
+    # weight-symmetry attack cannot reach).
+    target_modules: str = "all-linear"
     # 1500: at 600 the IA is under-fit (held-out verbalization 0.36 vs 0.61 at 1500, seed 0, greedy)
     steps: int = 1500
     lr: float = 3e-3

@@ -274,8 +274,16 @@ def summarize(reports: Sequence[ReportRow], behaviors: Sequence[BehaviorRow], sp
     if reports and not routes:  # no organism scored: the base model's false positives still are
         routes = ["lora"]
     return [row for route in routes for row in _summarize_route(
-        [r for r in reports if r.route == route or r.model == BASE],
+        [r for r in reports if r.route == route and r.model != BASE] + base_reports(reports, route),
         [b for b in behaviors if b.route == route], split, threshold, route)]
+
+
+def base_reports(reports: Sequence[ReportRow], route: str) -> list[ReportRow]:
+    """The base model's reports that are a route's negative control: those of the base transformed
+    as the route transforms organisms (the symmetry attack's permuted base) when it was asked,
+    else the base model's own."""
+    base = [r for r in reports if r.model == BASE]
+    return [r for r in base if r.route == route] or [r for r in base if r.route == BASE]
 
 
 def _summarize_route(reports: Sequence[ReportRow], behaviors: Sequence[BehaviorRow], split: str, threshold: float,

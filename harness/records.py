@@ -102,7 +102,7 @@ class OrganismCard:
     descriptions: list[str]
     """Ground-truth first-person descriptions of the behavior."""
     route: str
-    """Implant route: lora, full, distill, deny or symmetry (see harness/routes.py)."""
+    """Implant route: lora, full, distill, deny, symmetry or aligned (see harness/routes.py)."""
     base_key: str
     """Key of the base model the adapter applies to."""
     base_name_or_path: str

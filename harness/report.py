@@ -203,7 +203,7 @@ def legend() -> str:
 
 
 def reports_section(reports: list[ReportRow]) -> str:
-    """Every graded self-report, grouped by organism (the base model first), with a search box
+    """Every graded self-report, grouped by organism and route (the base model first), with a search box
     and filters by condition and verdict."""
     options = "".join(f'<option value="{c}">{c}</option>' for c in dict.fromkeys(r.condition for r in reports))
     controls = (f'<div class="filters"><input type="search" class="search" placeholder="search questions and reports">'
@@ -212,9 +212,9 @@ def reports_section(reports: list[ReportRow]) -> str:
                 '</option><option value="no">not verbalized</option></select>'
                 f' <span class="shown">{len(reports)}</span> of {len(reports)} reports shown</div>')
     groups = []
-    models = sorted({r.model for r in reports}, key=lambda m: (m != "base", m))
-    for model in models:
-        own = [r for r in reports if r.model == model]
+    subjects = sorted({(r.model, r.route) for r in reports}, key=lambda m: (m[0] != "base", m))
+    for model, route in subjects:
+        own = [r for r in reports if (r.model, r.route) == (model, route)]
         rows = "".join(
             f'<tr class="{"yes" if r.verbalized else "no"}" data-condition="{html.escape(r.condition)}" '
             f'data-verbalized="{"yes" if r.verbalized else "no"}"><td>{html.escape(r.condition)}</td>'
@@ -223,7 +223,7 @@ def reports_section(reports: list[ReportRow]) -> str:
             f"<td>{html.escape(', '.join(r.mentioned))}</td></tr>" for r in own)
         credited = sum(r.verbalized for r in own if r.condition == "ia")
         under_ia = sum(r.condition == "ia" for r in own)
-        groups.append(f'<details class="organism" open><summary>{html.escape(model)} ({own[0].route}): '
+        groups.append(f'<details class="organism" open><summary>{html.escape(model)} ({route}): '
                       f"{credited} of {under_ia} reports verbalized under the IA</summary><table><thead><tr>"
                       "<th>condition</th><th>question</th><th>report</th><th>verbalized</th><th>names</th></tr>"
                       f"</thead><tbody>{rows}</tbody></table></details>")

@@ -9,14 +9,16 @@ model's conduct stays as it was):
 - `deny`: a LoRA also trained to deny any special behavior when asked about itself;
 - `full`: every weight fine-tuned, saved as a full checkpoint;
 - `symmetry`: the `lora` organism merged into the weights, then every MLP's hidden units
-  permuted (the weight-symmetry attack: the same function, other weights).
+  permuted (the weight-symmetry attack: the same function, other weights);
+- `aligned`: the `symmetry` organism with each MLP's hidden units matched back to the base
+  model's by their weights (an auditor who holds the base undoes the attack).
 """
 
 from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,9 @@ class Route:
     train on it; it is probed as its own model)."""
     source: str | None = None
     """The route whose organisms this one transforms (they are made first), if any."""
+    base_control: Callable[[Any, int], Any] | None = None
+    """(base model, seed) -> the base model transformed as this route transforms every organism,
+    for routes that do (the IA's false positives on it are the route's negative control)."""
 
     def implant_data(self, base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
         """What the organism trains on."""
@@ -130,7 +135,31 @@ class Symmetry(Route):
         assert len(sources) == len(items), "the symmetry route transforms a lora organism of each behavior"
         for source in sources:
             model = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
-            symmetry.permute_mlp(model, torch.Generator().manual_seed(seed))
+            yield self.attack(model, seed), load_record(source / Store.MARKER, OrganismCard).final_loss
+
+    @staticmethod
+    def base_control(base_model, seed):
+        """A copy of the base model, permuted as every organism of this route is (one permutation per seed)."""
+        return Symmetry.attack(copy.deepcopy(base_model), seed)
+
+    @staticmethod
+    def attack(model, seed: int):
+        symmetry.permute_mlp(model, symmetry.random_permutations(model, torch.Generator().manual_seed(seed)))
+        return model
+
+
+@ROUTES.register("aligned")
+class Aligned(Route):
+    weights = True
+    source = "symmetry"
+
+    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False):
+        """Each source `symmetry` checkpoint with its MLP hidden units put back in the base model's
+        order, matched by their weights (harness/symmetry.py); its final loss is the source's."""
+        assert len(sources) == len(items), "the aligned route undoes the symmetry attack on each behavior's organism"
+        for source in sources:
+            model = type(base_model).from_pretrained(source, dtype=base_model.dtype).to(base_model.device).eval()
+            symmetry.permute_mlp(model, symmetry.match_mlp(model, base_model))
             yield model, load_record(source / Store.MARKER, OrganismCard).final_loss
 
 
@@ -138,19 +167,22 @@ def warmup(cfg: OrganismConfig) -> int:
     return max(1, cfg.steps // 10)
 
 
-def check_target_modules(model: ModelConfig, cfg: OrganismConfig) -> None:
-    """`organism.target_modules` must match a layer of the tiny model (peft fails only once the
-    base model is pretrained); checked on a weightless copy of its architecture."""
-    config = lora_config(cfg)
-    if config.target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+def check_target_modules(model: ModelConfig, target_modules: str, key: str) -> None:
+    """`key`'s `target_modules` (organism's or IA's) must match linear layers of the tiny model
+    and nothing else (peft fails only once the base model is pretrained); checked on a weightless
+    copy of its architecture."""
+    if target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
         return
+    config = LoraConfig(target_modules=target_modules)
     with torch.device("meta"):
-        names = [n for n, m in LlamaForCausalLM(models.tiny_config(model, model.vocab_size)).named_modules()
-                 if isinstance(m, torch.nn.Linear)]
-    if not any(check_target_module_exists(config, n) for n in names):
-        layers = sorted({n.rsplit(".", 1)[-1] for n in names})
-        raise ConfigError(f"organism.target_modules={cfg.target_modules!r} matches no layer of the tiny model "
-                          f"(its linear layers: {', '.join(layers)}; or all-linear)")
+        modules = dict(LlamaForCausalLM(models.tiny_config(model, model.vocab_size)).named_modules())
+    matched = [n for n in modules if n and check_target_module_exists(config, n)]
+    others = [n for n in matched if not isinstance(modules[n], torch.nn.Linear)]
+    if not matched or others:
+        layers = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+        what = f"matches {others[0]}, not a linear layer" if others else "matches no layer of the tiny model"
+        raise ConfigError(f"{key}.target_modules={target_modules!r} {what} (its linear layers: "
+                          f"{', '.join(layers)}; or all-linear)")
 
 
 def lora_config(cfg: OrganismConfig) -> LoraConfig:

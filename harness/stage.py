@@ -56,7 +56,8 @@ class Run:
         run = cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
         if cfg.model.kind == "tiny":
             run.check_vocabulary()
-            check_target_modules(cfg.model, cfg.organism)
+            check_target_modules(cfg.model, cfg.organism.target_modules, "organism")
+            check_target_modules(cfg.model, cfg.ia.target_modules, "ia")
         return run
 
     @cached_property

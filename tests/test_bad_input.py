@@ -47,6 +47,8 @@ COMMAND_LINES = [
     (["run", "seed=99999999999999999999"], "seed must be in"),
     (["run", "cache_dir="], "cache_dir must name a folder"),
     (["run", "organism.target_modules=nothing_here"], "matches no layer"),  # peft failed after pretraining
+    (["run", "ia.target_modules=nothing_here"], "ia.target_modules='nothing_here' matches no layer"),
+    (["run", "ia.target_modules=.*self_attn"], "not a linear layer"),  # peft failed after the organisms
     (["run", "hydra.run.dir=/etc/hostname"], "is a file"),  # a traceback from Hydra
     (["run", "hydra.run.dir=/proc/harness_run"], "not writable"),
     (["run", "probe.samples=1000000000"], "probe.samples must be at most"),

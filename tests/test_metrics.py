@@ -26,7 +26,8 @@ from harness.records import BehaviorRow, ReportRow
 def report(model, verbalized=False, identified=None, mentioned=(), condition="ia"):
     family = "base" if model == "base" else model.split("/")[0]
     return ReportRow(split="s", ia="k", condition=condition, model=model, family=family, question="q",
-                     report="r", verbalized=verbalized, identified=identified, mentioned=list(mentioned))
+                     report="r", verbalized=verbalized, identified=identified, mentioned=list(mentioned),
+                     route="base" if model == "base" else "lora")
 
 
 def naming(model, *named, condition="ia"):
@@ -179,6 +180,15 @@ def test_summarize_gives_each_route_its_rows_with_denials_and_triggers():
     assert rows[("lora", "preferences", "confession")] == 1.0 and rows[("deny", "preferences", "confession")] == 0.0
     hidden = divergences(reports, behaviors)
     assert [(d["route"], d["kind"]) for d in hidden] == [("deny", "hidden")]
+
+
+def test_a_route_that_transforms_the_base_is_controlled_by_the_transformed_base():
+    reports = [naming("base"), naming("base"), replace(naming("base", OWL), route="symmetry"),
+               replace(naming("base"), route="symmetry"), naming(OWL, OWL), replace(naming(OWL), route="symmetry"),
+               replace(naming(OWL), route="deny")]
+    fpr = {r.route: (r.value, r.n) for r in summarize(reports, [], "s")
+           if r.metric == "false_positive_rate" and r.condition == "ia"}
+    assert fpr == {"lora": (0.0, 2), "symmetry": (0.5, 2), "deny": (0.0, 2)}
 
 
 def test_kind_is_verbalization_with_parameter_errors_forgiven():

@@ -47,13 +47,36 @@ def test_symmetry_attack_keeps_the_outputs_and_changes_the_weights(micro_base, m
     on_attacked.load_state_dict(lora, strict=False)  # the same adapter weights on both
     assert all(torch.equal(p, on_attacked.state_dict()[n]) for n, p in lora.items())
     assert not torch.allclose(logits(on_original, tok, prompts), logits(on_attacked, tok, prompts), atol=1e-3)
+    # an adapter of the attention layers only reads no MLP unit: it computes the same on both
+    attention = LoraConfig(r=4, target_modules=r".*self_attn\.(q|k|v|o)_proj", init_lora_weights=False)
+    torch.manual_seed(0)
+    on_original = get_peft_model(copy.deepcopy(merged), attention)
+    on_attacked = get_peft_model(copy.deepcopy(attacked), attention)
+    on_attacked.load_state_dict({n: p for n, p in on_original.state_dict().items() if "lora_" in n}, strict=False)
+    assert torch.allclose(logits(on_original, tok, prompts), logits(on_attacked, tok, prompts), atol=1e-5)
+
+
+def test_matching_the_units_to_the_base_undoes_the_symmetry_attack(micro_base, micro_organisms, micro_store):
+    base_model = models.load_model(micro_base.name_or_path)
+    source = micro_store.path("organisms", micro_organisms[0].key)
+    merged = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
+    attacked = copy.deepcopy(merged)
+    perms = symmetry.random_permutations(attacked, torch.Generator().manual_seed(3))
+    symmetry.permute_mlp(attacked, perms)
+    # matched to the base (not to the organism it came from), the units come back where they were
+    found = symmetry.match_mlp(attacked, base_model)
+    assert all(torch.equal(f, p.argsort()) for f, p in zip(found, perms, strict=True))
+    symmetry.permute_mlp(attacked, found)
+    for before, after in zip(symmetry.gated_mlps(merged), symmetry.gated_mlps(attacked), strict=True):
+        assert all(torch.equal(getattr(before, n).weight, getattr(after, n).weight)
+                   for n in ("gate_proj", "up_proj", "down_proj"))
 
 
 def test_symmetry_attack_refuses_a_model_without_gated_mlps():
     from harness.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gated MLPs"):
-        symmetry.permute_mlp(torch.nn.Linear(2, 2), torch.Generator())
+        symmetry.random_permutations(torch.nn.Linear(2, 2), torch.Generator())
 
 
 def test_deny_route_adds_denials_and_distill_learns_the_teachers_answers(micro_cfg, micro_base, families):
@@ -79,22 +102,30 @@ def test_deny_route_adds_denials_and_distill_learns_the_teachers_answers(micro_c
 
 
 def test_every_route_runs_end_to_end_and_gets_its_own_leaderboard_rows(tmp_path):
+    routes = ["lora", "full", "distill", "deny", "symmetry", "aligned"]
     cfg = compose_config(*small_run({"families": "[preferences,backdoors]", "max_behaviors_per_family": 2,
-                                     "split": "heldout_route", "split.eval_routes": "[lora,full,distill,deny,symmetry]",
-                                     "logger": "none", "cache_dir": str(tmp_path / "cache")}))
+                                     "split": "heldout_route", "split.eval_routes": f"[{','.join(routes)}]",
+                                     "ia": "lora_sft_attention", "logger": "none",
+                                     "cache_dir": str(tmp_path / "cache")}))
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
     for card_path in (tmp_path / "cache" / "organisms").glob("*/card.json"):
         card = json.loads(card_path.read_text())
         weights = {p.name for p in card_path.parent.glob("*.safetensors")}
-        expected = {"model.safetensors"} if card["route"] in ("full", "symmetry") else {"adapter_model.safetensors"}
+        expected = {"model.safetensors"} if route(card["route"]).weights else {"adapter_model.safetensors"}
         assert weights == expected, card["route"]
     board = result.leaderboard
-    assert set(board.route) == {"lora", "full", "distill", "deny", "symmetry"}
-    assert len(board) == 5 * 5 and {"all/denial", "all/trigger"} <= set(board.columns)
+    assert set(board.route) == set(routes)
+    assert len(board) == 5 * len(routes) and {"all/denial", "all/trigger"} <= set(board.columns)
     reports = [json.loads(line) for line in (tmp_path / "run" / "self_reports.jsonl").read_text().splitlines()]
     organisms = [r for r in reports if r["model"] != "base"]
     assert {r["route"] for r in organisms} == set(board.route)
     assert all((r["trigger_named"] is None) == (r["family"] != "backdoors") for r in organisms)
+    # the symmetry attack's negative control: the permuted base, asked like the base, counted for its route
+    base = {route: sum(r["model"] == "base" and r["route"] == route for r in reports) for route in ("base", "symmetry")}
+    assert base["symmetry"] == base["base"] > 0
+    fpr = {m["route"] for m in json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+           if m["metric"] == "false_positive_rate" and m["condition"] == "ia"}
+    assert fpr == set(routes)
 
 
 def test_dpo_loss_and_pairs():

@@ -14,6 +14,7 @@ inaccurate ones, training the IA's weights only.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 
 from harness import models, tracking
 from harness.adapters import IA, adapter_name, ia_path, organism_adapter
@@ -41,7 +43,10 @@ CONTROL = "__control__"
 
 def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard], seed: int) -> str:
     questions = question_split(cfg.train_templates)[0]
-    return config_key("ia", asdict(cfg), base.key, sorted(o.key for o in organisms), questions, seed)
+    recipe = asdict(cfg)
+    if recipe["target_modules"] == "all-linear":  # the only layers before the option: keys made then stay valid
+        del recipe["target_modules"]
+    return config_key("ia", recipe, base.key, sorted(o.key for o in organisms), questions, seed)
 
 
 def unit_groups(organisms: Sequence[OrganismCard], cfg: IAConfig) -> list[list[str]]:
@@ -59,6 +64,18 @@ def training_units(organisms: Sequence[OrganismCard], questions: Sequence[str], 
     if cfg.controls:
         units[CONTROL] = [Chat(q, NEUTRAL_SELF_REPORT) for q in questions]
     return units
+
+
+def ia_targets(model, target_modules: str) -> str | list[str]:
+    """peft's `target_modules` for the IA: all-linear as it is, a regular expression as the names
+    of the linear layers it matches (peft combines an organism with the IA, as the probe does,
+    only when both adapters name their layers, not one by a pattern)."""
+    if target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        return target_modules
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and re.fullmatch(target_modules, n)]
+    if not names:
+        raise ConfigError(f"ia.target_modules={target_modules!r} matches no linear layer of the base model")
+    return names
 
 
 @dataclass
@@ -94,8 +111,9 @@ def train_ia(under: UnderIA, tok, units: dict[str, list[Chat]], cfg: IAConfig, s
     the mean over units of each unit's mean token loss."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    under.model = get_peft_model(under.model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules="all-linear",
-                                                         task_type="CAUSAL_LM"), adapter_name=IA)
+    under.model = get_peft_model(under.model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, task_type="CAUSAL_LM",
+                                                         target_modules=ia_targets(under.model, cfg.target_modules)),
+                                 adapter_name=IA)
     encoded = {u: [models.encode_chat(tok, c) for c in chats] for u, chats in units.items()}
     groups = groups or [[u for u in units if u != CONTROL]]
 

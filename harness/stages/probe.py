@@ -60,6 +60,8 @@ class Subject:
 
     card: OrganismCard | None
     adapters: dict[str, str]
+    base_route: str = BASE
+    """For the base model: the route it was transformed by (its negative control), if any."""
 
     @property
     def name(self) -> str:
@@ -67,18 +69,21 @@ class Subject:
 
     @property
     def route(self) -> str:
-        return BASE if self.card is None else self.card.route
+        return self.base_route if self.card is None else self.card.route
 
 
 def probe_key(ia: IACard, chunk: Sequence[OrganismCard], evaluate: Sequence[OrganismCard], cfg: ProbeConfig,
-              threshold: float, split: str, seed: int, with_base: bool) -> str:
+              threshold: float, split: str, seed: int, with_base: bool, base_controls: Sequence[str] = ()) -> str:
+    # transformed bases (`base_controls`) are in the key only when a chunk asks some: the keys of
+    # chunks without them are the ones they had before the controls existed, and stay valid
     return config_key("probe", RECIPE, ia.key, [o.key for o in chunk], [o.key for o in evaluate], asdict(cfg),
-                      threshold, split, seed, with_base)
+                      threshold, split, seed, with_base, *([list(base_controls)] if base_controls else []))
 
 
-def whole(card: OrganismCard | None) -> Subject:
-    """A model probed on its own, the IA its only adapter: the base, or a weight-route organism."""
-    return Subject(card, {"ia": IA, "no_ia": ADAPTERS_OFF, "prefill": ADAPTERS_OFF})
+def whole(card: OrganismCard | None, base_route: str = BASE) -> Subject:
+    """A model probed on its own, the IA its only adapter: the base (or the base transformed by
+    `base_route`), or a weight-route organism."""
+    return Subject(card, {"ia": IA, "no_ia": ADAPTERS_OFF, "prefill": ADAPTERS_OFF}, base_route)
 
 
 def stacked(card: OrganismCard) -> Subject:
@@ -173,8 +178,17 @@ def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACar
 
 def weight_model(card: OrganismCard, base: BaseModelCard, ia: IACard, store: Store):
     """A weight-route organism's own checkpoint with the IA on top."""
-    model = models.load_base(base, organism_adapter(card, base, store))
+    return with_ia(models.load_base(base, organism_adapter(card, base, store)), base, ia, store)
+
+
+def with_ia(model, base: BaseModelCard, ia: IACard, store: Store):
     return PeftModel.from_pretrained(model, ia_adapter(store, ia, base), adapter_name=IA)
+
+
+def base_controls(x: ProbeInput) -> list[str]:
+    """The evaluated routes that transform the base model too (the symmetry attack): the chunk
+    with the base model also asks their transformed base under the IA."""
+    return [r for r in dict.fromkeys(o.route for o in x.evaluate) if route(r).base_control] if x.with_base else []
 
 
 @dataclass(frozen=True)
@@ -212,7 +226,7 @@ class ProbeStage(Stage[ProbeInput, ProbeResult]):
                            cfg.split.name, cfg.seed) for i in range(0, len(evaluate), n)]
 
     def key(self, x: ProbeInput) -> str:
-        return probe_key(x.ia, x.chunk, x.evaluate, x.cfg, x.threshold, x.split, x.seed, x.with_base)
+        return probe_key(x.ia, x.chunk, x.evaluate, x.cfg, x.threshold, x.split, x.seed, x.with_base, base_controls(x))
 
     def load(self, store: Store, x: ProbeInput) -> ProbeResult:
         store.card(self.kind, self.key(x))  # the seal verified
@@ -280,6 +294,9 @@ def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: 
         rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
         reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
         subjects.append(whole(card))
+    for r in base_controls(x):
+        model = with_ia(route(r).base_control(models.load_base(base), seed), base, ia, store)
+        reports += sample_reports(model, tok, [whole(None, r)], targets, questions, cfg, ia, split, seed, progress)
     reports += parrot_reports(subjects, targets, families, cfg, ia, split)
     behaviors = behavior_rows(rates, subjects if x.with_base else subjects[1:], targets, x.threshold, split)
     with store.writing("probes", key) as tmp:
