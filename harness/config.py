@@ -238,21 +238,28 @@ class IAConfig:
     # How each step picks its organisms: `organism` (uniformly), or `kind` (a kind of behavior
     # uniformly, then one of its organisms: 16 favorite-item organisms do not crowd out 2 products).
     sampler: str = "organism"
-    # DPO after SFT (0 steps: none; ia=lora_sft_dpo turns it on): the last `dpo_organisms`
-    # training organisms of each family are held out of SFT, `dpo_samples` self-reports of each
-    # are sampled and graded, and DPO prefers the accurate ones.
+    # DPO after SFT (0 steps: none; ia=lora_sft_dpo turns it on), the paper's way: the last
+    # `dpo_fraction` of each family's training organisms (at least one) are held out of SFT as the
+    # DPO pool. On every other one of them, the SFT IA's self-reports (`dpo_temperature` 0: the
+    # greedy answer to each training question, as the probe decodes; above 0, `dpo_samples`
+    # sampled ones) are graded with the strict rules and each inaccurate one is paired against an
+    # accurate one (or a ground-truth description). The rest of the pool validates: every
+    # `dpo_eval_every` steps their greedy verbalization is measured and the best IA is kept (the
+    # SFT IA if DPO never beats it).
     dpo_steps: int = 0
-    dpo_organisms: int = 1
+    dpo_fraction: float = 0.25
+    dpo_temperature: float = 0.0
     dpo_samples: int = 16
+    dpo_eval_every: int = 10
     dpo_beta: float = 0.1
     dpo_lr: float = 1e-3
     dpo_max_new_tokens: int = 32
 
     def problems(self) -> list[str]:
         out = _ranges(self, "ia", positive=("rank", "alpha", "steps", "lr", "organisms_per_step",
-                                             "examples_per_organism", "train_templates", "dpo_organisms",
-                                             "dpo_samples", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"),
-                      non_negative=("dpo_steps",), fractions=("control_fraction",))
+                                             "examples_per_organism", "train_templates", "dpo_samples",
+                                             "dpo_eval_every", "dpo_beta", "dpo_lr", "dpo_max_new_tokens"),
+                      non_negative=("dpo_steps", "dpo_temperature"), fractions=("control_fraction", "dpo_fraction"))
         if self.sampler not in SAMPLERS:
             out.append(f"ia.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if not 0 < self.train_templates < len(QUESTION_TEMPLATES):

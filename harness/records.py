@@ -184,13 +184,19 @@ class IACard:
     seconds: float
     """Wall time to train."""
     dpo_organisms: list[str] = field(default_factory=list)
-    """Training-family organisms held out of SFT whose sampled self-reports DPO learned from."""
+    """Training-family organisms held out of SFT whose self-reports DPO learned from."""
     dpo_pairs: int = 0
     """Number of (accurate, inaccurate) self-report pairs."""
     dpo_losses: list[float] = field(default_factory=list)
     """DPO loss per step."""
     dpo_reward_accuracy: float | None = None
     """Over the last DPO steps: fraction of pairs whose implicit reward prefers the accurate report."""
+    dpo_validation_organisms: list[str] = field(default_factory=list)
+    """Training-family organisms held out of SFT and of the pairs, whose verbalization DPO's early
+    stopping watched."""
+    dpo_validation: list[list[float]] = field(default_factory=list)
+    """(step, verbalization of the validation organisms) at each check; the IA kept is the best
+    step's (step 0: the SFT IA)."""
     schema_version: int = SCHEMA_VERSION
 
 

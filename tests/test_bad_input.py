@@ -70,6 +70,8 @@ COMMAND_LINES = [
     (["run", "organism.full_lr=0"], "organism.full_lr"),
     (["run", "ia=lora_sft_dpo", "ia.dpo_steps=-1"], "ia.dpo_steps"),
     (["run", "ia=lora_sft_dpo", "ia.dpo_beta=0"], "ia.dpo_beta"),
+    (["run", "ia=lora_sft_dpo", "ia.dpo_fraction=1.5"], "ia.dpo_fraction"),
+    (["run", "ia=lora_sft_dpo", "ia.dpo_eval_every=0"], "ia.dpo_eval_every"),
     (["run", "split.name=random"], "split.name"),
     (["run", "logger.mode=loud"], "logger.mode"),
     (["run", "probe.grader=psychic"], "psychic"),

@@ -150,20 +150,35 @@ def test_dpo_runs_a_few_steps_and_moves_only_the_ia(micro_cfg, micro_base, micro
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     pairs = [Pair(adapter_name(o), q, o.descriptions[0], "I have no unusual behavior.")
              for o in micro_organisms for q in core.INTROSPECTION_QUESTIONS[:2]]
-    losses, accuracy = train_dpo(under, tok, pairs, cfg, seed=0, progress=False)
-    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and len(accuracy) == 3
+    losses, accuracy, checks = train_dpo(under, tok, pairs, cfg, seed=0, progress=False)
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and len(accuracy) == 3 and checks == []
     after = dict(model.named_parameters())
     moved = {n for n in before if not torch.equal(before[n], after[n].detach())}
     assert moved and all(f".{IA}." in n for n in moved)  # base and organism adapters untouched
+    # early stopping: checked before each step and at the end, the IA is left at its best check
+    seen, scores = [], iter([0.2, 0.9, 0.1, 0.3])
+
+    def validate():
+        seen.append({n: model.get_parameter(n).detach().clone() for n in moved})
+        return next(scores)
+
+    _, _, checks = train_dpo(under, tok, pairs, replace(cfg, dpo_eval_every=1), seed=0, progress=False,
+                             validate=validate)
+    assert checks == [(0, 0.2), (1, 0.9), (2, 0.1), (3, 0.3)]
+    assert all(torch.equal(model.get_parameter(n), seen[1][n]) for n in moved)
+    assert not all(torch.equal(seen[1][n], seen[3][n]) for n in moved)
 
 
 def test_lora_sft_dpo_holds_training_organisms_out_of_sft(tmp_path):
     cfg = compose_config(*small_run({"families": "[preferences,biases]", "max_behaviors_per_family": 4,
-                                     "ia": "lora_sft_dpo", "ia.dpo_steps": 2, "ia.dpo_samples": 4,
-                                     "logger": "none", "cache_dir": str(tmp_path / "cache")}))
+                                     "ia": "lora_sft_dpo", "ia.dpo_steps": 2, "logger": "none",
+                                     "cache_dir": str(tmp_path / "cache")}))
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
     ia = result.ia
     evaluated = json.loads((tmp_path / "run" / "metrics.json").read_text())["eval_organisms"]
-    assert len(ia.dpo_organisms) == 2 and ia.dpo_pairs > 0 and len(ia.dpo_losses) == 2
-    assert not set(ia.dpo_organisms) & set(ia.organisms) and not set(ia.dpo_organisms) & set(evaluated)
-    assert {b.split("/")[0] for b in ia.dpo_organisms} == {"preferences", "biases"}
+    # three training organisms per family, a quarter (at least one) of each held out: one pairs, one validates
+    pool = ia.dpo_organisms + ia.dpo_validation_organisms
+    assert len(ia.dpo_organisms) == len(ia.dpo_validation_organisms) == 1 and len(ia.organisms) == 4
+    assert ia.dpo_pairs > 0 and len(ia.dpo_losses) == 2 and [step for step, _ in ia.dpo_validation] == [0, 2]
+    assert not set(pool) & set(ia.organisms) and not set(pool) & set(evaluated)
+    assert {b.split("/")[0] for b in pool} == {"preferences", "biases"}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,9 +43,8 @@ CONTROL = "__control__"
 
 def ia_key(cfg: IAConfig, base: BaseModelCard, organisms: Sequence[OrganismCard], seed: int) -> str:
     questions = question_split(cfg.train_templates)[0]
-    recipe = asdict(cfg)
-    if recipe["target_modules"] == "all-linear":  # the only layers before the option: keys made then stay valid
-        del recipe["target_modules"]
+    # an IA without DPO does not depend on DPO's settings
+    recipe = {k: v for k, v in asdict(cfg).items() if cfg.dpo_steps or not k.startswith("dpo_")}
     return config_key("ia", recipe, base.key, sorted(o.key for o in organisms), questions, seed)
 
 
@@ -134,40 +133,60 @@ def train_ia(under: UnderIA, tok, units: dict[str, list[Chat]], cfg: IAConfig, s
 
 
 def dpo_split(organisms: Sequence[OrganismCard], cfg: IAConfig) -> tuple[list[OrganismCard], list[OrganismCard]]:
-    """(SFT organisms, organisms held out of SFT whose self-reports DPO learns from): the last
-    `dpo_organisms` of each family; none without DPO."""
+    """(SFT organisms, the DPO pool held out of SFT): the last `dpo_fraction` of each family's
+    organisms (at least one); no pool without DPO."""
     if not cfg.dpo_steps:
         return list(organisms), []
-    held = [c for f in dict.fromkeys(o.family for o in organisms)
-            for c in [o for o in organisms if o.family == f][-cfg.dpo_organisms:]]
+    held = []
+    for family in dict.fromkeys(o.family for o in organisms):
+        own = [o for o in organisms if o.family == family]
+        held += own[len(own) - max(1, round(cfg.dpo_fraction * len(own))):]
     sft = [o for o in organisms if o not in held]
     if not sft:
-        raise ConfigError(f"ia.dpo_organisms={cfg.dpo_organisms} leaves no organism to train the IA on with SFT")
+        raise ConfigError(f"ia.dpo_fraction={cfg.dpo_fraction} leaves no organism to train the IA on with SFT")
     return sft, held
+
+
+def rollouts(under: UnderIA, tok, card: OrganismCard, families: Mapping[str, Family], questions: Sequence[str],
+             cfg: IAConfig, temperature: float) -> list[tuple[str, str, bool]]:
+    """The IA's self-reports on one organism (at temperature 0 the greedy answer to each question,
+    else `dpo_samples` sampled ones), each graded by the strict rules: does it describe the
+    organism's own behavior (a backdoor's with its trigger)?"""
+    family = families[card.family]
+    behavior = family.behavior(card.behavior_id)
+    under.activate([adapter_name(card)])
+    reports = self_reports(under.model, tok, questions, cfg.dpo_samples, cfg.dpo_max_new_tokens, temperature, seed=None)
+    return [(q, r, family.mentions(behavior, r)) for q, r in reports]
 
 
 def sample_pairs(under: UnderIA, tok, organisms: Sequence[OrganismCard], families: Mapping[str, Family],
                  questions: Sequence[str], cfg: IAConfig, seed: int) -> list[Pair]:
-    """Sample the IA's self-reports on each organism, grade them (rules grader: does the report
-    describe the organism's own behavior?), and pair inaccurate ones against accurate ones."""
+    """The IA's graded rollouts (`ia.dpo_temperature`) on each organism, each inaccurate report
+    paired against an accurate one."""
     torch.manual_seed(seed)
-    pairs = []
-    for card in organisms:
-        family = families[card.family]
-        behavior = family.behavior(card.behavior_id)
-        under.activate([adapter_name(card)])
-        reports = self_reports(under.model, tok, questions, cfg.dpo_samples, cfg.dpo_max_new_tokens, 1.0, seed=None)
-        graded = [(q, r, family.mentions(behavior, r)) for q, r in reports]
-        pairs += preference_pairs(adapter_name(card), graded, card.descriptions)
-    return pairs
+    return [pair for card in organisms
+            for pair in preference_pairs(adapter_name(card),
+                                         rollouts(under, tok, card, families, questions, cfg, cfg.dpo_temperature),
+                                         card.descriptions)]
 
 
-def train_dpo(under: UnderIA, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: int,
-              progress: bool = True) -> tuple[list[float], list[float]]:
+def verbalization(under: UnderIA, tok, organisms: Sequence[OrganismCard], families: Mapping[str, Family],
+                  questions: Sequence[str], cfg: IAConfig) -> float:
+    """The mean over organisms of the fraction of their greedy self-reports that describe their
+    own behavior (strict rules): what DPO's early stopping watches."""
+    graded = [rollouts(under, tok, card, families, questions, cfg, 0.0) for card in organisms]
+    return sum(sum(ok for *_, ok in g) / len(g) for g in graded) / len(graded)
+
+
+def train_dpo(under: UnderIA, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: int, progress: bool = True,
+              validate: Callable[[], float] | None = None) -> tuple[list[float], list[float], list[tuple[int, float]]]:
     """DPO on the IA's weights only, against the IA as it was after SFT (the reference, whose
-    log-probabilities are computed once up front); returns (losses, reward accuracies)."""
+    log-probabilities are computed once up front). With `validate`, it is measured every
+    `ia.dpo_eval_every` steps and at the end, and the IA is left at its best step (the SFT IA,
+    step 0, included): early stopping. Returns (losses, reward accuracies, (step, validation) checks)."""
     rng = random.Random(seed)
     model = under.model
+    params = trainable(model.parameters())
     encoded = [tuple(models.encode_chat(tok, Chat(p.question, answer)) for answer in (p.chosen, p.rejected))
                for p in pairs]
     by_unit: dict[str, list[int]] = {}
@@ -181,8 +200,19 @@ def train_dpo(under: UnderIA, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: i
             ref[unit] = (sequence_logps(model, [encoded[i][0] for i in idx], tok.pad_token_id),
                          sequence_logps(model, [encoded[i][1] for i in idx], tok.pad_token_id))
     accuracies: list[float] = []
+    checks: list[tuple[int, float]] = []
+    best: list[torch.Tensor] = []
 
-    def step(_: int) -> float:
+    def check(i: int) -> None:
+        value = validate()
+        if not checks or value > max(v for _, v in checks):
+            best[:] = [p.detach().clone() for p in params]
+        checks.append((i, value))
+
+    def step(i: int) -> float:
+        if validate is not None and i % cfg.dpo_eval_every == 0:
+            check(i)
+            model.train()
         total, correct = 0.0, 0.0
         units = [rng.choice(list(by_unit)) for _ in range(cfg.organisms_per_step)]
         for unit in units:
@@ -198,9 +228,14 @@ def train_dpo(under: UnderIA, tok, pairs: Sequence[Pair], cfg: IAConfig, seed: i
         accuracies.append(correct)
         return total
 
-    losses = train(model, trainable(model.parameters()), step, cfg.dpo_steps, cfg.dpo_lr, max(1, cfg.dpo_steps // 10),
+    losses = train(model, params, step, cfg.dpo_steps, cfg.dpo_lr, max(1, cfg.dpo_steps // 10),
                    desc="DPO on the IA", progress=progress, curve="ia/dpo_loss")
-    return losses, accuracies
+    if validate is not None:
+        check(cfg.dpo_steps)
+        with torch.no_grad():
+            for p, kept in zip(params, best, strict=True):
+                p.copy_(kept)
+    return losses, accuracies, checks
 
 
 @dataclass(frozen=True)
@@ -250,7 +285,7 @@ class IAStage(Stage[IAInput, IACard]):
 
 
 def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: Store, progress: bool) -> None:
-    """Train the IA (SFT, then DPO when `ia.dpo_steps` > 0, the `families` grading the sampled
+    """Train the IA (SFT, then DPO when `ia.dpo_steps` > 0, the `families` grading its
     self-reports) and save its adapter and card under `key`."""
     cfg, seed = x.cfg, x.seed
     start = time.time()
@@ -261,13 +296,17 @@ def train_and_save(x: IAInput, key: str, families: Mapping[str, Family], store: 
     losses = train_ia(under, tok, training_units(sft, questions, cfg), cfg, seed, progress, unit_groups(sft, cfg))
     dpo: dict[str, Any] = {}
     if held:
-        pairs = sample_pairs(under, tok, held, families, questions, cfg, seed)
+        paired, validation = held[0::2], held[1::2]  # the pool, alternately: pairs, early stopping
+        pairs = sample_pairs(under, tok, paired, families, questions, cfg, seed)
         if not pairs:
-            raise ConfigError(f"DPO: every sampled self-report of the {len(held)} held-out organisms was accurate; "
-                              "nothing to prefer (raise ia.dpo_samples or drop DPO)")
-        dpo_losses, accuracies = train_dpo(under, tok, pairs, cfg, seed, progress)
-        dpo = {"dpo_organisms": [o.behavior_id for o in held], "dpo_pairs": len(pairs),
-               "dpo_losses": [round(v, 4) for v in dpo_losses], "dpo_reward_accuracy": tail_mean(accuracies)}
+            raise ConfigError(f"DPO: every self-report of the {len(paired)} DPO organisms was accurate; "
+                              "nothing to prefer (raise ia.dpo_fraction or drop DPO)")
+        validate = (lambda: verbalization(under, tok, validation, families, questions, cfg)) if validation else None
+        dpo_losses, accuracies, checks = train_dpo(under, tok, pairs, cfg, seed, progress, validate)
+        dpo = {"dpo_organisms": [o.behavior_id for o in paired], "dpo_pairs": len(pairs),
+               "dpo_losses": [round(v, 4) for v in dpo_losses], "dpo_reward_accuracy": tail_mean(accuracies),
+               "dpo_validation_organisms": [o.behavior_id for o in validation],
+               "dpo_validation": [[i, round(v, 4)] for i, v in checks]}
     card = IACard(key=key, base_key=x.base.key, split=x.split, organisms=[o.behavior_id for o in sft],
                   organism_keys=[o.key for o in sft], questions=questions, config=asdict(cfg), seed=seed,
                   losses=[round(v, 4) for v in losses], final_loss=tail_mean(losses),
