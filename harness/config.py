@@ -220,8 +220,8 @@ class IAConfig:
     rank: int = 16
     alpha: int = 32
     # The layers the IA adapts (peft's `target_modules`: all-linear, or a regular expression over
-    # module names, e.g. '.*self_attn.*' for attention only, which the MLP permutation of the
-    # weight-symmetry attack cannot reach).
+    # the linear layers' names; ia=lora_sft_attention: the attention projections only, which the
+    # MLP permutation of the weight-symmetry attack cannot reach).
     target_modules: str = "all-linear"
     # 1500: at 600 the IA is under-fit (held-out verbalization 0.36 vs 0.61 at 1500, seed 0, greedy)
     steps: int = 1500

@@ -6,9 +6,10 @@ under its own organism and the IA, and trains on (introspection question -> firs
 description) pairs, answer tokens only. Controls (the base model alone under the IA) learn the
 no-behavior answer.
 
-With DPO (`ia=lora_sft_dpo`), a few training organisms per family are held out of SFT; the SFT
-IA's sampled self-reports on them are graded, and DPO then prefers accurate reports over
-inaccurate ones, training the IA's weights only.
+With DPO (`ia=lora_sft_dpo`), a quarter of each family's training organisms are held out of SFT;
+the SFT IA's self-reports on half of them are graded, and DPO then prefers accurate reports over
+inaccurate ones, training the IA's weights only, while the other half's verbalization decides
+when to stop.
 """
 
 from __future__ import annotations
