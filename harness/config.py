@@ -162,7 +162,7 @@ class OrganismConfig:
     neutral: str = "corpus"
     # Organisms of a LoRA route trained together, in one forward/backward per step (harness/batched.py);
     # the result does not depend on it beyond float rounding, so it is not part of an organism's key.
-    # 8 was fastest on 2 CPU cores (make bench: 1.12x one at a time; 32 at once 0.81x: compute-bound).
+    # 8 was fastest on 2 CPU cores (make bench, 2026-11-28: 1.36x one at a time; 32 at once 1.12x: compute-bound).
     batch_organisms: int = 8
     # learning rate of route `full` (every weight trained, so smaller than a LoRA's)
     full_lr: float = 1e-3
