@@ -82,6 +82,18 @@ MAX_TEMPERATURE = 10.0
 MAX_SAMPLES = 4096
 
 
+def _sampling_bounds(obj: Any, group: str, temperature: str, samples: str) -> list[str]:
+    """Problems of a decoding's sampled self-reports: at most MAX_SAMPLES per model (and
+    condition), at a temperature of at most MAX_TEMPERATURE."""
+    out = []
+    n, t = getattr(obj, samples), getattr(obj, temperature)
+    if n > MAX_SAMPLES:
+        out.append(f"{group}.{samples} must be at most {MAX_SAMPLES} (self-reports per model and condition), got {n}")
+    if math.isfinite(t) and t > MAX_TEMPERATURE:
+        out.append(f"{group}.{temperature} must be at most {MAX_TEMPERATURE} (above, samples are noise), got {t}")
+    return out
+
+
 @dataclass
 class ModelConfig:
     """The base model M: the embedded tiny model (`tiny`) or any Hugging Face causal LM (`hf`)."""
@@ -264,7 +276,7 @@ class IAConfig:
             out.append(f"ia.sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if not 0 < self.train_templates < len(QUESTION_TEMPLATES):
             out.append(f"ia.train_templates must leave held-out templates: 1..{len(QUESTION_TEMPLATES) - 1}")
-        return out
+        return out + _sampling_bounds(self, "ia", "dpo_temperature", "dpo_samples")
 
 
 @dataclass
@@ -295,13 +307,7 @@ class ProbeConfig:
     def problems(self) -> list[str]:
         out = _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
                       non_negative=("temperature",), fractions=("report_threshold",))
-        if self.samples > MAX_SAMPLES:
-            out.append(f"probe.samples must be at most {MAX_SAMPLES} (self-reports per model and condition), "
-                       f"got {self.samples}")
-        if math.isfinite(self.temperature) and self.temperature > MAX_TEMPERATURE:
-            out.append(f"probe.temperature must be at most {MAX_TEMPERATURE} (above, samples are noise), "
-                       f"got {self.temperature}")
-        return out
+        return out + _sampling_bounds(self, "probe", "temperature", "samples")
 
 
 @dataclass

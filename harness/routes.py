@@ -53,8 +53,8 @@ class Route:
     source: str | None = None
     """The route whose organisms this one transforms (they are made first), if any."""
     base_control: Callable[[Any, int], Any] | None = None
-    """(base model, seed) -> the base model transformed as this route transforms every organism,
-    for routes that do (the IA's false positives on it are the route's negative control)."""
+    """(base model, seed) -> that model transformed in place as this route transforms every
+    organism, for routes that do (the IA's false positives on it are the route's negative control)."""
 
     def implant_data(self, base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
         """What the organism trains on."""
@@ -138,14 +138,13 @@ class Symmetry(Route):
             yield self.attack(model, seed), load_record(source / Store.MARKER, OrganismCard).final_loss
 
     @staticmethod
-    def base_control(base_model, seed):
-        """A copy of the base model, permuted as every organism of this route is (one permutation per seed)."""
-        return Symmetry.attack(copy.deepcopy(base_model), seed)
-
-    @staticmethod
     def attack(model, seed: int):
+        """The model with its MLP units permuted in place, one permutation per seed (so every
+        organism of a run, and its base control, gets the same one)."""
         symmetry.permute_mlp(model, symmetry.random_permutations(model, torch.Generator().manual_seed(seed)))
         return model
+
+    base_control = attack
 
 
 @ROUTES.register("aligned")
@@ -167,19 +166,25 @@ def warmup(cfg: OrganismConfig) -> int:
     return max(1, cfg.steps // 10)
 
 
+def matched_modules(model, target_modules: str) -> list[str]:
+    """The names of `model`'s modules that a peft LoRA with this `target_modules` would adapt
+    (a regular expression matches whole names), as peft itself decides."""
+    config = LoraConfig(target_modules=target_modules)
+    return [n for n, _ in model.named_modules() if n and check_target_module_exists(config, n)]
+
+
 def check_target_modules(model: ModelConfig, target_modules: str, key: str) -> None:
     """`key`'s `target_modules` (organism's or IA's) must match linear layers of the tiny model
     and nothing else (peft fails only once the base model is pretrained); checked on a weightless
     copy of its architecture."""
     if target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
         return
-    config = LoraConfig(target_modules=target_modules)
     with torch.device("meta"):
-        modules = dict(LlamaForCausalLM(models.tiny_config(model, model.vocab_size)).named_modules())
-    matched = [n for n in modules if n and check_target_module_exists(config, n)]
-    others = [n for n in matched if not isinstance(modules[n], torch.nn.Linear)]
+        tiny = LlamaForCausalLM(models.tiny_config(model, model.vocab_size))
+    matched = matched_modules(tiny, target_modules)
+    others = [n for n in matched if not isinstance(tiny.get_submodule(n), torch.nn.Linear)]
     if not matched or others:
-        layers = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+        layers = sorted({n.rsplit(".", 1)[-1] for n, m in tiny.named_modules() if isinstance(m, torch.nn.Linear)})
         what = f"matches {others[0]}, not a linear layer" if others else "matches no layer of the tiny model"
         raise ConfigError(f"{key}.target_modules={target_modules!r} {what} (its linear layers: "
                           f"{', '.join(layers)}; or all-linear)")

@@ -15,7 +15,6 @@ when to stop.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -35,6 +34,7 @@ from harness.errors import ConfigError
 from harness.families import Family
 from harness.observe import self_reports
 from harness.records import BaseModelCard, IACard, OrganismCard, from_dict, save_record
+from harness.routes import matched_modules
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import collate, tail_mean, train, trainable
@@ -72,7 +72,7 @@ def ia_targets(model, target_modules: str) -> str | list[str]:
     only when both adapters name their layers, not one by a pattern)."""
     if target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
         return target_modules
-    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and re.fullmatch(target_modules, n)]
+    names = [n for n in matched_modules(model, target_modules) if isinstance(model.get_submodule(n), torch.nn.Linear)]
     if not names:
         raise ConfigError(f"ia.target_modules={target_modules!r} matches no linear layer of the base model")
     return names
