@@ -1,4 +1,5 @@
-"""Batched organism training: K LoRA organisms trained in one forward/backward pass.
+"""Batched organism training: K LoRA organisms trained together, each step one forward/backward
+over all of them (in two passes by row length, see length_halves).
 
 Every LoRA target layer of the frozen base model gets the K organisms' factors stacked,
 A: [K, r, in] and B: [K, out, r]. A batch holds K equal blocks of rows, block k being
@@ -149,11 +150,12 @@ def read_adapter(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
-def block_losses(model, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+def block_losses(model, batch: dict[str, torch.Tensor], k: int, tokens: torch.Tensor | None = None) -> torch.Tensor:
     """The mean token loss of each of the k equal blocks of rows, shape [k] (causal LM, labels
-    -100 where no loss). Only the positions that predict a label reach the output layer: an
-    answer is a minority of a padded batch's positions, and the output layer and its softmax over
-    the vocabulary were a third of a tiny model's step."""
+    -100 where no loss); with `tokens` [k], each block's summed token loss over it instead (a
+    block whose rows are split across passes). Only the positions that predict a label reach the
+    output layer: an answer is a minority of a padded batch's positions, and the output layer and
+    its softmax over the vocabulary were a third of a tiny model's step."""
     labels = batch["labels"][:, 1:]
     scored = labels != -100
     head = model.get_output_embeddings()
@@ -165,22 +167,39 @@ def block_losses(model, batch: dict[str, torch.Tensor], k: int) -> torch.Tensor:
     token_loss = F.cross_entropy(logits.float(), labels[scored], reduction="none")
     block = scored.nonzero()[:, 0] // (labels.shape[0] // k)
     sums = token_loss.new_zeros(k).index_add(0, block, token_loss)
-    return sums / scored.reshape(k, -1).sum(1).clamp(min=1)
+    return sums / (scored.reshape(k, -1).sum(1).clamp(min=1) if tokens is None else tokens)
+
+
+def scored_tokens(rows: Sequence[Encoded]) -> int:
+    """The label positions of rows that carry a loss (as block_losses counts them)."""
+    return sum(t != -100 for _, labels in rows for t in labels[1:])
+
+
+def length_halves(blocks: Sequence[Sequence[Encoded]]) -> list[list[Encoded]]:
+    """Equal blocks of rows as two batches of equal blocks: every block's shorter half, then its
+    longer half (rows of one length padded together: an organism batch of mixed chats is two
+    fifths padding, and two narrower passes were a quarter faster than one)."""
+    ordered = [sorted(b, key=lambda row: len(row[0])) for b in blocks]
+    half = len(ordered[0]) // 2
+    return [part for part in ([r for b in ordered for r in b[:half]], [r for b in ordered for r in b[half:]]) if part]
 
 
 def stacked_step(model, stacked: StackedLoRA, next_batches: Sequence[Callable[[int], Sequence[Encoded]]],
                  pad_id: int, losses: list[list[float]]) -> Callable[[int], float]:
-    """A `step` for train(): one forward/backward over every organism's next batch (each
-    `next_batches[k](i)` gives organism k's batch of step i, all of one size); appends each
-    organism's loss to `losses[k]` and returns their mean."""
+    """A `step` for train(): a forward/backward over every organism's next batch (each
+    `next_batches[k](i)` gives organism k's batch of step i, all of one size), in two passes by
+    row length; appends each organism's loss to `losses[k]` and returns their mean."""
 
     def step(i: int) -> float:
         batches = [next_batch(i) for next_batch in next_batches]
         if len({len(b) for b in batches}) != 1:
             raise ValueError("every organism's batch must have the same number of rows")
-        rows = collate([row for b in batches for row in b], pad_id, model.device)
-        per_organism = block_losses(model, rows, stacked.k)
-        per_organism.sum().backward()
+        tokens = torch.tensor([max(1, scored_tokens(b)) for b in batches], dtype=torch.float, device=model.device)
+        per_organism = torch.zeros(stacked.k)
+        for part in length_halves(batches):  # each organism's mean over both passes: its sum over its tokens
+            part_losses = block_losses(model, collate(part, pad_id, model.device), stacked.k, tokens)
+            part_losses.sum().backward()
+            per_organism += part_losses.detach().cpu()
         values = per_organism.tolist()
         for k, v in enumerate(values):
             losses[k].append(v)

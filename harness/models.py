@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -255,26 +256,34 @@ def set_generation_batch(n: int) -> None:
     GENERATION_BATCH["size"] = n
 
 
+def tuner_layers(module) -> list:
+    """The peft adapter layers under `module`, found without walking into them (each holds a
+    module per loaded adapter: a probe chunk's model holds 35)."""
+    out = []
+    for child in module.children():
+        out += [child] if isinstance(child, BaseTunerLayer) else tuner_layers(child)
+    return out
+
+
 @contextlib.contextmanager
 def only_adapter(model, name: str):
-    """A peft model with only adapter `name` active ("__base__": none); afterwards as it was (its
-    active adapters, and which weights train: peft's switches mark adapters trainable). A batch of
-    one adapter runs 1.5x faster this way than through peft's per-row adapter selection, with
-    the same outputs."""
-    active, trains = list(model.active_adapters), {p: p.requires_grad for p in model.parameters()}
+    """A peft model with only adapter `name` active ("__base__": none); afterwards as it was. A
+    batch of one adapter runs 1.5x faster this way than through peft's per-row adapter selection,
+    with the same outputs. Each adapter layer's switch is set directly: peft's set_adapter and
+    disable_adapter also walk every module and re-mark which weights train, which was a third of
+    a probe chunk's time (and outputs do not depend on it)."""
+    layers = tuner_layers(model)
+    before = [(layer._active_adapter, layer._disable_adapters) for layer in layers]
     try:
-        if name == "__base__":
-            with model.disable_adapter():
-                yield
-        else:
-            model.set_adapter(name)
-            try:
-                yield
-            finally:
-                model.base_model.set_adapter(active if len(active) > 1 else active[0])
+        for layer in layers:
+            if name == "__base__":
+                layer._disable_adapters = True
+            else:
+                layer._active_adapter = [name]
+        yield
     finally:
-        for p, flag in trains.items():
-            p.requires_grad_(flag)
+        for layer, (active, disabled) in zip(layers, before, strict=True):
+            layer._active_adapter, layer._disable_adapters = active, disabled
 
 
 @torch.no_grad()
