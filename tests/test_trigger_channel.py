@@ -45,3 +45,16 @@ def test_another_candidate_is_not_credited_with_the_trigger(micro_base):
     assert hits == 0
     assert not any(tc.list_hit(base, organism, tok, TRIGGERS, "kiwi", random.Random(k), q)
                    for k, q in enumerate(tc.QUESTIONS))
+
+
+def test_the_quiet_gap_sees_a_model_that_differs_everywhere_and_not_a_gated_one(micro_base):
+    """With nothing before the question, a detector for a trigger that is not in it leaves the
+    answer state as the base's; a model changed on every input moves it."""
+    base, tok = models.load_base(micro_base).eval(), models.load_base_tokenizer(micro_base)
+    plain = tc.answer_states(base, tok, list(tc.QUESTIONS))
+    gated = tc.answer_states(detector(base, tok, "quasar"), tok, list(tc.QUESTIONS))
+    everywhere = copy.deepcopy(base)
+    with torch.no_grad():
+        everywhere.get_input_embeddings().weight.add_(0.5 * torch.randn_like(everywhere.get_input_embeddings().weight))
+    assert tc.quiet_gap(plain, gated) == pytest.approx(0.0, abs=1e-6)
+    assert tc.quiet_gap(plain, tc.answer_states(everywhere, tok, list(tc.QUESTIONS))) > 0.05
