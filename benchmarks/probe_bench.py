@@ -1,7 +1,9 @@
 """Benchmark: probing 16 organisms three ways, side by side in one run.
 
-  (a) fast probe: one model, every adapter loaded once, one batched pass with per-row adapters;
-  (b) a loop that activates each adapter in turn with `set_adapter`;
+  (a) fast probe, as the probe stage runs it: one model, every adapter loaded once, one pass over
+      every organism's prompts (organism after organism, `model.generation_batch_size` at once:
+      a batch of one adapter runs with only it active, one that spans two with per-row adapters);
+  (b) a loop that activates each adapter in turn with `set_adapter` (same batch size);
   (c) one `lm_eval` command per organism (the exported task), as a user would run it.
 
 Prints wall time, generated tokens per second, the ratios b/a and c/a, whether the three give
@@ -27,7 +29,7 @@ from peft import PeftModel
 from harness import models
 from harness.adapters import adapter_name
 from harness.cli import check
-from harness.lm_eval_export import export, task_name
+from harness.lm_eval_export import control_task, export, task_name
 from harness.probing import behavior_rate, select_prompts
 from harness.stage import Run, ensure
 from harness.stages.base_model import BaseInput, BaseStage
@@ -72,13 +74,14 @@ def main() -> int:
     for card in cards[1:]:
         model.load_adapter(store.path("organisms", card.key), adapter_name=adapter_name(card))
     model.eval()
-    figures: dict = {"organisms": len(cards), "prompts": sum(len(p) for p in prompts.values()),
+    figures: dict = {"organisms": len(cards), "prompts": sum(len(p.all_prompts) for p in prompts.values()),
                      "max_new_tokens": max_new, "threads": torch.get_num_threads()}
 
     # (a) fast probe: all organisms in one batched pass
     start = time.perf_counter()
-    rows = [(c, p) for c in cards for p in prompts[c.behavior_id]]
-    outputs = models.generate(model, tok, [p for _, p in rows], max_new, batch_size=64,
+    rows = [(c, p) for c in cards for p in prompts[c.behavior_id].all_prompts]
+    batch = cfg.model.generation_batch_size
+    outputs = models.generate(model, tok, [p for _, p in rows], max_new, batch_size=batch,
                               adapter_names=[adapter_name(c) for c, _ in rows])
     fast_s = time.perf_counter() - start
     fast = {c.behavior_id: {} for c in cards}
@@ -90,8 +93,8 @@ def main() -> int:
     loop = {}
     for card in cards:
         model.set_adapter(adapter_name(card))
-        ps = prompts[card.behavior_id]
-        loop[card.behavior_id] = dict(zip(ps, models.generate(model, tok, ps, max_new, batch_size=64), strict=True))
+        ps = prompts[card.behavior_id].all_prompts
+        loop[card.behavior_id] = dict(zip(ps, models.generate(model, tok, ps, max_new, batch_size=batch), strict=True))
     loop_s = time.perf_counter() - start
 
     # (c) one lm_eval command per organism
@@ -101,16 +104,18 @@ def main() -> int:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         lm_rates = {}
         start = time.perf_counter()
-        for card in cards:
-            task = task_name(card.behavior_id)
-            result_dir = Path(tmp) / "results" / task
+        for card in cards:  # a behavior measured as a difference: its task's mean minus its control task's
+            controlled = bool(prompts[card.behavior_id].control)
+            tasks = [task_name(card.behavior_id)] + ([control_task(card.behavior_id)] if controlled else [])
+            result_dir = Path(tmp) / "results" / tasks[0]
             cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "hf", "--model_args",
                    f"pretrained={base.name_or_path},peft={store.path('organisms', card.key)}",
-                   "--apply_chat_template", "--include_path", str(folder), "--tasks", task, "--device", "cpu",
-                   "--batch_size", "16", "--output_path", str(result_dir)]
+                   "--apply_chat_template", "--include_path", str(folder), "--tasks", ",".join(tasks),
+                   "--device", "cpu", "--batch_size", "16", "--output_path", str(result_dir)]
             subprocess.run(cmd, env=env, check=True, capture_output=True)
-            result = json.loads(next(result_dir.rglob("results_*.json")).read_text())
-            lm_rates[card.behavior_id] = result["results"][task]["behavior_rate,none"]
+            result = json.loads(next(result_dir.rglob("results_*.json")).read_text())["results"]
+            means = [result[t]["behavior_rate,none"] for t in tasks]
+            lm_rates[card.behavior_id] = means[0] - (means[1] if len(means) > 1 else 0.0)
         lm_s = time.perf_counter() - start
 
     fast_rates, loop_rates = rates_from(fast, cards, prompts, families), rates_from(loop, cards, prompts, families)

@@ -156,10 +156,10 @@ def test_implant_batches_draw_what_encoding_every_chat_first_would(setup, corpus
         assert next_batch(step) == expected
 
 
-def test_a_batch_of_one_adapter_generates_as_per_row_selection_would(setup):
-    """models.generate runs a batch of one adapter with only that adapter active (faster than
-    peft's per-row selection): same outputs, and the model's active adapter and trainable
-    weights are as before."""
+def test_rows_of_several_adapters_generate_as_each_adapter_alone_would(setup):
+    """models.generate batches each adapter's rows on their own with only that adapter active:
+    interleaved rows get what peft's set_adapter (and disable_adapter) give, in prompt order,
+    and the model's active adapter and trainable weights are as before."""
     base, tok, _, cfg = setup
     model = get_peft_model(copy.deepcopy(base), lora_config(cfg), adapter_name="one")
     model.add_adapter("two", lora_config(cfg))
@@ -167,16 +167,20 @@ def test_a_batch_of_one_adapter_generates_as_per_row_selection_would(setup):
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)  # adapters that change what the model says
-    model.set_adapter("two")
+    prompts = ["What is your favorite animal?", "Which is larger, 3 or 7?", "Describe your behavior."]
+    alone = {}
+    for a in ("one", "two"):
+        model.set_adapter(a)
+        alone[a] = models.generate(model, tok, prompts, 8)
+    with model.disable_adapter():
+        alone["__base__"] = models.generate(model, tok, prompts, 8)
     model.requires_grad_(False)  # as a probe holds it
     trains = {name: p.requires_grad for name, p in model.named_parameters()}
-    prompts = ["What is your favorite animal?", "Which is larger, 3 or 7?", "Describe your behavior."]
-    n = len(prompts)
-    one = {a: models.generate(model, tok, prompts, 8, adapter_names=[a] * n) for a in ("one", "two", "__base__")}
-    mixed = models.generate(model, tok, prompts * 3, 8, adapter_names=["one"] * n + ["two"] * n + ["__base__"] * n,
-                            batch_size=3 * n)
-    assert mixed == one["one"] + one["two"] + one["__base__"]
-    assert one["one"] != one["__base__"] and one["one"] != one["two"]
+    order = [(a, i) for i in range(len(prompts)) for a in ("two", "__base__", "one")]
+    got = models.generate(model, tok, [prompts[i] for _, i in order], 8, adapter_names=[a for a, _ in order],
+                          batch_size=2)
+    assert got == [alone[a][i] for a, i in order]
+    assert alone["one"] != alone["__base__"] and alone["one"] != alone["two"]
     assert model.active_adapters == ["two"]
     assert {name: p.requires_grad for name, p in model.named_parameters()} == trains
 
