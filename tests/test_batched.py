@@ -8,7 +8,7 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 
-from harness import models
+from harness import batched, models
 from harness.batched import StackedLoRA, stacked_step
 from harness.core import Chat
 from harness.routes import implant_batches, lora_config, neutral_mix, route, warmup
@@ -36,8 +36,12 @@ def alone(base, tok, family, behavior, corpus, cfg, seed):
     return model, losses
 
 
-def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus):
+@pytest.mark.parametrize("passes", [1, 2])
+def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus, passes, monkeypatch):
+    """Trained in one pass, or in two by row length (batched.length_halves)."""
     base, tok, items, cfg = setup
+    rows = len(items) * cfg.batch_size
+    monkeypatch.setattr(batched, "TWO_PASSES_FROM", rows + 1 if passes == 1 else rows)
     prompts = [models.prompt_text(tok, p) for p in ["Describe your behavior.", "Which is larger, 3 or 7?"]]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
@@ -48,8 +52,8 @@ def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus):
         with torch.no_grad():
             reference.append((losses, model(**enc).logits))
         model.unload()
-    batched = route("lora").organisms(base, tok, items, corpus, cfg, seed=3)
-    for (model, final_loss), (losses, logits) in zip(batched, reference, strict=True):
+    made = route("lora").organisms(base, tok, items, corpus, cfg, seed=3)
+    for (model, final_loss), (losses, logits) in zip(made, reference, strict=True):
         with torch.no_grad():
             got = model(**enc).logits
         assert final_loss == pytest.approx(sum(losses[-10:]) / len(losses[-10:]), rel=1e-4)
