@@ -311,7 +311,7 @@ def generate(
     model.eval()
     batch_size = batch_size or GENERATION_BATCH["size"]
     names = [None] * len(prompts) if adapter_names is None else list(adapter_names)
-    out: dict[int, str] = {}
+    out = [""] * len(prompts)
     for name in dict.fromkeys(names):
         rows = [i for i, n in enumerate(names) if n == name]
         for start in range(0, len(rows), batch_size):
@@ -330,5 +330,6 @@ def generate(
                     eos_token_id=tok.eos_token_id,
                 )
             texts = [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
-            out |= {i: f"{prefill} {t}".strip() if prefill else t for i, t in zip(batch, texts, strict=True)}
-    return [out[i] for i in range(len(prompts))]
+            for i, t in zip(batch, texts, strict=True):
+                out[i] = f"{prefill} {t}".strip() if prefill else t
+    return out

@@ -60,6 +60,12 @@ def test_hf_model_keeps_remote_code_off():
     assert compose_config("model=hf", "model.name_or_path=x").model.trust_remote_code is False
 
 
+def test_a_real_model_generates_fewer_prompts_at_once_than_the_tiny_one():
+    """256 at once for the tiny model (faster on CPU); 64 keeps a large model within GPU memory."""
+    assert compose_config().model.generation_batch_size == 256
+    assert compose_config("model=hf", "model.name_or_path=x").model.generation_batch_size == 64
+
+
 def test_check_raises_config_error():
     with pytest.raises(ConfigError, match="lrr"):
         cli.check(["organism.lrr=1"])
