@@ -1,5 +1,5 @@
 """Batched organism training: K LoRA organisms trained together, each step one forward/backward
-over all of them (in two passes by row length, see length_halves).
+over all of them (two passes by row length in a large batch, see length_halves).
 
 Every LoRA target layer of the frozen base model gets the K organisms' factors stacked,
 A: [K, r, in] and B: [K, out, r]. A batch holds K equal blocks of rows, block k being
@@ -196,8 +196,9 @@ def length_halves(blocks: Sequence[Sequence[Encoded]]) -> list[list[Encoded]]:
 def stacked_step(model, stacked: StackedLoRA, next_batches: Sequence[Callable[[int], Sequence[Encoded]]],
                  pad_id: int, losses: list[list[float]]) -> Callable[[int], float]:
     """A `step` for train(): a forward/backward over every organism's next batch (each
-    `next_batches[k](i)` gives organism k's batch of step i, all of one size), in two passes by
-    row length; appends each organism's loss to `losses[k]` and returns their mean."""
+    `next_batches[k](i)` gives organism k's batch of step i, all of one size; from
+    TWO_PASSES_FROM rows in two passes by row length); appends each organism's loss to
+    `losses[k]` and returns their mean."""
 
     def step(i: int) -> float:
         batches = [next_batch(i) for next_batch in next_batches]

@@ -271,7 +271,9 @@ def only_adapter(model, name: str):
     batch of one adapter runs 1.5x faster this way than through peft's per-row adapter selection,
     with the same outputs. Each adapter layer's switch is set directly: peft's set_adapter and
     disable_adapter also walk every module and re-mark which weights train (outputs do not depend
-    on it), 8 s of the default run's 173 s of probing."""
+    on it), 8 s of the default run's 173 s of probing. The switches are peft 0.21's layer
+    attributes (pyproject pins peft < 0.22; tests/test_batched.py checks the outputs against peft's
+    own set_adapter)."""
     layers = tuner_layers(model)
     before = [(layer._active_adapter, layer._disable_adapters) for layer in layers]
     try:
