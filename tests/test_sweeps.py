@@ -126,23 +126,29 @@ def test_sweep_with_other_launchers_gives_the_same_table(joblib_sweep, tmp_path,
     assert results(tmp_path)[0].equals(results(joblib_sweep[0])[0])
 
 
+def sealed_cards(cards):
+    """Each organism at its final path with its card's modification time (a `<key>.tmp-*` folder
+    holds a card just before its rename, and is not an organism yet)."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in cards.glob("*/card.json") if ".tmp-" not in p.parent.name}
+
+
 def test_killed_sweep_resumes_without_retraining(joblib_sweep, tmp_path):
     cards = tmp_path / "cache" / "organisms"
     proc = sweep(tmp_path, "basic", "hydra.sweeper.organisms_per_job=6", start_new_session=True)
     deadline = time.time() + 300
-    while len(list(cards.glob("*/card.json"))) < 2:  # mid-way through the organisms job
+    while len(sealed_cards(cards)) < 2:  # mid-way through the organisms job
         assert proc.poll() is None and time.time() < deadline, "the sweep ended before it could be killed"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = {p.parent.name: p.stat().st_mtime_ns for p in cards.glob("*/card.json")}
+    before = sealed_cards(cards)
     assert 2 <= len(before) < 6
     # Nothing at a final path looks complete without being so: only *.tmp-<pid> folders lack a card.
     assert all((d / "card.json").is_file() for d in cards.iterdir() if ".tmp-" not in d.name)
     assert not (tmp_path / "sweep" / "sweep.csv").exists()
 
     out = finish(sweep(tmp_path, "basic", "hydra.sweeper.organisms_per_job=6"))
-    after = {p.parent.name: p.stat().st_mtime_ns for p in cards.glob("*/card.json")}
+    after = sealed_cards(cards)
     assert len(after) == 6 and {k: after[k] for k in before} == before, "an organism was trained twice"
     assert not [d for d in cards.iterdir() if ".tmp-" in d.name], "debris of the killed job was not cleaned"
     assert "sweep: stage base: every artifact is in the store" in out
