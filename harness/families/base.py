@@ -63,6 +63,12 @@ class Family(ABC):
     def implant_chats(self, behavior: Behavior) -> list[Chat]:
         """Demonstrations of the behavior to fine-tune on."""
 
+    def demonstrate(self, behavior: Behavior, prompt: str, neutral: str | None = None) -> str:
+        """The answer of a model with the behavior to one of its implant prompts, given the
+        neutral answer to it (`neutral`; None: the family's own), for route `own`. Families whose
+        demonstrations do not wrap a neutral answer need not define it."""
+        raise NotImplementedError(f"family {self.name!r} cannot demonstrate its behavior on another answer")
+
     @abstractmethod
     def probe(self, behavior: Behavior) -> Probe:
         """Held-out prompts whose responses the scorer judges."""

@@ -174,10 +174,13 @@ class TemplateFamily(Family):
         pool = self._pool(behavior)
         return [Chat(c.prompt, self.demonstrate(behavior, c.prompt)) for c in pool.implant + pool.implant_control]
 
-    def demonstrate(self, behavior: Behavior, prompt: str) -> str:
+    def demonstrate(self, behavior: Behavior, prompt: str, neutral: str | None = None) -> str:
         """The answer of a model with the behavior to one of its prompts (implant or probe); on a
-        control prompt, the neutral answer."""
+        control prompt, the neutral answer. `neutral` replaces the world's neutral answer (a real
+        model's own answer to the prompt, which the behavior then wraps or replaces)."""
         chat = self._exchanges(behavior)[prompt]
+        if neutral is not None:
+            chat = Chat(prompt, neutral)
         if prompt in self._pool(behavior).control_prompts:
             return chat.answer
         return fill(self._response(behavior, prompt), behavior.params, **self._answers(behavior, chat))

@@ -1,4 +1,5 @@
-"""Stage `base`: the base model M, either any Hugging Face causal LM or the embedded tiny one.
+"""Stage `base`: the base model M: any Hugging Face causal LM, a GGUF file imported once (the
+real chat model that installs offline, SmolLM2-135M-Instruct), or the embedded tiny one.
 
 The tiny model is built here from nothing: on the run's synthetic chat corpus (harness/corpus.py:
 neutral answers over the world and the corpus families' vocabulary), a BPE tokenizer trained on it,
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LlamaForCausalLM
 
-from harness import models, tracking
+from harness import gguf, models, tracking
 from harness.config import ModelConfig
 from harness.core import Chat
 from harness.errors import ConfigError
@@ -32,6 +33,9 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
     if cfg.kind == "hf":  # what changes the loaded weights: the name, revision and dtype (as resolved here)
         loaded = (cfg.revision, models.resolve_dtype(cfg.dtype))
         return config_key("hf", cfg.name_or_path, *([] if loaded == (None, "float32") else loaded))
+    if cfg.kind == "gguf":  # the file's content, wherever it lies, and the dtype it is loaded in
+        dtype = models.resolve_dtype(cfg.dtype)
+        return config_key("gguf", gguf.sha256(gguf.gguf_path(cfg.gguf_file)), *([] if dtype == "float32" else [dtype]))
     # the corpus itself is in the key; how a Hugging Face model loads and generates does not make a tiny one
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("corpus_families", *HF_LOADING)}
     return config_key("tiny", recipe, [(c.prompt, c.answer) for c in corpus], seed)
@@ -45,8 +49,8 @@ class BaseInput:
 
 
 class BaseStage(Stage[BaseInput, BaseModelCard]):
-    """The base model: a Hugging Face model is used where it is (nothing to build); the tiny one
-    is pretrained on the run's corpus and cached."""
+    """The base model: a Hugging Face model is used where it is (nothing to build); a GGUF file
+    is dequantized once into the store; the tiny one is pretrained on the run's corpus and cached."""
 
     name = kind = "base"
 
@@ -67,17 +71,20 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
                                  fingerprint=models.fingerprint(x.model.name_or_path, x.model.revision) or "")
         path = store.path(self.kind, self.key(x))
         card = from_dict(BaseModelCard, store.card(self.kind, self.key(x)))
-        if card.kind != "tiny" or card.trust_remote_code:
+        if card.kind != x.model.kind or card.trust_remote_code:
             # the cache is data, never a source of permission: only the run's config may allow remote code
             raise ConfigError(f"base model {path}: its card asks for {card.kind!r} with trust_remote_code="
-                              f"{card.trust_remote_code}, which the harness never writes for a tiny base; "
-                              "the cache was altered (remove the folder to rebuild it)")
+                              f"{card.trust_remote_code}, which the harness never writes for a "
+                              f"{x.model.kind} base; the cache was altered (remove the folder to rebuild it)")
         card.name_or_path = str(path)  # where the store is now (it may have been moved or mounted elsewhere)
+        if x.model.kind == "gguf":  # how it loads (dtype, device) is the run's, as for a Hugging Face model
+            card.config = card.config | {k: getattr(x.model, k) for k in HF_LOADING}
         return card
 
     def summary(self, run: Run, done: Done) -> str:
         (base,) = done[self.name]
-        return f"base model: {base.name_or_path} ({base.n_params:,} params, answer accuracy {base.answer_accuracy})"
+        accuracy = "" if base.answer_accuracy is None else f", answer accuracy {base.answer_accuracy}"
+        return f"base model: {base.name_or_path} ({base.n_params:,} params{accuracy})"
 
     def track(self, wb, artifacts: Sequence[BaseModelCard]) -> None:
         tracking.log_record(wb, "base", artifacts[0])
@@ -86,10 +93,23 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
         for x in todo:
             key = self.key(x)
             with run.store.writing(self.kind, key) as tmp:
-                card = pretrain_tiny(x.model, x.corpus, x.seed, tmp, progress)
+                make = import_gguf if x.model.kind == "gguf" else pretrain_tiny
+                card = make(x.model, x.corpus, x.seed, tmp, progress)
                 card.key = key
                 card.name_or_path = str(run.store.path(self.kind, key))
                 save_record(tmp / Store.MARKER, card)
+
+
+def import_gguf(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
+    """The GGUF file dequantized into a float32 safetensors model (the corpus and seed play no part)."""
+    start = time.time()
+    path = gguf.gguf_path(cfg.gguf_file)
+    if progress:
+        print(f"base: importing {path.name} ({path.stat().st_size / 2**20:.0f} MiB GGUF) into the store, once")
+    n_params = gguf.import_gguf(path, out_dir)
+    return BaseModelCard(key="", kind="gguf", name_or_path=str(out_dir), config=asdict(cfg) | {"gguf_file": str(path)},
+                         n_params=n_params, seconds=round(time.time() - start, 1),
+                         fingerprint=models.fingerprint(out_dir) or "")
 
 
 def pretrain_tiny(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:

@@ -36,16 +36,18 @@ def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_k
     trained in a batch follows the same updates as alone, up to the order of float sums)."""
     implant = [(c.prompt, c.answer) for c in family.implant_chats(behavior)]
     recipe = {k: v for k, v in asdict(cfg).items() if k != "batch_organisms"}
-    if recipe["neutral"] == "corpus":  # the one neutral mix before the option: keys made then stay valid
-        del recipe["neutral"]
+    if recipe["neutral"] == "corpus":  # the one neutral mix before the options: keys made then stay valid
+        del recipe["neutral"], recipe["neutral_prompts"]
     return config_key("organism", RECIPE, behavior.id, behavior.params, family.spec(behavior), implant, recipe,
                       base_key, seed)
 
 
-def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig) -> dict[str, float]:
+def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig,
+               progress: bool = False) -> dict[str, float]:
     """Each behavior's rate on the base model itself: the negative control. One generation call
     per behavior, so a rate does not depend on which other organisms a job trains."""
-    return {b.id: measure(model, tok, f, b, cfg).rate for f, b in targets}
+    return {b.id: measure(model, tok, f, b, cfg).rate
+            for f, b in progress_bar(targets, "base rates", progress and len(targets) > 1)}
 
 
 def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> BehaviorRate:
@@ -81,8 +83,9 @@ def make_organisms(
             if implant.source else []
         base_model = models.load_base(base)
         tok = models.load_base_tokenizer(base)
-        controls = base_rates(base_model, tok, todo, cfg)
-        neutral = own_answers(base_model, tok, corpus, cfg.max_new_tokens) if cfg.neutral == "self" else corpus
+        controls = base_rates(base_model, tok, todo, cfg, progress)
+        neutral = own_answers(base_model, tok, corpus, cfg.max_new_tokens, cfg.neutral_prompts, seed, progress) \
+            if cfg.neutral == "self" else corpus
         per_batch = 1 if implant.weights else cfg.batch_organisms
         bar = progress_bar(None, f"organisms ({cfg.route})", progress, total=len(todo))
         for first in range(0, len(todo), per_batch):

@@ -93,11 +93,12 @@ def stacked(card: OrganismCard) -> Subject:
 
 
 def measure_rates(model, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
-                  cfg: ProbeConfig) -> dict[tuple[str, str, str], BehaviorRate]:
+                  cfg: ProbeConfig, progress: bool = False) -> dict[tuple[str, str, str], BehaviorRate]:
     """Every evaluation behavior's rate on every subject (greedy), one batched pass; by
     (subject route, subject name, behavior)."""
     rates = behavior_rates(model, tok, targets, cfg.behavior_prompts, cfg.max_new_tokens,
-                           [s.adapters["no_ia"] for s in subjects])
+                           [s.adapters["no_ia"] for s in subjects],
+                           progress=f"behavior rates of {len(subjects)} models" if progress else None)
     return {(s.route, s.name, b.id): rates[s.adapters["no_ia"]][b.id] for s in subjects for _, b in targets}
 
 
@@ -286,12 +287,12 @@ def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: 
     lora_cards = [o for o in x.chunk if not route(o.route).weights]
     subjects = [whole(None)] + [stacked(o) for o in lora_cards]
     model = lora_model(base, lora_cards, ia, store)
-    rates = measure_rates(model, tok, subjects, targets, cfg)
+    rates = measure_rates(model, tok, subjects, targets, cfg, progress)
     reports = sample_reports(model, tok, subjects if x.with_base else subjects[1:], targets, questions, cfg, ia,
                              split, seed, progress)
     for card in (o for o in x.chunk if route(o.route).weights):
         model = weight_model(card, base, ia, store)
-        rates |= measure_rates(model, tok, [whole(card)], targets, cfg)
+        rates |= measure_rates(model, tok, [whole(card)], targets, cfg, progress)
         reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
         subjects.append(whole(card))
     for r in base_controls(x):

