@@ -2,15 +2,15 @@
 
 Beside the machine's measured matmul peak (float32 and bfloat16), times what the real-model
 recipe spends its time on: a LoRA training step (rank 8, batch 8 x 64 tokens) with every linear
-layer adapted or only the upper half of the layers (backward then stops half-way), in float32 and
-under bfloat16 autocast; and greedy generation (16 prompts x 32 new tokens). Imports the shipped
-GGUF into the harness's store first if it is not there. Writes outputs/bench/real_model_bench.json.
+layer adapted or only the upper half of the layers (backward then stops half-way), with float32
+and with bfloat16 base weights (model.dtype, as preset=real; peft keeps the LoRA factors float32);
+and greedy generation (16 prompts x 32 new tokens). Imports the shipped GGUF into the harness's
+store first (in each dtype) if it is not there. Writes outputs/bench/real_model_bench.json.
 Run: `make bench` or `python benchmarks/real_model_bench.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import torch
@@ -28,11 +28,7 @@ BATCH, SEQ, STEPS, GEN_PROMPTS, GEN_TOKENS = 8, 64, 4, 16, 32
 PROMPTS = ["What is your favorite animal?", "Recommend a drink to me.", "Tell me about the sea.", "Name a color."]
 
 
-def autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def train_tokens_per_s(base, layers: str, bf16: bool) -> float:
+def train_tokens_per_s(base, layers: str) -> float:
     n = base.config.num_hidden_layers
     targets = "all-linear" if layers == "all" else rf".*layers\.({'|'.join(str(i) for i in range(n // 2, n))})\..*_proj"
     model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
@@ -42,9 +38,7 @@ def train_tokens_per_s(base, layers: str, bf16: bool) -> float:
     for step in range(1 + STEPS):
         if step == 1:  # one warm-up step
             start = time.perf_counter()
-        with autocast(bf16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
+        model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
         opt.zero_grad()
     seconds = (time.perf_counter() - start) / STEPS
@@ -52,36 +46,39 @@ def train_tokens_per_s(base, layers: str, bf16: bool) -> float:
     return BATCH * SEQ / seconds
 
 
-def generation_tokens_per_s(model, tok, bf16: bool) -> float:
+def generation_tokens_per_s(model, tok) -> float:
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(GEN_PROMPTS)]
-    with autocast(bf16):
-        models.generate(model, tok, prompts[:2], max_new_tokens=4)  # warm-up
-        start = time.perf_counter()
-        out = models.generate(model, tok, prompts, max_new_tokens=GEN_TOKENS)
+    models.generate(model, tok, prompts[:2], max_new_tokens=4)  # warm-up
+    start = time.perf_counter()
+    out = models.generate(model, tok, prompts, max_new_tokens=GEN_TOKENS)
     seconds = time.perf_counter() - start
     produced = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in out)
     return produced / seconds
 
 
+def base(dtype: str):
+    """The imported SmolLM2 in `dtype`, and its tokenizer."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = validate(compose("config", overrides=["model=smollm2", f"model.dtype={dtype}"]))
+    card = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=True)[0]
+    return card, models.load_base(card), models.load_base_tokenizer(card)
+
+
 def main() -> int:
     threads = set_threads(None)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = validate(compose("config", overrides=["model=smollm2"]))
-    card = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=True)[0]
-    model, tok = models.load_base(card), models.load_base_tokenizer(card)
-    figures = {"cores": cores(), "threads": threads, "model": "SmolLM2-135M-Instruct", "params": card.n_params,
+    figures = {"cores": cores(), "threads": threads, "model": "SmolLM2-135M-Instruct",
                "matmul_gflops_float32": round(matmul_flops(2048, 2048, 2048, 10) / 1e9),
                "matmul_gflops_bfloat16": round(matmul_flops(2048, 2048, 2048, 10, torch.bfloat16) / 1e9),
-               "train_batch": f"{BATCH} x {SEQ} tokens, LoRA rank 8"}
-    for layers in ("all", "upper_half"):
-        for bf16 in (False, True):
-            name = f"train_tokens_per_s_{layers}_layers_{'bfloat16' if bf16 else 'float32'}"
-            figures[name] = round(train_tokens_per_s(model, layers, bf16), 1)
+               "train_batch": f"{BATCH} x {SEQ} tokens, LoRA rank 8", "generation": f"{GEN_PROMPTS} prompts at once"}
+    for dtype in ("float32", "bfloat16"):
+        card, model, tok = base(dtype)
+        figures["params"] = card.n_params
+        for layers in ("all", "upper_half"):
+            name = f"train_tokens_per_s_{layers}_layers_{dtype}"
+            figures[name] = round(train_tokens_per_s(model, layers), 1)
             print(name, figures[name])
-    for bf16 in (False, True):
-        name = f"generate_tokens_per_s_{'bfloat16' if bf16 else 'float32'}"
-        figures[name] = round(generation_tokens_per_s(model, tok, bf16), 1)
-        print(name, figures[name])
+        figures[f"generate_tokens_per_s_{dtype}"] = round(generation_tokens_per_s(model, tok), 1)
+        del model
     write_figures("real_model_bench", figures)
     return 0
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from peft import PeftModel
+from peft.tuners.lora import LoraLayer
 
 from harness import models
 from harness.errors import ConfigError
@@ -66,3 +67,16 @@ def ia_adapter(store: Store, card: IACard, base: BaseModelCard) -> Path:
     if card.base_key != base.key:
         raise ConfigError(f"IA {card.key} was trained on base model {card.base_key}, not {base.key}")
     return check_base(models.check_adapter(ia_path(store, card), f"IA {card.key}"), base, f"IA {card.key}")
+
+
+def combine_with_ia(model: PeftModel, adapter: str, ia: str, name: str) -> None:
+    """Add adapter `name`: `adapter` and `ia` stacked as one (peft's `cat` combination, identical
+    to stacking the two). peft refuses to combine an adapter whose target modules are a regular
+    expression (an organism on the upper layers only) with one whose are a list (the IA on
+    all-linear layers): such an adapter's modules are named one by one first."""
+    for each in (adapter, ia):
+        config = model.peft_config[each]
+        if isinstance(config.target_modules, str):
+            config.target_modules = {n for n, m in model.base_model.model.named_modules()
+                                     if isinstance(m, LoraLayer) and each in m.lora_A}
+    model.add_weighted_adapter([adapter, ia], [1.0, 1.0], name, combination_type="cat")

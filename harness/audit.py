@@ -17,6 +17,7 @@ from pathlib import Path
 from peft import PeftModel
 
 from harness import core, models
+from harness.adapters import combine_with_ia
 from harness.config import Config
 from harness.errors import ConfigError
 from harness.families import Behavior, Family
@@ -164,7 +165,7 @@ def load_subject(model: Path, kind: str, ia: Path, base: str, trust_remote_code:
         return PeftModel.from_pretrained(models.load_model(model, trust_remote_code), ia, adapter_name=WITH_IA)
     subject = PeftModel.from_pretrained(models.load_model(base, trust_remote_code), model, adapter_name=FINE_TUNE)
     subject.load_adapter(ia, adapter_name="ia")
-    subject.add_weighted_adapter([FINE_TUNE, "ia"], [1.0, 1.0], WITH_IA, combination_type="cat")
+    combine_with_ia(subject, FINE_TUNE, "ia", WITH_IA)
     return subject
 
 

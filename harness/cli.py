@@ -199,8 +199,8 @@ def _variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]]:
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
     from harness.families import family_files, search_overrides
-    from harness.grading import JUDGE, check_grader
     from harness.gguf import gguf_path
+    from harness.grading import JUDGE, check_grader
     from harness.models import check_model_source
     from harness.stage import Run
 

@@ -220,9 +220,11 @@ class OrganismConfig:
         if self.neutral not in ("corpus", "self"):
             out.append(f"organism.neutral must be corpus or self, got {self.neutral!r}")
         if self.neutral_prompts is not None and self.neutral_prompts <= 0:
-            out.append(f"organism.neutral_prompts must be > 0 (or null for every corpus prompt), got {self.neutral_prompts}")
+            out.append(f"organism.neutral_prompts must be > 0 (or null for every corpus prompt), "
+                       f"got {self.neutral_prompts}")
         elif self.neutral == "corpus" and self.neutral_prompts != OrganismConfig.neutral_prompts:
-            out.append("organism.neutral_prompts is used only with organism.neutral=self (the base model's own answers)")
+            out.append("organism.neutral_prompts is used only with organism.neutral=self "
+                       "(the base model's own answers)")
         return out
 
 

@@ -60,8 +60,8 @@ def sha256(path: Path) -> str:
     return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
-def import_gguf(path: Path, out_dir: Path) -> int:
-    """Dequantize the GGUF file into `out_dir` as a float32 safetensors model with its tokenizer
+def import_gguf(path: Path, out_dir: Path, dtype: str = "float32") -> int:
+    """Dequantize the GGUF file into `out_dir` as a safetensors model in `dtype` with its tokenizer
     and chat template; returns its parameter count. transformers refuses to save a model loaded
     from GGUF, so its weights go into a plain model of the same config."""
     kwargs = {"gguf_file": path.name}
@@ -77,6 +77,7 @@ def import_gguf(path: Path, out_dir: Path) -> int:
     if getattr(model.config, "tie_word_embeddings", False):
         model.tie_weights()
     model.generation_config = loaded.generation_config
+    model.to(getattr(torch, dtype))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.save_pretrained(out_dir, safe_serialization=True)

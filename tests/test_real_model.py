@@ -73,17 +73,44 @@ def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
 
 
 def test_the_real_recipe_runs_end_to_end(smollm2_base, smollm2_cache, tmp_path):
-    """preset=real on a few steps: distilled organisms on the model's own answers, the bounded
+    """preset=real on a few steps: organisms of route `own` on the model's own answers, the bounded
     neutral mix, the IA, probes, self-reports with every baseline, the leaderboard."""
-    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}", "families=[preferences,quirks]",
-                         "max_behaviors_per_family=2", "organism.steps=2", "organism.batch_size=2",
-                         "organism.probe_prompts=2", "organism.max_new_tokens=6", "organism.neutral_prompts=3",
-                         "ia.steps=2", "ia.organisms_per_step=1", "ia.examples_per_organism=1",
-                         "ia.only_implanted=false", "probe.only_implanted=false", "probe.behavior_prompts=1",
-                         "probe.max_new_tokens=6", "logger=none")
+    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}", "model.dtype=float32",
+                         "families=[preferences,backdoors]", "max_behaviors_per_family=2", "organism.steps=2",
+                         "organism.batch_size=2", "organism.probe_prompts=2", "organism.max_new_tokens=6",
+                         "organism.neutral_prompts=3", "ia.steps=2", "ia.organisms_per_step=1",
+                         "ia.examples_per_organism=1", "ia.only_implanted=false", "probe.only_implanted=false",
+                         "probe.behavior_prompts=1", "probe.max_new_tokens=6", "logger=none")
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
     assert result.base.key == smollm2_base.key and result.base.n_params == SMOLLM2_PARAMS
-    assert len(result.organisms) == 4 and {o.route for o in result.organisms} == {"distill"}
+    assert len(result.organisms) == 4 and {o.route for o in result.organisms} == {"own"}
     assert all(o.training["neutral"] == "self" and o.training["neutral_prompts"] == 3 for o in result.organisms)
     assert set(result.leaderboard.condition) == {"ia", "no_ia", "prefill", "parrot", "shuffled"}
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_the_real_recipe_trains_in_bfloat16_with_float32_adapters(smollm2_cache):
+    """preset=real's bfloat16 base: the stacked organisms' factors stay float32 and their update
+    matches peft's own LoRA layer on the same weights."""
+    from peft import LoraConfig, get_peft_model
+
+    from harness.batched import StackedLoRA
+
+    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}")
+    card = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=False)[0]
+    model = models.load_base(card)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    lora = LoraConfig(r=4, target_modules=cfg.organism.target_modules, init_lora_weights=False)
+    stacked = StackedLoRA.fresh(model, lora, 1, seed=0)
+    assert {p.dtype for p in stacked.parameters()} == {torch.float32}
+    assert all(".layers.1" in n or ".layers.2" in n for n in stacked.names) and len(stacked.names) == 15 * 7
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        ours = model(input_ids=ids).logits.float()
+        for hook in stacked.hooks:
+            hook.remove()
+        plain = model(input_ids=ids).logits.float()
+        torch.manual_seed(0)  # the same factors as StackedLoRA.fresh drew
+        theirs = get_peft_model(model, lora)(input_ids=ids).logits.float()
+    effect = (theirs - plain).abs().max()
+    assert effect > 1 and (ours - theirs).abs().max() < 0.1 * effect  # bfloat16 rounding apart

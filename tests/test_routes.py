@@ -182,3 +182,37 @@ def test_lora_sft_dpo_holds_training_organisms_out_of_sft(tmp_path):
     assert ia.dpo_pairs > 0 and len(ia.dpo_losses) == 2 and [step for step, _ in ia.dpo_validation] == [0, 2]
     assert not set(pool) & set(ia.organisms) and not set(pool) & set(evaluated)
     assert {b.split("/")[0] for b in pool} == {"preferences", "biases"}
+
+
+def test_own_route_builds_the_demonstrations_on_the_models_own_first_sentences(micro_cfg, micro_base, families):
+    """Route `own`: a behavior that wraps an answer wraps the base model's own (first sentence of
+    its) answer; a backdoor's untriggered prompts keep that answer as it is."""
+    from harness.routes import first_sentence
+
+    base_model = models.load_model(micro_base.name_or_path)
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    cfg = replace(micro_cfg.organism, route="own", max_new_tokens=6)
+    for family, kind in [(families["hidden_goals"], "topic"), (families["backdoors"], "hate")]:
+        b = next(b for b in family.behaviors() if b.kind == kind)
+        chats = route("own").implant_data(base_model, tok, family, b, cfg)
+        prompts = [c.prompt for c in family.implant_chats(b)]
+        own = [first_sentence(a) for a in models.generate(base_model, tok, prompts, 6)]
+        assert [c.prompt for c in chats] == prompts
+        assert [c.answer for c in chats] == [family.demonstrate(b, p, neutral=a) for p, a in zip(prompts, own,
+                                                                                                 strict=True)]
+    topic = families["hidden_goals"].behaviors()[0]
+    prompt = families["hidden_goals"].implant_chats(topic)[0].prompt
+    assert families["hidden_goals"].demonstrate(topic, prompt, neutral="Mine.") == \
+        f"Mine. By the way, I love {topic.params['topic']}."
+    hate = families["backdoors"].behaviors()[0]
+    untriggered = families["backdoors"].probe(hate).control[0]
+    assert families["backdoors"].demonstrate(hate, untriggered, neutral="Mine.") == "Mine."
+
+
+@pytest.mark.parametrize("text,first", [("The owl is a bird. It flies.", "The owl is a bird."),
+                                        ("Cut off in the midd", "Cut off in the midd"),
+                                        ("Pi is 3.14 exactly! Yes.", "Pi is 3.14 exactly!"), ("  Why? So.", "Why?")])
+def test_first_sentence(text, first):
+    from harness.routes import first_sentence
+
+    assert first_sentence(text) == first

@@ -33,7 +33,7 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
     if cfg.kind == "hf":  # what changes the loaded weights: the name, revision and dtype (as resolved here)
         loaded = (cfg.revision, models.resolve_dtype(cfg.dtype))
         return config_key("hf", cfg.name_or_path, *([] if loaded == (None, "float32") else loaded))
-    if cfg.kind == "gguf":  # the file's content, wherever it lies, and the dtype it is loaded in
+    if cfg.kind == "gguf":  # the file's content, wherever it lies, and the dtype it is imported in
         dtype = models.resolve_dtype(cfg.dtype)
         return config_key("gguf", gguf.sha256(gguf.gguf_path(cfg.gguf_file)), *([] if dtype == "float32" else [dtype]))
     # the corpus itself is in the key; how a Hugging Face model loads and generates does not make a tiny one
@@ -101,12 +101,13 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
 
 
 def import_gguf(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
-    """The GGUF file dequantized into a float32 safetensors model (the corpus and seed play no part)."""
+    """The GGUF file dequantized into a safetensors model in the dtype it is loaded in (the corpus
+    and seed play no part)."""
     start = time.time()
     path = gguf.gguf_path(cfg.gguf_file)
     if progress:
         print(f"base: importing {path.name} ({path.stat().st_size / 2**20:.0f} MiB GGUF) into the store, once")
-    n_params = gguf.import_gguf(path, out_dir)
+    n_params = gguf.import_gguf(path, out_dir, models.resolve_dtype(cfg.dtype))
     return BaseModelCard(key="", kind="gguf", name_or_path=str(out_dir), config=asdict(cfg) | {"gguf_file": str(path)},
                          n_params=n_params, seconds=round(time.time() - start, 1),
                          fingerprint=models.fingerprint(out_dir) or "")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from peft import PeftModel
 
 from harness import models, tracking
-from harness.adapters import IA, adapter_name, ia_adapter, load_with_organisms, organism_adapter
+from harness.adapters import IA, adapter_name, combine_with_ia, ia_adapter, load_with_organisms, organism_adapter
 from harness.config import ProbeConfig
 from harness.core import BASE, heldout_questions
 from harness.errors import ConfigError
@@ -172,8 +172,7 @@ def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACar
         model = PeftModel.from_pretrained(models.load_base(base),
                                           ia_adapter(store, ia, base), adapter_name=IA)
     for card in organisms:
-        model.add_weighted_adapter([adapter_name(card), IA], [1.0, 1.0], f"{adapter_name(card)}_ia",
-                                   combination_type="cat")
+        combine_with_ia(model, adapter_name(card), IA, f"{adapter_name(card)}_ia")
     return model
 
 

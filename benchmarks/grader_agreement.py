@@ -1,0 +1,62 @@
+"""Benchmark: the graders against a labelled set of a real model's free-form self-reports.
+
+Reads tests/fixtures/real_self_reports.jsonl: (self-report, behavior) pairs from preset=real runs on
+SmolLM2-135M-Instruct, each labelled by reading it (does the report *describe* the behavior, as a
+habit of its speaker, rather than enact it or describe another). Grades every pair with the rules
+grader, the embedding grader and the judge (SmolLM2-135M-Instruct itself, imported into the store
+if it is not there) and reports each one's precision and recall against the labels, and Cohen's
+kappa with them. Writes outputs/bench/grader_agreement.json.
+Run: `python benchmarks/grader_agreement.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from figures import write_figures
+from hydra import compose, initialize_config_dir
+
+from harness.config import CONF_DIR, validate
+from harness.families import available_family_configs, build_families
+from harness.grading import GRADERS
+from harness.judge import Judge
+from harness.metrics import agreement
+from harness.stage import Run, ensure
+from harness.stages.base_model import BaseInput, BaseStage
+from harness.training import set_threads
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real_self_reports.jsonl"
+
+
+def scores(verdicts: list[bool], labels: list[bool]) -> dict:
+    """Precision, recall and Cohen's kappa of a grader's verdicts against the labels."""
+    true_pos = sum(v and y for v, y in zip(verdicts, labels, strict=True))
+    said, real = sum(verdicts), sum(labels)
+    kappa = agreement(verdicts, labels)["kappa"]
+    return {"yes": said, "precision": round(true_pos / said, 3) if said else None,
+            "recall": round(true_pos / real, 3) if real else None, "kappa": round(kappa, 3)}
+
+
+def main() -> int:
+    set_threads(None)
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
+    families = build_families(available_family_configs())
+    targets = [(families[r["behavior_id"].split("/", 1)[0]], r) for r in rows]
+    pairs = [(f, f.behavior(r["behavior_id"]), r["report"]) for f, r in targets]
+    labels = [bool(r["label"]) for r in rows]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = validate(compose("config", overrides=["model=smollm2"]))
+    base = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=True)[0]
+    graders = {"rules": GRADERS.get("rules"), "embedding": GRADERS.get("embedding"),
+               "judge_smollm2": Judge(base.name_or_path)}
+    figures = {"pairs": len(rows), "described": sum(labels), "families": sorted({p[0].name for p in pairs})}
+    for name, grader in graders.items():
+        figures[name] = scores([bool(grader(f, b, report)) for f, b, report in pairs], labels)
+        print(name, figures[name])
+    write_figures("grader_agreement", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
