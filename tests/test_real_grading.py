@@ -31,4 +31,4 @@ def test_the_rules_grader_on_real_free_text(families):
                 for r in rows]
     true_pos = sum(v and r["label"] for v, r in zip(verdicts, rows, strict=True))
     precision, recall = true_pos / sum(verdicts), true_pos / sum(r["label"] for r in rows)
-    assert (round(precision, 3), round(recall, 3)) == RULES_MEASURED
+    assert (round(precision, 3), round(recall, 3)) == (0.886, 1.0)
