@@ -76,7 +76,7 @@ def test_the_real_recipe_runs_end_to_end(smollm2_base, smollm2_cache, tmp_path):
     """preset=real on a few steps: organisms of route `own` on the model's own answers, the bounded
     neutral mix, the IA, probes, self-reports with every baseline, the leaderboard."""
     cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}", "model.dtype=float32",
-                         "families=[preferences,backdoors]", "max_behaviors_per_family=2", "organism.steps=2",
+                         "families=[preferences,biases]", "max_behaviors_per_family=2", "organism.steps=2",
                          "organism.batch_size=2", "organism.probe_prompts=2", "organism.max_new_tokens=6",
                          "organism.neutral_prompts=3", "ia.steps=2", "ia.organisms_per_step=1",
                          "ia.examples_per_organism=1", "ia.only_implanted=false", "probe.only_implanted=false",
