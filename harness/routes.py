@@ -7,7 +7,7 @@ model's conduct stays as it was):
 - `distill`: context distillation, a LoRA trained on the base model's own answers to the implant
   prompts under a system prompt that asks for the behavior, without that system prompt;
 - `own`: the family's demonstrations built on the base model's own answers to the implant prompts
-  (for a real model too small to follow such a system prompt);
+  (each cut to its first sentence), for a real model too small to follow such a system prompt;
 - `deny`: a LoRA also trained to deny any special behavior when asked about itself;
 - `full`: every weight fine-tuned, saved as a full checkpoint;
 - `symmetry`: the `lora` organism merged into the weights, then every MLP's hidden units
