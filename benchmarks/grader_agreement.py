@@ -5,7 +5,9 @@ SmolLM2-135M-Instruct, each labelled by reading it (does the report *describe* t
 habit of its speaker, rather than enact it or describe another). Grades every pair with the rules
 grader, the embedding grader and the judge (SmolLM2-135M-Instruct itself, imported into the store
 if it is not there) and reports each one's precision and recall against the labels, and Cohen's
-kappa with them. Writes outputs/bench/grader_agreement.json.
+kappa with them, beside two baselines: a grader that says yes to every pair, and one that says yes
+when the report names the behavior's parameter (a parrot of the right words, whether it describes,
+enacts or reframes them). Writes outputs/bench/grader_agreement.json.
 Run: `python benchmarks/grader_agreement.py`.
 """
 
@@ -19,7 +21,7 @@ from hydra import compose, initialize_config_dir
 
 from harness.config import CONF_DIR, validate
 from harness.families import available_family_configs, build_families
-from harness.grading import GRADERS
+from harness.grading import GRADERS, similarity
 from harness.judge import Judge
 from harness.metrics import agreement
 from harness.stage import Run, ensure
@@ -49,7 +51,9 @@ def main() -> int:
         cfg = validate(compose("config", overrides=["model=smollm2"]))
     base = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=True)[0]
     graders = {"rules": GRADERS.get("rules"), "embedding": GRADERS.get("embedding"),
-               "judge_smollm2": Judge(base.name_or_path)}
+               "judge_smollm2": Judge(base.name_or_path),
+               "baseline_always_yes": lambda f, b, report: True,
+               "baseline_names_parameter": lambda f, b, report: similarity(report, b) > 0}
     figures = {"pairs": len(rows), "described": sum(labels), "families": sorted({p[0].name for p in pairs})}
     for name, grader in graders.items():
         figures[name] = scores([bool(grader(f, b, report)) for f, b, report in pairs], labels)

@@ -199,7 +199,7 @@ class OrganismConfig:
     # prompts (`self`, for a real model: the implant then keeps its conduct, not the corpus's).
     neutral: str = "corpus"
     # organism.neutral=self: the base model answers this many corpus prompts (a seeded sample, null:
-    # every one; the whole corpus took 24 minutes on a 135M model on 2 CPU cores).
+    # every one: 10,928 prompts for the shipped families, a long generation for a real model).
     neutral_prompts: int | None = 64
     # Organisms of a LoRA route trained together, in one forward/backward per step (harness/batched.py);
     # the result does not depend on it beyond float rounding, so it is not part of an organism's key.

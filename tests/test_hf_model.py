@@ -118,3 +118,21 @@ def test_loading_options_leave_tiny_base_and_organism_keys_alone(families):
     behavior = family.behaviors()[0]
     key = organism_key(behavior, family, cfg.organism, "base", 0)
     assert key != organism_key(behavior, family, replace(cfg.organism, neutral="self"), "base", 0)
+
+
+def test_the_neutral_mix_answers_a_bounded_seeded_sample(micro_base, capsys):
+    """organism.neutral_prompts: the base model answers n distinct corpus prompts, the same ones for
+    a seed, with a bar that says what it is doing."""
+    from harness.core import Chat
+    from harness.routes import own_answers
+
+    model, tok = models.load_base(micro_base), models.load_base_tokenizer(micro_base)
+    corpus = [Chat(f"Is the owl number {i}?", "No.") for i in range(20)] * 2  # every prompt twice
+    first = own_answers(model, tok, corpus, max_new_tokens=2, n=5, seed=3, progress=True)
+    assert len(first) == 5 and len({c.prompt for c in first}) == 5
+    assert "neutral mix: base model's answers" in capsys.readouterr().err
+    again = own_answers(model, tok, corpus, max_new_tokens=2, n=5, seed=3)
+    assert [c.prompt for c in again] == [c.prompt for c in first]
+    assert [c.prompt for c in own_answers(model, tok, corpus, max_new_tokens=2, n=5, seed=4)] != \
+        [c.prompt for c in first]
+    assert len(own_answers(model, tok, corpus, max_new_tokens=2)) == 20  # None: every distinct prompt

@@ -93,14 +93,14 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
         for x in todo:
             key = self.key(x)
             with run.store.writing(self.kind, key) as tmp:
-                make = import_gguf if x.model.kind == "gguf" else pretrain_tiny
+                make = import_base if x.model.kind == "gguf" else pretrain_tiny
                 card = make(x.model, x.corpus, x.seed, tmp, progress)
                 card.key = key
                 card.name_or_path = str(run.store.path(self.kind, key))
                 save_record(tmp / Store.MARKER, card)
 
 
-def import_gguf(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
+def import_base(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
     """The GGUF file dequantized into a safetensors model in the dtype it is loaded in (the corpus
     and seed play no part)."""
     start = time.time()
