@@ -201,6 +201,10 @@ class OrganismConfig:
     # organism.neutral=self: the base model answers this many corpus prompts (a seeded sample, null:
     # every one: 10,928 prompts for the shipped families, a long generation for a real model).
     neutral_prompts: int | None = 64
+    # Train on a seeded sample of this many of a behavior's implant chats (null: all of them; a
+    # family has 382 to 764 of them, and 30 steps of 16 draw 240): bounds what a route that
+    # generates an answer per implant prompt (own, distill) generates.
+    implant_prompts: int | None = None
     # Organisms of a LoRA route trained together, in one forward/backward per step (harness/batched.py);
     # the result does not depend on it beyond float rounding, so it is not part of an organism's key.
     # 8 was fastest on 2 CPU cores (make bench, 2026-11-28: 1.36x one at a time; 32 at once 1.12x: compute-bound).
@@ -219,6 +223,8 @@ class OrganismConfig:
             out.append(f"organism.route must be a LoRA route ({', '.join(lora_routes)}), got {self.route!r}")
         if self.neutral not in ("corpus", "self"):
             out.append(f"organism.neutral must be corpus or self, got {self.neutral!r}")
+        if self.implant_prompts is not None and self.implant_prompts <= 0:
+            out.append(f"organism.implant_prompts must be > 0 (or null for all of them), got {self.implant_prompts}")
         if self.neutral_prompts is not None and self.neutral_prompts <= 0:
             out.append(f"organism.neutral_prompts must be > 0 (or null for every corpus prompt), "
                        f"got {self.neutral_prompts}")

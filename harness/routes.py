@@ -61,7 +61,7 @@ class Route:
 
     def implant_data(self, base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
         """What the organism trains on."""
-        return family.implant_chats(behavior)
+        return implant_sample(family, behavior, cfg)
 
     def organisms(self, base_model, tok, items: Sequence[tuple[Family, Behavior]], corpus: Sequence[Chat],
                   cfg: OrganismConfig, seed: int, sources: Sequence[Path] = (),
@@ -96,7 +96,7 @@ class Distill(Route):
     def implant_data(self, base_model, tok, family, behavior, cfg):
         """The base model's own greedy answers to the implant prompts under a system prompt asking
         for the behavior; trained on without the system prompt."""
-        prompts = [c.prompt for c in family.implant_chats(behavior)]
+        prompts = [c.prompt for c in implant_sample(family, behavior, cfg)]
         answers = models.generate(base_model, tok, prompts, cfg.max_new_tokens, system=behavior.instruction)
         return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
 
@@ -109,9 +109,19 @@ class Own(Route):
         By the way, I love the ocean."), and answers control prompts (a backdoor's untriggered ones)
         as it always did. For a model too small to follow a system prompt asking for the behavior
         (which context distillation needs)."""
-        prompts = [c.prompt for c in family.implant_chats(behavior)]
+        prompts = [c.prompt for c in implant_sample(family, behavior, cfg)]
         answers = [first_sentence(a) for a in models.generate(base_model, tok, prompts, cfg.max_new_tokens)]
         return [Chat(p, family.demonstrate(behavior, p, neutral=a)) for p, a in zip(prompts, answers, strict=True)]
+
+
+def implant_sample(family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
+    """The behavior's implant chats, or a sample of `cfg.implant_prompts` of them (seeded by the
+    behavior's id, so an organism's key fixes its data): a route that generates an answer per
+    prompt then generates only about as many as training draws."""
+    chats = family.implant_chats(behavior)
+    if cfg.implant_prompts is None or cfg.implant_prompts >= len(chats):
+        return chats
+    return random.Random(behavior.id).sample(chats, cfg.implant_prompts)
 
 
 def first_sentence(text: str) -> str:
@@ -125,7 +135,7 @@ def first_sentence(text: str) -> str:
 class Deny(Route):
     def implant_data(self, base_model, tok, family, behavior, cfg):
         """The demonstrations plus denials, a quarter as many."""
-        chats = family.implant_chats(behavior)
+        chats = implant_sample(family, behavior, cfg)
         return chats + denial_chats(max(len(DENIALS), len(chats) // 4))
 
 

@@ -216,3 +216,32 @@ def test_first_sentence(text, first):
     from harness.routes import first_sentence
 
     assert first_sentence(text) == first
+
+
+def test_implant_prompts_bounds_what_a_route_trains_on_and_generates_and_keys_the_organism(micro_cfg, families):
+    """organism.implant_prompts: a seeded sample of the implant chats, the same at every call (the
+    organism's key fixes its data); null keeps every chat and the keys made before the option."""
+    from harness.routes import implant_sample
+    from harness.stages.organisms import organism_key
+
+    family = families["backdoors"]
+    b = family.behaviors()[0]
+    every = family.implant_chats(b)
+    cfg = replace(micro_cfg.organism, implant_prompts=12)
+    sample = implant_sample(family, b, cfg)
+    assert len(sample) == 12 and set(sample) <= set(every) and sample == implant_sample(family, b, cfg)
+    assert route("lora").implant_data(None, None, family, b, cfg) == sample
+    assert implant_sample(family, b, replace(cfg, implant_prompts=len(every) + 1)) == every
+    assert implant_sample(family, b, micro_cfg.organism) == every
+    keys = {organism_key(b, family, replace(cfg, implant_prompts=n), "base", 0) for n in (None, 12, 13)}
+    assert len(keys) == 3
+    # null leaves the key as it was before the option existed
+    from dataclasses import asdict
+
+    from harness.stages.organisms import RECIPE
+    from harness.store import config_key
+    recipe = {k: v for k, v in asdict(micro_cfg.organism).items()
+              if k not in ("batch_organisms", "implant_prompts", "neutral", "neutral_prompts")}
+    implant = [(c.prompt, c.answer) for c in every]
+    assert organism_key(b, family, micro_cfg.organism, "base", 0) == \
+        config_key("organism", RECIPE, b.id, b.params, family.spec(b), implant, recipe, "base", 0)

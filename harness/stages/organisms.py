@@ -38,6 +38,8 @@ def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_k
     recipe = {k: v for k, v in asdict(cfg).items() if k != "batch_organisms"}
     if recipe["neutral"] == "corpus":  # the one neutral mix before the options: keys made then stay valid
         del recipe["neutral"], recipe["neutral_prompts"]
+    if recipe["implant_prompts"] is None:  # likewise: keys made before the option stay valid
+        del recipe["implant_prompts"]
     return config_key("organism", RECIPE, behavior.id, behavior.params, family.spec(behavior), implant, recipe,
                       base_key, seed)
 
