@@ -151,6 +151,15 @@ def resolve_base(model: Path, kind: str, ia: Path, base: str | None) -> str:
     return chosen
 
 
+def check_is_ia(ia: Path) -> None:
+    """An adapter of the harness store must be an IA (`<store>/ia/<key>/ia`); an organism or any
+    other artifact passed as --ia is refused. An adapter made elsewhere (no card) is taken as one."""
+    for artifact in (ia, ia.parent):
+        if (artifact / Store.MARKER).is_file() and artifact.parent.name != "ia":
+            raise ConfigError(f"--ia: {ia} is in a {artifact.parent.name!r} artifact of a harness store, not an IA "
+                              "(an IA's adapter is <store>/ia/<key>/ia)")
+
+
 def ia_questions(ia: Path) -> list[str]:
     """The IA's held-out questions when its card is beside it (a harness IA), else every question."""
     card = ia.parent / Store.MARKER
@@ -178,6 +187,7 @@ def measure_base(base: str, tok, targets: Sequence[tuple[Family, Behavior]], cfg
 def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family], cfg: Config) -> AuditCard:
     kind = fine_tune_kind(model)
     models.check_adapter(ia, "--ia")
+    check_is_ia(ia)
     base = resolve_base(model, kind, ia, base)
     trust = cfg.model.trust_remote_code
     models.set_generation_batch(cfg.model.generation_batch_size)

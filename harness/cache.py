@@ -65,13 +65,17 @@ def needed(run: Run) -> set[tuple[str, str]]:
 
 
 def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]:
-    """`kind/key` names, each an artifact of the store (ConfigError otherwise)."""
+    """`kind/key` names, each a sealed artifact of the store whose card names that key
+    (ConfigError otherwise, before anything is removed)."""
+    from harness.dag import DAG
+
+    kinds = {stage.kind for stage in DAG}
     out = []
     for name in names:
         kind, _, key = name.partition("/")
-        if not key or "/" in key or not store.path(kind, key).is_dir() or ".." in name:
-            raise ConfigError(f"cache rm: {name!r} is not an artifact of {store.root} (write kind/key, "
-                              "as `harness cache ls` shows them)")
+        if kind not in kinds or not store.owns(kind, key):
+            raise ConfigError(f"cache rm: {name!r} is not a sealed artifact of {store.root} (write kind/key, "
+                              "as `harness cache ls` shows them); nothing removed")
         out.append((kind, key))
     return out
 

@@ -23,8 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from harness.config import CONF_DIR, TASKS_DIR, Config, one_line, validate
-from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, ConfigError
+from harness.config import CONF_DIR, TASKS_DIR, Config, validate
+from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, ConfigError, one_line
 
 RUN_EXAMPLES = """\
 examples:
@@ -470,6 +470,8 @@ def audit_command(a: argparse.Namespace) -> int:
     from harness.store import write_json, write_text
 
     out = a.out or Path("outputs/audit") / a.model.resolve().name
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file, not a folder")
     cfg = check(a.overrides)
     card = audit.audit(a.model, a.ia, a.base, build_families(cfg.families), cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -541,9 +543,11 @@ def cache_command(a: argparse.Namespace) -> int:
                if (problems := store.verify(kind, key))]
         for kind, key, problems in bad:
             print(f"{kind}/{key}: {'; '.join(problems)}")
+        removable = [f"{k}/{x}" for k, x, _ in bad if store.owns(k, x)]
         print(f"{len(artifacts) - len(bad)} of {len(artifacts)} artifacts intact in {store.root}"
-              + (f"; remove the others with `harness cache rm {' '.join(f'{k}/{x}' for k, x, _ in bad)}`"
-                 if bad else ""))
+              + (f"; remove the damaged with `harness cache rm {' '.join(removable)}`" if removable else "")
+              + ("; move or delete the folders the harness did not write there yourself"
+                 if len(removable) < len(bad) else ""))
         return EXIT_FINDING if bad else 0
     if a.action == "rm":
         if not names:
@@ -551,7 +555,9 @@ def cache_command(a: argparse.Namespace) -> int:
         print(f"removed {cache.remove(store, cache.parse_artifacts(names, store))} artifacts from {store.root}")
         return 0
     keep = cache.needed(Run.of(cfg))
-    unused = [(kind, key) for kind, key in artifacts if (kind, key) not in keep]
+    unused = [(kind, key) for kind, key in artifacts if (kind, key) not in keep and store.owns(kind, key)]
+    for kind, key in sorted(set(artifacts) - keep - set(unused)):
+        print(f"left alone: {kind}/{key} (the harness did not write that folder there)")
     for kind, key in unused:
         print(f"{'removing' if a.yes else 'unused'}: {kind}/{key}  {cache.describe(store, kind, key).what}")
     if a.yes:

@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from harness.core import QUESTION_TEMPLATES
-from harness.errors import ConfigError
+from harness.errors import ConfigError, one_line
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONF_DIR = PACKAGE_DIR / "conf"
@@ -76,11 +76,16 @@ def _ranges(obj: Any, group: str, positive: tuple[str, ...] = (), non_negative: 
             out.append(f"{group}.{k} must be in [0, 1], got {v}")
         elif (k == "lr" or k.endswith("_lr")) and v > 1:
             out.append(f"{group}.{k} must be at most 1 (a learning rate), got {v}")
+        elif k.endswith("max_new_tokens") and v > MAX_NEW_TOKENS:
+            out.append(f"{group}.{k} must be at most {MAX_NEW_TOKENS} (a generation longer than a small model's "
+                       f"context), got {v}")
     return out
 
 
 MAX_TEMPERATURE = 10.0
+MIN_TEMPERATURE = 1e-3
 MAX_SAMPLES = 4096
+MAX_NEW_TOKENS = 4096
 
 
 def _sampling_bounds(obj: Any, group: str, temperature: str, samples: str) -> list[str]:
@@ -92,6 +97,9 @@ def _sampling_bounds(obj: Any, group: str, temperature: str, samples: str) -> li
         out.append(f"{group}.{samples} must be at most {MAX_SAMPLES} (self-reports per model and condition), got {n}")
     if math.isfinite(t) and t > MAX_TEMPERATURE:
         out.append(f"{group}.{temperature} must be at most {MAX_TEMPERATURE} (above, samples are noise), got {t}")
+    if 0 < t < MIN_TEMPERATURE:
+        out.append(f"{group}.{temperature} must be 0 (greedy) or at least {MIN_TEMPERATURE} (below, the logits "
+                   f"overflow), got {t}")
     return out
 
 
@@ -454,8 +462,9 @@ class Config:
             out.append(f"max_behaviors_per_family must be > 0 (or null for all), got {self.max_behaviors_per_family}")
         if self.probe_chunk is not None and self.probe_chunk < 0:
             out.append(f"probe_chunk must be >= 0, got {self.probe_chunk}")
-        if self.threads is not None and self.threads <= 0:
-            out.append(f"threads must be > 0 (or null for every core), got {self.threads}")
+        if self.threads is not None and not 0 < self.threads <= (os.cpu_count() or 1):
+            out.append(f"threads must be in [1, {os.cpu_count() or 1}] (the cores of this machine; null: every "
+                       f"core), got {self.threads}")
         if not 0 <= self.seed < 2**32:
             out.append(f"seed must be in [0, 2**32) (what every random generator accepts), got {self.seed}")
         if not self.cache_dir.strip():
@@ -488,6 +497,12 @@ def validate(cfg: DictConfig | Config) -> Config:
         if interpolated:
             # family text goes into organism cards, the corpus and W&B: ${oc.env:...} would copy secrets there
             raise ConfigError(f"{interpolated[0]}: family files may not use interpolations (${{...}})")
+        # settings go into metrics.json, cards and W&B: an environment variable would be copied there
+        from_env = [p for p in _interpolations(OmegaConf.to_container(cfg, resolve=False), "", "oc.env")
+                    if p.lstrip(".") not in ENV_SETTINGS]
+        if from_env:
+            raise ConfigError(f"{from_env[0].lstrip('.')}: a setting may not read the environment (${{oc.env:...}}): "
+                              "its value would be written into the results and W&B; give the value itself")
         try:
             typed = OmegaConf.to_object(cfg)
         except Exception as e:  # omegaconf's errors carry the key; keep their first line
@@ -501,13 +516,17 @@ def validate(cfg: DictConfig | Config) -> Config:
     return typed
 
 
-def _interpolations(node: Any, path: str) -> list[str]:
-    """Where a plain container holds a string with an interpolation."""
+ENV_SETTINGS = ("cache_dir",)
+"""The settings that may be read from the environment (${oc.env:...}): paths, never secrets."""
+
+
+def _interpolations(node: Any, path: str, marker: str = "${") -> list[str]:
+    """Where a plain container holds a string with an interpolation (or with `marker`)."""
     if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _interpolations(v, f"{path}.{k}")]
+        return [p for k, v in node.items() for p in _interpolations(v, f"{path}.{k}", marker)]
     if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _interpolations(v, f"{path}[{i}]")]
-    return [path] if isinstance(node, str) and "${" in node else []
+        return [p for i, v in enumerate(node) for p in _interpolations(v, f"{path}[{i}]", marker)]
+    return [path] if isinstance(node, str) and "${" in node and marker in node else []
 
 
 def _undeclared_keys(node: DictConfig, path: str = "") -> list[str]:
@@ -523,20 +542,3 @@ def _undeclared_keys(node: DictConfig, path: str = "") -> list[str]:
             out += _undeclared_keys(child, f"{path}{key}.")
     return out
 
-
-def one_line(error: BaseException) -> str:
-    """Hydra and OmegaConf write multi-line messages, with the reason often in the cause;
-    keep the lines that say what is wrong, from the error and its causes."""
-    parts: list[str] = []
-    while error is not None and len(parts) < 3:
-        lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-        keep = [ln for ln in lines if not ln.startswith(_NOISE)]
-        text = " ".join(keep).rstrip(".")
-        if text and not any(text in p for p in parts):
-            parts.append(text)
-        error = error.__cause__
-    return ": ".join(parts) or type(error).__name__
-
-
-_NOISE = ("full_key:", "object_type", "reference_type", "To append", "Set the environment", "value:",
-          "See https://", "Config search path", "provider=")

@@ -12,3 +12,21 @@ EXIT_BAD_INPUT = 2
 """Bad input (ConfigError): one line `harness: error: ...`."""
 EXIT_INTERNAL = 3
 """A bug or an unexpected failure of the harness: the traceback, then one line."""
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra and OmegaConf write multi-line messages, with the reason often in the cause;
+    keep the lines that say what is wrong, from the error and its causes."""
+    parts: list[str] = []
+    while error is not None and len(parts) < 3:
+        lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+        keep = [ln for ln in lines if not ln.startswith(_NOISE)]
+        text = " ".join(keep).rstrip(".")
+        if text and not any(text in p for p in parts):
+            parts.append(text)
+        error = error.__cause__
+    return ": ".join(parts) or type(error).__name__
+
+
+_NOISE = ("full_key:", "object_type", "reference_type", "To append", "Set the environment", "value:",
+          "See https://", "Config search path", "provider=")

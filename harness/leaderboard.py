@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from harness.config import LoggerConfig, one_line
-from harness.errors import ConfigError
+from harness.config import LoggerConfig
+from harness.errors import ConfigError, one_line
 from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds
-from harness.records import SCHEMA_VERSION, MetricRow, RunResults, from_dict
+from harness.records import SCHEMA_VERSION, BadRecord, MetricRow, RunResults, from_dict
 from harness.store import write_atomic, write_text
 
 METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination", "kind")
@@ -43,13 +43,16 @@ def read_results(path: Path) -> RunResults:
     """A run's metrics.json, refused (one line) when unreadable or from another results schema."""
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable results file ({one_line(e)})") from e
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if version != SCHEMA_VERSION:
         raise ConfigError(f"{path}: results schema_version {version}, but this harness reads version "
                           f"{SCHEMA_VERSION}; rerun the job to rewrite it")
-    return from_dict(RunResults, raw)
+    try:
+        return from_dict(RunResults, raw)
+    except BadRecord as e:
+        raise ConfigError(f"{path}: not a readable results file ({e})") from e
 
 
 def in_group(results: list[RunResults], group: str) -> list[RunResults]:

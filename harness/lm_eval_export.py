@@ -34,6 +34,7 @@ from omegaconf import OmegaConf
 from harness.config import FamilyConfig
 from harness.errors import ConfigError
 from harness.families import Family
+from harness.families.base import file_stem
 from harness.probing import select_prompts
 
 TEMPLATE = "_probe_template.yaml"
@@ -77,7 +78,7 @@ def grade_report(doc, results):
 
 
 def task_name(behavior_id: str) -> str:
-    return "probe_" + behavior_id.replace("/", "_").replace("-", "_")
+    return "probe_" + file_stem(behavior_id)
 
 
 def control_task(behavior_id: str) -> str:

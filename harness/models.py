@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -23,9 +24,9 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from harness.config import ModelConfig, one_line
+from harness.config import ModelConfig
 from harness.core import Chat
-from harness.errors import ConfigError
+from harness.errors import ConfigError, one_line
 from harness.store import file_sha256
 
 # peft 0.21 still reads a transformers attribute deprecated in 5.x; the warning says nothing to users.
@@ -217,6 +218,12 @@ def check_adapter(path: str | Path, what: str) -> Path:
         raise ConfigError(f"{what}: no adapter folder at {path}")
     if not (path / "adapter_config.json").is_file():
         raise ConfigError(f"{what}: {path} is not a peft adapter (no adapter_config.json)")
+    try:
+        config = json.loads((path / "adapter_config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{what}: {path / 'adapter_config.json'} is unreadable ({one_line(e)})") from e
+    if not isinstance(config, dict):
+        raise ConfigError(f"{what}: {path / 'adapter_config.json'} is not a JSON object")
     if not (path / "adapter_model.safetensors").is_file():
         pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
         why = f"it holds only pickled weights ({', '.join(pickled)})" if pickled else "no adapter_model.safetensors"

@@ -6,9 +6,10 @@ debris, which is ignored and cleaned on the next write of the same artifact from
 (a writer on another node of a shared cache is never taken for debris).
 
 Each artifact is sealed when written: its card (`card.json`, written last) records the size and
-sha256 of every other file and a hash of the card itself. Loading an artifact verifies the seal
-(once per process), so a truncated, edited or swapped file is a one-line error naming the
-artifact, not a silently different result.
+sha256 of every other file, the artifact's kind and key, and a hash of the card itself. Loading an
+artifact verifies the seal (once per process), so a truncated, edited or swapped file, or a whole
+folder copied under another key, is a one-line error naming the artifact, not a silently
+different result.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -66,7 +68,7 @@ class Store:
             yield tmp
             if not (tmp / self.MARKER).is_file():
                 raise RuntimeError(f"artifact {kind}/{key} was written without its {self.MARKER}")
-            seal(tmp, self.MARKER)
+            seal(tmp, self.MARKER, kind, key)
             self._publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -75,8 +77,9 @@ class Store:
         """The artifact's card (JSON), its seal verified first (once per process)."""
         problems = self.verify(kind, key)
         if problems:
-            raise CorruptArtifact(f"artifact {kind}/{key} in {self.root}: {problems[0]} (remove it with "
-                                  f"`harness cache rm {kind}/{key}` and rerun to rebuild it)")
+            fix = (f"remove it with `harness cache rm {kind}/{key}` and rerun to rebuild it" if self.owns(kind, key)
+                   else "the harness did not write that folder there: move or delete it yourself")
+            raise CorruptArtifact(f"artifact {kind}/{key} in {self.root}: {problems[0]} ({fix})")
         return json.loads((self.path(kind, key) / self.MARKER).read_text())
 
     def verify(self, kind: str, key: str) -> list[str]:
@@ -84,14 +87,29 @@ class Store:
         artifact is not checked again in this process."""
         if (self.root.resolve(), kind, key) in _VERIFIED:
             return []
-        problems = check_seal(self.path(kind, key), self.MARKER)
+        problems = check_seal(self.path(kind, key), self.MARKER, kind, key)
         if not problems:
             _VERIFIED.add((self.root.resolve(), kind, key))
         return problems
 
+    def owns(self, kind: str, key: str) -> bool:
+        """Whether `<kind>/<key>` is a folder the store wrote: a real folder (no link) whose card
+        names this key and, in its seal, this kind. Its files may still be damaged (verify)."""
+        folder = self.path(kind, key)
+        return bool(KEY.fullmatch(key)) and kind not in ("", ".", "..") and "/" not in kind \
+            and not folder.is_symlink() and self.exists(kind, key) and sealed_as(folder / self.MARKER) in \
+            {(kind, key), (None, key)}
+
     def remove(self, kind: str, key: str) -> None:
-        """Remove an artifact, so the next run that needs it rebuilds it."""
-        _remove(self.path(kind, key))
+        """Remove an artifact, so the next run that needs it rebuilds it; ConfigError for a folder
+        the store did not write there (see `owns`)."""
+        if not self.owns(kind, key):
+            raise ConfigError(f"{kind}/{key} is not an artifact of {self.root} (a sealed folder whose "
+                              f"{self.MARKER} names its kind and key); nothing removed")
+        try:
+            _remove(self.path(kind, key))
+        except OSError as e:
+            raise ConfigError(f"cannot remove {kind}/{key} from {self.root}: {e.strerror or e}") from e
         _VERIFIED.discard((self.root.resolve(), kind, key))
 
     def artifacts(self) -> Iterator[tuple[str, str]]:
@@ -121,6 +139,21 @@ class CorruptArtifact(ConfigError):
 
 _VERIFIED: set[tuple[Path, str, str]] = set()
 SEAL = "integrity"
+KEY = re.compile(r"[0-9a-f]{16}")
+"""An artifact key, as config_key makes it."""
+
+
+def sealed_as(card_path: Path) -> tuple[str | None, str | None]:
+    """(kind, key) an artifact's card was sealed under: the kind from its seal (None in a seal
+    made before seals recorded it), the key it names (None when unreadable)."""
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(card, dict):
+        return None, None
+    recorded = card.get(SEAL) if isinstance(card.get(SEAL), dict) else {}
+    return recorded.get("kind"), card.get("key")
 
 
 def file_sha256(path: Path) -> str:
@@ -132,7 +165,10 @@ def file_sha256(path: Path) -> str:
 
 
 def _card_hash(card: dict[str, Any]) -> str:
+    """A hash of the card: its fields and the seal's kind and key (when it records them)."""
     body = {k: v for k, v in card.items() if k != SEAL}
+    recorded = card.get(SEAL) if isinstance(card.get(SEAL), dict) else {}
+    body |= {f"{SEAL}.{k}": recorded[k] for k in ("kind", "key") if k in recorded}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -140,18 +176,20 @@ def _files(folder: Path, marker: str) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != marker)
 
 
-def seal(folder: Path, marker: str) -> None:
-    """Record in the folder's card the size and sha256 of every other file, and the card's own hash."""
+def seal(folder: Path, marker: str, kind: str, key: str) -> None:
+    """Record in the folder's card the size and sha256 of every other file, the artifact's kind and
+    key, and the card's own hash."""
     card_path = folder / marker
     card = json.loads(card_path.read_text())
-    card[SEAL] = {"files": {p.relative_to(folder).as_posix(): [p.stat().st_size, file_sha256(p)]
-                            for p in _files(folder, marker)}}
+    files = {p.relative_to(folder).as_posix(): [p.stat().st_size, file_sha256(p)] for p in _files(folder, marker)}
+    card[SEAL] = {"kind": kind, "key": key, "files": files}
     card[SEAL]["card"] = _card_hash(card)
     card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
 
 
-def check_seal(folder: Path, marker: str) -> list[str]:
-    """The ways a sealed folder differs from its seal (sizes first, then hashes)."""
+def check_seal(folder: Path, marker: str, kind: str, key: str) -> list[str]:
+    """The ways a sealed folder differs from its seal: the kind and key it was sealed under, then
+    sizes, then hashes."""
     try:
         card = json.loads((folder / marker).read_text())
     except (OSError, ValueError) as e:
@@ -161,6 +199,9 @@ def check_seal(folder: Path, marker: str) -> list[str]:
         return [f"its {marker} holds no checksums (made before they were recorded, or altered)"]
     if recorded.get("card") != _card_hash(card):
         return [f"its {marker} was edited after it was written"]
+    if card.get("key") != key or recorded.get("key", key) != key or recorded.get("kind", kind) != kind:
+        return [f"it was written as {recorded.get('kind', kind)}/{card.get('key')}, not {kind}/{key} "
+                "(a folder copied or renamed in the store)"]
     present = {p.relative_to(folder).as_posix(): p for p in _files(folder, marker)}
     problems = [f"{name} is missing" for name in recorded["files"] if name not in present]
     problems += [f"{name} was added" for name in present if name not in recorded["files"]]

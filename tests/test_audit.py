@@ -146,3 +146,21 @@ def test_your_own_lora_of_a_harness_base_is_audited_from_any_folder(harness_run,
     code = cli.main(["audit", "--model", "my-lora", "--ia", str(ia), "--out", "out", *SMALL])
     assert code in (0, 1), capsys.readouterr().err
     assert json.loads(Path("out/audit.json").read_text())["kind"] == "adapter"
+
+
+def test_audit_takes_only_an_ia_as_the_ia_and_checks_out_first(harness_run, tmp_path, capsys):
+    """`audit --ia <an organism>` audited with an organism as the IA; `--out` naming a file failed
+    after the whole audit; an adapter_config.json that is not an object was a traceback."""
+    organism, ia = stored(harness_run, "organisms")[0], stored(harness_run, "ia")[0] / "ia"
+    listed = tmp_path / "listed"
+    shutil.copytree(ia, listed)
+    (listed / "adapter_config.json").write_text("[1, 2]")
+    (tmp_path / "a_file").write_text("mine")
+    for args, named in [(["--ia", str(organism)], "is in a 'organisms' artifact of a harness store, not an IA"),
+                        (["--ia", str(ia), "--out", str(tmp_path / "a_file")], "is a file, not a folder"),
+                        (["--ia", str(listed)], "adapter_config.json is not a JSON object")]:
+        out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+        assert cli.main(["audit", "--model", str(organism), *args, *out, *SMALL]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("harness: error:") and named in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "a_file").read_text() == "mine" and not (tmp_path / "out").exists()

@@ -104,6 +104,17 @@ COMMAND_LINES = [
     (["run", "sweeps=ia_rank"], "--multirun"),
     (["run", "--multirun", "sweeps=nope"], "nope"),
     (["run", "--multirun", "--cfg", "job"], "cannot be used together"),
+    # unbounded cost: probes that never end, threads beyond the cores, a temperature that overflows after training
+    (["run", "probe.max_new_tokens=1000000"], "probe.max_new_tokens must be at most 4096"),
+    (["run", "organism.max_new_tokens=100000"], "organism.max_new_tokens must be at most 4096"),
+    (["run", "ia=lora_sft_dpo", "ia.dpo_max_new_tokens=100000"], "ia.dpo_max_new_tokens must be at most 4096"),
+    (["run", "threads=100000"], "threads must be in [1, "),
+    (["run", "probe.temperature=1e-320"], "probe.temperature must be 0 (greedy) or at least 0.001"),
+    (["run", "ia=lora_sft_dpo", "ia.dpo_temperature=1e-9"], "ia.dpo_temperature must be 0 (greedy) or at least"),
+    # an environment variable (a token) would be copied into metrics.json and the W&B files
+    (["run", "logger.group=${oc.env:HF_TOKEN,none}"], "logger.group: a setting may not read the environment"),
+    (["run", "preset=smoke", "organism.route=${oc.env:HOME}"], "organism.route: a setting may not read"),
+    (["run", "organism.implant_prompts=0"], "organism.implant_prompts must be > 0"),
     (["leaderboard", "/no/such/folder"], "no such folder"),  # other commands
     (["leaderboard", "--sweep"], "--sweep: expected one argument"),
     (["leaderboard", "--group"], "--group: expected one argument"),
@@ -170,6 +181,14 @@ FAMILY_FILES = {
     "alias_bomb": ("cls: template\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
                    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
                    "anchors or aliases"),
+    # ids that name files: a 300-character one, a control character, two that one file name would merge
+    "long_id": (GOOD_KIND + "behaviors:\n  - {item: " + "t" * 300 + "}\n", "must be 1-100 printable characters"),
+    "control_in_id": (GOOD_KIND + 'behaviors:\n  - {item: "te\\ta"}\n', "printable characters"),
+    "slash_in_id": (GOOD_KIND + "behaviors:\n  - {item: tea, id: a/b}\n", "without '/'"),
+    "ids_one_file_name": (GOOD_KIND + "behaviors:\n  - {item: green-tea}\n  - {item: green_tea}\n",
+                          "differ only by '-', '_' or '/'"),
+    "infinite_parameter": (GOOD_KIND + "behaviors:\n  - {item: 1e999999}\n", "is not a finite number (inf)"),
+    "nul_character": (GOOD_KIND + "behaviors:\n  - {item: tea}\n# \0\n", "holds a NUL character"),
     # an environment variable (a token) would be copied into cards, the corpus and W&B
     "env_interpolation": (GOOD_KIND.replace('["I like {item}."]', '["I like {item}. ${oc.env:HF_TOKEN,none}"]')
                           + "behaviors:\n  - {item: tea}\n", "interpolations"),
@@ -186,6 +205,46 @@ def one_line_error(capsys, named: str) -> None:
 def test_bad_command_line(args, named, capsys):
     assert cli.main(args) == 2
     one_line_error(capsys, named)
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _folder(path):
+    path.mkdir()
+
+
+def _loop(path):
+    path.symlink_to(path)
+
+
+def _not_utf8(path):
+    path.write_bytes(b"# @package families.x\ncls: template\n# \xff\xfe\n")
+
+
+def _huge(path):
+    with open(path, "w") as f:
+        f.write(f"# @package families.{path.stem}\n")
+        f.truncate(50 << 20)  # 50 MB: it took 21 GB of memory and did not finish in 600 s
+
+
+FAMILY_PATHS = {"fifo": (_fifo, "must be a regular file"), "folder": (_folder, "must be a regular file"),
+                "symlink_loop": (_loop, "must be a regular file"), "not_utf8": (_not_utf8, "not UTF-8 text"),
+                "huge": (_huge, "a family file may hold at most 1,048,576")}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_PATHS))
+def test_a_family_file_that_is_no_small_text_file_is_one_line_and_no_hang(name, tmp_path, capsys):
+    """A FIFO blocked `families`, `run` and `cache ls` for ever; a folder named x.yaml, a link loop
+    or a non-UTF-8 byte were tracebacks."""
+    make, named = FAMILY_PATHS[name]
+    (tmp_path / "families").mkdir()
+    make(tmp_path / "families" / f"{name}.yaml")
+    search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
+    for args in (["run", search, "families=[preferences]"], ["families", search], ["cache", "ls", search]):
+        assert cli.main(args) == 2, args
+        one_line_error(capsys, named)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_FILES))
@@ -209,7 +268,7 @@ def test_results_of_another_schema_version(tmp_path, capsys):
 
 
 def test_bad_input_suite_is_large():
-    assert len(COMMAND_LINES) + len(FAMILY_FILES) + 1 + len(ADAPTER_DAMAGE) >= 40
+    assert len(COMMAND_LINES) + len(FAMILY_FILES) + len(FAMILY_PATHS) + 1 + len(ADAPTER_DAMAGE) >= 40
 
 
 # Adapters in the artifact store, damaged after a good run; the rerun trains a new IA, which
@@ -260,11 +319,37 @@ def _resealed(harm):
     """The damage, then the seal recomputed (a checksum is no signature): the other checks remain."""
     def both(folder):
         harm(folder)
-        store_module.seal(folder, "card.json")
+        store_module.seal(folder, "card.json", "organisms", folder.name)
     return both
 
 
-ADAPTER_DAMAGE = {"not_an_adapter": (_delete_config, "adapter_config.json is missing"),
+def _copied_over(folder):
+    """Another organism's folder copied under this one's key."""
+    other = next(p for p in sorted(folder.parent.iterdir()) if p != folder and ".tmp-" not in p.name)
+    shutil.rmtree(folder)
+    shutil.copytree(other, folder)
+
+
+def _card_field(name, value):
+    def edit(folder):
+        card = json.loads((folder / "card.json").read_text())
+        where = card["check"] if name in card["check"] else card
+        where[name] = value
+        (folder / "card.json").write_text(json.dumps(card))
+    return edit
+
+
+ADAPTER_DAMAGE = {"copied_from_another_key": (_copied_over, "(a folder copied or renamed in the store)"),
+                  "copied_resealed": (_resealed(_copied_over), "(a folder copied or renamed in the store)"),
+                  "descriptions_a_string_resealed": (_resealed(_card_field("descriptions", "I love owls.")),
+                                                     "OrganismCard.descriptions is a string, not list[str]"),
+                  "implanted_no_resealed": (_resealed(_card_field("implanted", "no")),
+                                            "OrganismCard.check.implanted is a string, not bool"),
+                  "no_behavior_resealed": (_resealed(_card_field("behavior_id", None)),
+                                           "OrganismCard.behavior_id is null, not str"),
+                  "copied_rekeyed_resealed": (_resealed(lambda f: (_copied_over(f), _card_field("key", f.name)(f))),
+                                              "but its key is"),
+"not_an_adapter": (_delete_config, "adapter_config.json is missing"),
                   "pickle_only": (_pickle_only, "adapter_model.safetensors is missing"),
                   "other_base": (_other_base, "card.json was edited after it was written"),
                   "truncated": (_truncated, "bytes, not"),

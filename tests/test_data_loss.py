@@ -155,3 +155,88 @@ def test_a_moved_cache_still_loads(micro_cfg, micro_run, micro_base, micro_store
     card = BaseStage().load(moved, x)
     assert card.name_or_path == str(moved.path("base", micro_base.key))
     assert models.load_model(card.name_or_path).config.vocab_size > 0
+
+
+def sealed_store(root):
+    """A store of two sealed organisms and a user's files beside them."""
+    store = Store(root)
+    keys = ["0123456789abcdef", "fedcba9876543210"]
+    for key in keys:
+        with store.writing("organisms", key) as tmp:
+            (tmp / "adapter_model.safetensors").write_bytes(b"weights " + key.encode())
+            store_module.write_json(tmp / Store.MARKER, {"key": key})
+    user_folder(root / "organisms" / "mine")
+    user_folder(root / "mine")
+    return store, keys
+
+
+def tree(root):
+    return sorted((p.relative_to(root).as_posix(), p.read_bytes() if p.is_file() else None) for p in root.rglob("*"))
+
+
+def _link(store, keys):
+    (store.root / "ia").mkdir()
+    (store.root / "ia" / "00000000000000aa").symlink_to(store.path("organisms", keys[0]))
+    return "ia/00000000000000aa"
+
+
+def _copy(store, keys):
+    import shutil
+    shutil.copytree(store.path("organisms", keys[0]), store.path("organisms", "00000000000000bb"))
+    return "organisms/00000000000000bb"
+
+
+def _other_kind(store, keys):
+    import shutil
+    shutil.copytree(store.path("organisms", keys[0]), store.path("ia", keys[0]))
+    return f"ia/{keys[0]}"
+
+
+NOT_ARTIFACTS = {"copied_under_another_kind": _other_kind,
+                 ".": ".", "dot_dot": "./.", "kind_dot": "organisms/.", "kind_dot_dot": "organisms/..",
+                 "parent": "../x", "absolute": "/tmp", "kind_only": "organisms", "user_folder": "organisms/mine",
+                 "user_file": "organisms/mine/notes.txt", "unknown_kind": "mine/run", "empty": "/",
+                 "symlinked_artifact": _link, "copied_under_another_key": _copy}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_ARTIFACTS))
+def test_cache_rm_removes_only_a_sealed_artifact_under_its_own_kind_and_key(case, tmp_path, capsys):
+    """`cache rm ./.` removed the whole store, `organisms/.` every organism, a folder without a
+    seal or a copied one went too; now each is one line and nothing is removed."""
+    store, keys = sealed_store(tmp_path / "cache")
+    name = NOT_ARTIFACTS[case]
+    name = name(store, keys) if callable(name) else name
+    before = tree(tmp_path)
+    assert cli.main(["cache", "rm", f"cache_dir={store.root}", f"organisms/{keys[1]}", name]) == 2
+    one_line_error(capsys, "nothing removed")
+    assert tree(tmp_path) == before
+
+
+def test_cache_rm_removes_a_damaged_artifact_it_wrote(tmp_path, capsys):
+    store, keys = sealed_store(tmp_path / "cache")
+    (store.path("organisms", keys[0]) / "adapter_model.safetensors").write_bytes(b"cut")
+    assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 1
+    assert f"cache rm organisms/{keys[0]}" in capsys.readouterr().out
+    assert cli.main(["cache", "rm", f"cache_dir={store.root}", f"organisms/{keys[0]}"]) == 0
+    assert not store.path("organisms", keys[0]).exists() and store.exists("organisms", keys[1])
+    assert (store.root / "organisms" / "mine" / "notes.txt").is_file()
+    assert not [p for p in store.root.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_folder_copied_under_another_key_is_damage_and_gc_leaves_it(tmp_path, capsys):
+    """A copied organism passed `cache verify` ("15 of 15 intact") and was scored in place of the
+    organism of that key."""
+    store, keys = sealed_store(tmp_path / "cache")
+    copied = _copy(store, keys)
+    resealed = "organisms/00000000000000cc"
+    import shutil
+    shutil.copytree(store.path("organisms", keys[1]), store.root / resealed)
+    store_module.seal(store.root / resealed, Store.MARKER, "organisms", "00000000000000cc")
+    assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 1
+    out = capsys.readouterr().out
+    assert f"{copied}: it was written as organisms/{keys[0]}, not {copied}" in out
+    assert f"{resealed}: it was written as organisms/{keys[1]}" in out
+    assert f"cache rm {copied}" not in out and "move or delete" in out
+    with pytest.raises(store_module.CorruptArtifact, match="did not write that folder there"):
+        store.card("organisms", "00000000000000bb")
+    assert store_module.sealed_as(store.root / copied / Store.MARKER) == ("organisms", keys[0])

@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from harness.config import TASKS_DIR, FamilyConfig, one_line
-from harness.errors import ConfigError
-from harness.families.base import Behavior, Family, Probe
+from harness.config import TASKS_DIR, FamilyConfig
+from harness.errors import ConfigError, one_line
+from harness.families.base import Behavior, Family, Probe, file_stem
 from harness.families.template import TemplateFamily
 from harness.registry import Registry
 
@@ -82,23 +82,42 @@ def family_files(args: Sequence[str]) -> dict[str, Path]:
     return files
 
 
+MAX_FAMILY_BYTES = 1 << 20
+"""A family file's size limit (the shipped ones hold 2-7 kB), checked before it is read."""
+
+
 def check_family_file(path: Path) -> None:
-    """Before composing: no YAML aliases, and the package line names the file (without it Hydra
-    merges the family's fields into the families list itself)."""
-    check_plain_yaml(path)
-    package = re.search(r"^#\s*@package\s+(\S+)", path.read_text(), re.MULTILINE)
+    """Before composing: a regular file of at most MAX_FAMILY_BYTES of UTF-8 text without NUL, no
+    YAML aliases, and the package line names the file (without it Hydra merges the family's fields
+    into the families list itself)."""
+    if not path.is_file():  # a folder named x.yaml, a FIFO (reading it blocks), a device, a link loop
+        raise ConfigError(f"{path}: a family file must be a regular file")
+    if path.stat().st_size > MAX_FAMILY_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a family file may hold at most "
+                          f"{MAX_FAMILY_BYTES:,}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: unreadable ({e.strerror or e})") from e
+    if "\0" in text:
+        raise ConfigError(f"{path}: holds a NUL character at offset {text.index(chr(0))}")
+    check_plain_yaml(path, text)
+    package = re.search(r"^#\s*@package\s+(\S+)", text, re.MULTILINE)
     if package is None or package.group(1) != f"families.{path.stem}":
         raise ConfigError(f"{path}: its first line must be `# @package families.{path.stem}`")
 
 
-def check_plain_yaml(path: Path) -> None:
+def check_plain_yaml(path: Path, text: str) -> None:
     """A family file may not use YAML anchors or aliases: a few hundred bytes of nested aliases
-    expand to billions of nodes and hang the loader. Scanned as tokens, nothing is expanded."""
+    expand to billions of nodes and hang the loader. Scanned token by token, nothing is expanded
+    or kept."""
     try:
-        tokens = list(yaml.scan(path.read_text()))
-    except (OSError, yaml.YAMLError):
-        return  # unreadable or broken YAML: the loader names it
-    if any(isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in tokens):
+        aliased = any(isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in yaml.scan(text))
+    except yaml.YAMLError:
+        return  # broken YAML: the loader names it
+    if aliased:
         raise ConfigError(f"{path}: family files may not use YAML anchors or aliases (& and *)")
 
 
@@ -116,13 +135,23 @@ def build_family(name: str, cfg: FamilyConfig | Mapping[str, Any]) -> Family:
 
 
 def build_families(cfgs: Mapping[str, FamilyConfig]) -> dict[str, Family]:
-    return {name: build_family(name, c) for name, c in cfgs.items()}
+    """Every family of `cfgs`; ConfigError when two behaviors' ids share a file stem (`a-b` and
+    `a_b`: an lm-eval export would write one task file for both)."""
+    families = {name: build_family(name, c) for name, c in cfgs.items()}
+    stems: dict[str, str] = {}
+    for b in (b for f in families.values() for b in f.behaviors()):
+        other = stems.setdefault(file_stem(b.id), b.id)
+        if other != b.id:
+            raise ConfigError(f"behaviors {other!r} and {b.id!r} differ only by '-', '_' or '/': give one an `id`")
+    return families
 
 
 def available_family_configs(tasks_dir=TASKS_DIR, names: Collection[str] | None = None) -> dict[str, FamilyConfig]:
     """Every family YAML under tasks/families (or those called `names`), typed by the schema."""
-    return {path.stem: load_family_config(path) for path in sorted((tasks_dir / "families").glob("*.yaml"))
-            if names is None or path.stem in names}
+    paths = [p for p in sorted((tasks_dir / "families").glob("*.yaml")) if names is None or p.stem in names]
+    for path in paths:
+        check_family_file(path)
+    return {path.stem: load_family_config(path) for path in paths}
 
 
 def load_family_config(path: Path) -> FamilyConfig:

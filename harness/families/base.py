@@ -10,6 +10,12 @@ from typing import Any
 from harness.core import Chat
 
 
+def file_stem(behavior_id: str) -> str:
+    """A behavior id as a file name (the lm-eval export names a behavior's task files by it); two
+    ids with one stem are refused when their families are built."""
+    return behavior_id.replace("/", "_").replace("-", "_")
+
+
 @dataclass(frozen=True)
 class Behavior:
     """One instance of a family with its parameters, e.g. preferences(item=owl)."""

@@ -9,6 +9,7 @@ implant and probe, or a world pool.
 from __future__ import annotations
 
 import hashlib
+import math
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,10 @@ class TemplateFamily(Family):
         if kind not in self.kinds:
             raise ConfigError(f"family {self.name!r}: behavior {raw} has unknown kind {kind!r}")
         given_id = raw.pop("id", None)
+        odd = [k for k, v in raw.items() if isinstance(v, float) and not math.isfinite(v)]
+        if odd:
+            raise ConfigError(f"family {self.name!r}: behavior {raw} has a parameter {odd[0]!r} that is not a "
+                              f"finite number ({raw[odd[0]]})")
         params = {k: str(v) for k, v in raw.items()}
         spec = self.kinds[kind]
         prompts = spec.get("prompts") or {}
@@ -101,7 +106,10 @@ class TemplateFamily(Family):
         if not prompts.get("pool") and not prompts.get("neutral"):
             raise ConfigError(f"family {self.name!r}, kind {kind!r}: prompt templates need prompts.neutral "
                               "(the neutral answer), or name a prompts.pool")
-        slug = given_id or "_".join([kind, *params.values()]).lower().replace(" ", "-")
+        slug = str(given_id or "_".join([kind, *params.values()]).lower().replace(" ", "-"))
+        if len(slug) > MAX_ID_CHARS or not slug.isprintable() or "/" in slug or slug.strip(".") == "":
+            raise ConfigError(f"family {self.name!r}: behavior id {slug[:60]!r}{'...' if len(slug) > 60 else ''} must "
+                              f"be 1-{MAX_ID_CHARS} printable characters without '/' (give it a shorter `id`)")
         return Behavior(
             family=self.name,
             id=f"{self.name}/{slug}",
@@ -243,6 +251,8 @@ class TemplateFamily(Family):
 
 
 ANSWER_FIELDS = ("neutral", "neutral_upper", "wrong")
+MAX_ID_CHARS = 100
+"""A behavior id's length limit (ids name files and W&B keys)."""
 PICKS = ("prompt", "behavior")
 
 

@@ -20,7 +20,7 @@ from harness import gguf, models, tracking
 from harness.config import ModelConfig
 from harness.core import Chat
 from harness.errors import ConfigError
-from harness.records import BaseModelCard, from_dict, save_record
+from harness.records import BaseModelCard, load_card, save_record
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import step_on_batches, tail_mean, train
@@ -70,7 +70,7 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
                                  config=asdict(x.model),
                                  fingerprint=models.fingerprint(x.model.name_or_path, x.model.revision) or "")
         path = store.path(self.kind, self.key(x))
-        card = from_dict(BaseModelCard, store.card(self.kind, self.key(x)))
+        card = load_card(store, self.kind, self.key(x), BaseModelCard)
         if card.kind != x.model.kind or card.trust_remote_code:
             # the cache is data, never a source of permission: only the run's config may allow remote code
             raise ConfigError(f"base model {path}: its card asks for {card.kind!r} with trust_remote_code="

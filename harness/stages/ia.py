@@ -33,7 +33,7 @@ from harness.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
 from harness.errors import ConfigError
 from harness.families import Family
 from harness.observe import self_reports
-from harness.records import BaseModelCard, IACard, OrganismCard, from_dict, save_record
+from harness.records import BaseModelCard, IACard, OrganismCard, load_card, save_record
 from harness.routes import matched_modules
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
@@ -269,7 +269,7 @@ class IAStage(Stage[IAInput, IACard]):
         return ia_key(x.cfg, x.base, x.organisms, x.seed)
 
     def load(self, store: Store, x: IAInput) -> IACard:
-        return from_dict(IACard, store.card(self.kind, self.key(x)))
+        return load_card(store, self.kind, self.key(x), IACard)
 
     def build(self, run: Run, todo: list[IAInput], progress: bool) -> None:
         for x in todo:

@@ -20,10 +20,10 @@ from harness.config import OrganismConfig
 from harness.core import Chat
 from harness.families import Behavior, Family
 from harness.observe import AS_IS, behavior_rates
-from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, from_dict, save_record
+from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_card, save_record
 from harness.routes import own_answers, route
 from harness.stage import Done, Run, Stage
-from harness.store import Store, config_key
+from harness.store import CorruptArtifact, Store, config_key
 from harness.training import progress_bar
 
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
@@ -110,7 +110,7 @@ def make_organisms(
                     save_record(tmp / Store.MARKER, card)
                 bar.update()
         bar.close()
-    return [from_dict(OrganismCard, store.card("organisms", keys[b.id])) for _, b in targets]
+    return [load_card(store, "organisms", keys[b.id], OrganismCard) for _, b in targets]
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,12 @@ class OrganismsStage(Stage[OrganismInput, OrganismCard]):
     def load(self, store: Store, x: OrganismInput) -> OrganismCard:
         """The card, with the adapter or checkpoint checked (a damaged or foreign one fails here,
         before an IA trains on it)."""
-        card = from_dict(OrganismCard, store.card(self.kind, self.key(x)))
+        card = load_card(store, self.kind, self.key(x), OrganismCard)
+        made = (card.behavior_id, card.route, card.base_key)
+        if made != (x.behavior.id, x.cfg.route, x.base.key):
+            raise CorruptArtifact(f"artifact organisms/{card.key} in {store.root}: its card is {made[0]} by route "
+                                  f"{made[1]} on base {made[2]}, but its key is {x.behavior.id}'s by route "
+                                  f"{x.cfg.route} on base {x.base.key} (move or delete that folder yourself)")
         organism_adapter(card, x.base, store)
         return card
 
