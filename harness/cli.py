@@ -24,7 +24,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from harness.config import CONF_DIR, TASKS_DIR, Config, validate
-from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, ConfigError, one_line
+from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, one_line
+from harness.run_folder import previous_outputs
 
 RUN_EXAMPLES = """\
 examples:
@@ -241,6 +242,8 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         key, _, value = o.lstrip("+").partition("=")
         if key in ("hydra.run.dir", "hydra.sweep.dir"):
             check_output_folder(Path(value), key)
+        if key == "hydra.run.dir":  # before Hydra writes its .hydra/ into someone else's folder
+            previous_outputs(Path(value))
     return typed[0]
 
 
@@ -635,9 +638,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except SystemExit as e:  # --help, or the Hydra app's status
         return int(e.code or 0)
+    except KeyboardInterrupt:  # Ctrl-C: what a kill -9 leaves (harness/store.py), and one line
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `harness families | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush raises nothing
         return 0
+    except OSError as e:  # disk full, no permission (what is written is renamed into place whole, or not at all)
+        print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as e:
         return internal_error(e)
 

@@ -12,6 +12,8 @@ EXIT_BAD_INPUT = 2
 """Bad input (ConfigError): one line `harness: error: ...`."""
 EXIT_INTERNAL = 3
 """A bug or an unexpected failure of the harness: the traceback, then one line."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT), at any moment: one line (the status a shell gives a process SIGINT ends)."""
 
 
 def one_line(error: BaseException) -> str:

@@ -26,17 +26,31 @@ FPR = "base/false_positive_rate"
 
 
 def load_results(folders: Iterable[Path]) -> list[RunResults]:
-    """Every run's aggregate results under the given folders (searched recursively), with the
-    Hydra overrides that made the run when its `.hydra/overrides.yaml` is there."""
+    """Every run's aggregate results under the given folders (searched recursively, but not inside
+    a run's own folder), with the Hydra overrides that made the run when its
+    `.hydra/overrides.yaml` is there."""
     out = []
     for folder in folders:
-        for path in sorted(Path(folder).rglob(RESULTS_FILE)):
+        found = sorted(Path(folder).rglob(RESULTS_FILE))
+        runs = [p for p in found if not any(q.parent in p.parents for q in found if q != p)]
+        for path in runs:  # a folder inside a run's is not part of it (the run folder refuses one)
             record = read_results(path)
             record.path = str(path.parent)
             overrides = path.parent / ".hydra" / "overrides.yaml"
-            record.overrides = list(OmegaConf.load(overrides)) if overrides.is_file() else []
+            record.overrides = read_overrides(overrides) if overrides.is_file() else []
             out.append(record)
     return out
+
+
+def read_overrides(path: Path) -> list[str]:
+    """A run's Hydra overrides (a YAML list of strings); ConfigError naming the file otherwise."""
+    try:
+        overrides = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml's and omegaconf's errors, a non-UTF-8 byte
+        raise ConfigError(f"{path}: not a readable overrides file ({one_line(e)})") from e
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{path}: not a list of overrides")
+    return overrides
 
 
 def read_results(path: Path) -> RunResults:
@@ -349,19 +363,26 @@ def to_markdown(df: pd.DataFrame) -> str:
     return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="")
 
 
+SWEEP_FILES = ("sweep.md", "sweep.csv", "sweep.json", "sweep.png", "seeds.md", "seeds.csv")
+"""What a sweep's summary writes into the sweep folder."""
+
+
 def write_sweep(results: list[RunResults], folder: Path,
                 logger: LoggerConfig | None) -> tuple[pd.DataFrame, list[Path]]:
     """The sweep's table (markdown, CSV) and its plot, beside each other in `folder`, both also
     logged to a W&B run of the sweep's group (job type `sweep`) unless `logger` is None; over
     seeds, the seed summary too. Returns (the table, the files written)."""
-    from harness import tracking
+    from harness import manifest, tracking
 
+    manifest.check_replaceable(folder, SWEEP_FILES, "the sweep's summary")
     df = sweep_table(results)
     written = write(df, folder, "sweep")
     png = plot_sweep(df, folder / "sweep.png")
     if logger is not None:
         tracking.log_sweep(logger, folder, df, png)
-    return df, [*written, *([png] if png else []), *write_seeds(results, folder)]
+    written = [*written, *([png] if png else []), *write_seeds(results, folder)]
+    manifest.record(folder, [p.name for p in written])
+    return df, written
 
 
 def sweep_text(table: pd.DataFrame, written: list[Path]) -> str:

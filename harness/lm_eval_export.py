@@ -31,6 +31,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from harness import manifest
 from harness.config import FamilyConfig
 from harness.errors import ConfigError
 from harness.families import Family
@@ -173,6 +174,7 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
                     write_group(tmp, group, tasks, "verbalization" if group.startswith("selfreport_") else
                                 "behavior_rate")
                     names += tasks
+        manifest.record(tmp, [p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -187,25 +189,18 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
 
 
 def check_out(out: Path) -> None:
-    """An export goes into a new or empty folder, or replaces a previous export; any other
-    folder is refused (the harness never removes what it did not write)."""
+    """An export goes into a new or empty folder, or replaces a previous export (every file in the
+    folder listed in its manifest, harness/manifest.py); any other folder is refused (the harness
+    never removes what it did not write)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
-    if out.is_dir() and not is_export(out):
+    if out.is_dir() and any(out.iterdir()) and (manifest.listed(out) is None or manifest.foreign(out, PYTHON)):
         raise ConfigError(f"--out {out}: the folder holds files that are not an lm-eval export of the harness; "
                           "choose a new or empty folder")
 
 
-def is_export(folder: Path) -> bool:
-    """Is everything in the folder something an export writes (an empty folder is one)?"""
-    def written(entry: Path) -> bool:
-        if entry.is_dir():
-            return entry.name == "__pycache__" or entry.name == "data" and all(
-                f.is_file() and f.suffix == ".jsonl" for f in entry.iterdir())
-        return entry.name in (TEMPLATE, REPORT_TEMPLATE, FAMILIES_FILE, "utils.py") or (
-            entry.suffix == ".yaml" and entry.name.startswith(("probe_", "control_", "selfreport_")))
-
-    return all(written(entry) for entry in folder.iterdir())
+PYTHON = ("__pycache__",)
+"""What Python writes into an export when lm-eval imports its utils.py."""
 
 
 def check_merge(model: Path, ia: Path, base: str | None, out: Path) -> tuple[str, str]:

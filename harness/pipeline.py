@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import leaderboard, metrics, models, tracking
+from harness import leaderboard, metrics, models, run_folder, tracking
 from harness.config import Config
 from harness.dag import execute
 from harness.provenance import environment
@@ -66,6 +66,7 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     models.set_generation_batch(cfg.model.generation_batch_size)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    run_folder.claim(out)
     overrides = overrides or {}
     identity = RunIdentity.new(command)
     log.info(f"artifacts: {r.store.root.resolve()}\nrun folder: {out.resolve()}")

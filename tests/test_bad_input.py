@@ -480,3 +480,49 @@ def test_a_hub_name_not_on_this_machine_fails_at_once_even_online(tmp_path):
         "harness: error: model.name_or_path=nobody/no-model: not a folder, and not in the local Hugging Face cache "
         "(the harness never downloads a model: put its files in a folder and name that)"]
     assert not (tmp_path / "hf").exists() or not list((tmp_path / "hf").rglob("*.safetensors"))
+
+
+def _edit_json(edit):
+    def harm(path):
+        raw = json.loads(path.read_text())
+        edit(raw)
+        path.write_text(json.dumps(raw))
+    return harm
+
+
+# A run folder's files, damaged after a good run: (file, damage, the commands that read it, fragment)
+RUN_FILE_DAMAGE = {
+    "metrics_without_metrics": ("metrics.json", _edit_json(lambda r: r.pop("metrics")), ("leaderboard", "report"),
+                                "RunResults lacks the field 'metrics'"),
+    "metrics_of_wrong_type": ("metrics.json", _edit_json(lambda r: r.update(metrics="all good")),
+                              ("leaderboard", "report"), "RunResults.metrics is a string, not list"),
+    "metric_n_a_string": ("metrics.json", _edit_json(lambda r: r["metrics"][0].update(n="many")),
+                          ("leaderboard", "report"), "RunResults.metrics[0].n is a string"),
+    "metrics_not_utf8": ("metrics.json", lambda p: p.write_bytes(b'{"schema_version": 2, "x": "\xff"}'),
+                         ("leaderboard", "report"), "not a readable results file"),
+    "overrides_broken": (".hydra/overrides.yaml", lambda p: p.write_text("- [unclosed\n"), ("leaderboard", "report"),
+                         "not a readable overrides file"),
+    "overrides_not_a_list": (".hydra/overrides.yaml", lambda p: p.write_text("seed: 1\n"), ("leaderboard",),
+                             "not a list of overrides"),
+    "self_reports_cut": ("self_reports.jsonl", lambda p: p.write_text(p.read_text()[: len(p.read_text()) // 2]),
+                         ("report", "agreement"), "not a ReportRow"),
+    "self_reports_not_utf8": ("self_reports.jsonl", lambda p: p.write_bytes(b"\xff\n"), ("report", "agreement"),
+                              "self_reports.jsonl"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_FILE_DAMAGE))
+def test_a_damaged_run_folder_is_one_line_for_every_reader(case, good_cache, tmp_path, capsys):
+    """Missing fields, wrong types, a non-UTF-8 byte, a cut JSONL line or a malformed
+    .hydra/overrides.yaml were tracebacks (exit 3)."""
+    name, harm, readers, named = RUN_FILE_DAMAGE[case]
+    run = tmp_path / "run"
+    shutil.copytree(good_cache.parent / "run", run)
+    harm(run / name)
+    for reader in readers:
+        args = {"leaderboard": ["leaderboard", str(run)], "report": ["report", str(run), "--out", str(tmp_path)],
+                "agreement": ["agreement", str(run), "--judge-model",
+                              str(next((good_cache / "base").glob("*/card.json")).parent)]}[reader]
+        assert cli.main(args) == 2, reader
+        one_line_error(capsys, named)
+    assert not (tmp_path / "report.html").exists()

@@ -248,3 +248,19 @@ def test_a_closed_pipe_is_not_a_traceback():
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=HANG_GUARD_S) == 0 and err == "", err
+
+
+@pytest.mark.parametrize("after_s", [0.3, 1.5])
+def test_ctrl_c_at_any_moment_is_one_line_and_130(after_s, tmp_path):
+    """Ctrl-C in the first seconds (during the imports) exited 1 with a traceback."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness.entry", "run", "preset=smoke", "logger=none",
+                             f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "harness: interrupted" and "Traceback" not in err, err[-2000:]

@@ -240,3 +240,77 @@ def test_a_folder_copied_under_another_key_is_damage_and_gc_leaves_it(tmp_path, 
     with pytest.raises(store_module.CorruptArtifact, match="did not write that folder there"):
         store.card("organisms", "00000000000000bb")
     assert store_module.sealed_as(store.root / copied / Store.MARKER) == ("organisms", keys[0])
+
+
+def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
+    """A rerun replaces its own folder's results as a whole (a killed rerun left the old
+    metrics.json under the new overrides); a folder holding a user's files or another run nested
+    inside is refused before Hydra writes into it; the leaderboard never reads a nested run."""
+    from harness import leaderboard
+    from tests.conftest import small_run
+
+    args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})
+    run = tmp_path / "run"
+    assert cli.main(["run", *args, f"hydra.run.dir={run}"]) == 0
+    assert (run / "metrics.json").is_file() and (run / "run_files.json").is_file()
+    # the rerun stops after the base stage (as a killed one would): no old results are left
+    assert cli.main(["run", *args, "stage=base", f"hydra.run.dir={run}"]) == 0
+    assert not (run / "metrics.json").exists() and not (run / "self_reports.jsonl").exists()
+    assert "stage=base" in (run / ".hydra" / "overrides.yaml").read_text()
+    assert cli.main(["run", *args, f"hydra.run.dir={run}"]) == 0
+    parent = tmp_path / "parent"
+    copy_run(run, parent / "nested")
+    mine = user_folder(tmp_path / "mine")
+    for folder, named in [(mine, "'notes.txt', which no run of the harness wrote there"),
+                          (parent, "'nested', which no run of the harness wrote there")]:
+        before = tree(folder)
+        assert cli.main(["run", *args, f"hydra.run.dir={folder}"]) == 2
+        one_line_error(capsys, named)
+        assert tree(folder) == before
+    copy_run(run, parent)
+    (found,) = leaderboard.load_results([parent])
+    assert found.path == str(parent)
+
+
+def copy_run(run, to):
+    import shutil
+
+    to.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(run / ".hydra", to / ".hydra")
+    shutil.copy(run / "metrics.json", to / "metrics.json")
+
+
+def test_an_export_replaces_only_files_its_manifest_lists(tmp_path, capsys):
+    """An export decided "a previous export" by file names: it replaced a user's utils.py and
+    deleted their probe_*.yaml and data/*.jsonl."""
+    out = tmp_path / "tasks"
+    (out / "data").mkdir(parents=True)
+    for name in ("utils.py", "probe_mine.yaml", "data/mine.jsonl"):
+        (out / name).write_text("mine")
+    before = tree(out)
+    assert cli.main(["export-lm-eval", "--out", str(out), "families=[biases]"]) == 2
+    one_line_error(capsys, "not an lm-eval export")
+    assert tree(out) == before
+    ours = tmp_path / "ours"
+    assert cli.main(["export-lm-eval", "--out", str(ours), "families=[biases]"]) == 0
+    (ours / "__pycache__").mkdir()  # lm-eval imported utils.py
+    (ours / "__pycache__" / "utils.cpython.pyc").write_bytes(b"")
+    assert cli.main(["export-lm-eval", "--out", str(ours), "families=[preferences]"]) == 0
+    (ours / "data" / "mine.jsonl").write_text("mine")
+    assert cli.main(["export-lm-eval", "--out", str(ours), "families=[biases]"]) == 2
+    one_line_error(capsys, "not an lm-eval export")
+    assert (ours / "data" / "mine.jsonl").read_text() == "mine"
+
+
+def test_a_sweep_summary_never_overwrites_a_users_file(tmp_path, capsys):
+    """`leaderboard --sweep DIR` overwrote a user's sweep.md."""
+    import json
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "metrics.json").write_text(json.dumps({"schema_version": 2, "split": "s", "ia": "k",
+                                                          "metrics": []}))
+    (sweep / "sweep.md").write_text("my notes")
+    assert cli.main(["leaderboard", "--sweep", str(sweep)]) == 2
+    one_line_error(capsys, "sweep.md exists and the harness did not write it")
+    assert (sweep / "sweep.md").read_text() == "my notes"

@@ -93,12 +93,12 @@ def test_a_failed_artifact_write_leaves_no_artifact(tmp_path):
     assert not store.exists("organisms", "k") and list((tmp_path / "organisms").iterdir()) == []
 
 
-def test_disk_full_during_a_rerun_keeps_the_finished_results(two_runs, tmp_path):
-    """The job fails with one line when metrics.json cannot be written; the earlier file stays."""
+def test_disk_full_during_a_rerun_is_one_line_and_leaves_no_old_results(two_runs, tmp_path):
+    """The job fails with one line when metrics.json cannot be written. The rerun removed its
+    folder's earlier results when it started: none are left under its new overrides."""
     (a, _), _ = two_runs
     run_dir = tmp_path / "run"
     shutil.copytree(a / "run", run_dir)
-    finished = (run_dir / "metrics.json").read_text()
     full_disk = ("import errno, os, sys; replace = os.replace\n"
                  "def failing(src, dst):\n"
                  "    if str(dst).endswith('metrics.json'):\n"
@@ -113,7 +113,8 @@ def test_disk_full_during_a_rerun_keeps_the_finished_results(two_runs, tmp_path)
     assert done.returncode == 2
     err = done.stderr.strip().splitlines()[-1]
     assert err.startswith("harness: error: No space left on device") and "metrics.json" in err
-    assert (run_dir / "metrics.json").read_text() == finished
+    assert not (run_dir / "metrics.json").exists()
+    assert "probe.samples=3" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert not list(run_dir.glob("*.tmp-*"))
 
 
