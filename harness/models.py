@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
@@ -206,9 +206,15 @@ def save_stamped(model, folder: Path, base_fingerprint: str, **kwargs) -> None:
 
 
 def stamped_base(adapter: Path) -> str | None:
-    """The base fingerprint a harness adapter was stamped with (None for an adapter made elsewhere)."""
-    with safe_open(Path(adapter) / ADAPTER_WEIGHTS, "pt") as f:
-        return (f.metadata() or {}).get(BASE_STAMP)
+    """The base fingerprint a harness adapter was stamped with (None for an adapter made elsewhere);
+    ConfigError naming the file when its safetensors header is unreadable (a header that lies about
+    its size or offsets)."""
+    weights = Path(adapter) / ADAPTER_WEIGHTS
+    try:
+        with safe_open(weights, "pt") as f:
+            return (f.metadata() or {}).get(BASE_STAMP)
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"{weights}: not a readable safetensors file ({one_line(e)})") from e
 
 
 def check_adapter(path: str | Path, what: str) -> Path:

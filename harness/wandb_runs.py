@@ -37,6 +37,8 @@ def records(path: Path) -> Iterator[bytes]:
         if left < 7 or (kind == 0 and length == 0):  # block padding
             pos += left
             continue
+        if pos + 7 + length > len(data):
+            raise ConfigError(f"{path}: a cut W&B run file (a record runs past its end)")
         chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == FULL:
             yield chunk
@@ -53,13 +55,17 @@ def read_offline_run(path: Path) -> dict[str, Any]:
     """{config, summary, job_type, group, id, tags, exit_code, artifacts} of an offline run file
     (the last value of each key; exit_code None while the run is open; artifacts: each logged
     artifact's type, name and files as {path: (reference, checksum)})."""
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2 as pb
 
     out: dict[str, Any] = {"config": {}, "summary": {}, "job_type": None, "group": None, "id": "", "tags": [],
                            "exit_code": None, "artifacts": []}
     for raw in records(path):
         record = pb.Record()
-        record.ParseFromString(raw)
+        try:
+            record.ParseFromString(raw)
+        except DecodeError as e:
+            raise ConfigError(f"{path}: a damaged W&B run file ({e})") from e
         kind = record.WhichOneof("record_type")
         if kind == "run":
             out["job_type"], out["group"], out["id"] = record.run.job_type, record.run.run_group, record.run.run_id

@@ -508,6 +508,8 @@ RUN_FILE_DAMAGE = {
                          ("report", "agreement"), "not a ReportRow"),
     "self_reports_not_utf8": ("self_reports.jsonl", lambda p: p.write_bytes(b"\xff\n"), ("report", "agreement"),
                               "self_reports.jsonl"),
+    "wandb_file_cut": ("wandb/*/run-*.wandb", lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+                       ("from_wandb",), "W&B run file"),
 }
 
 
@@ -518,11 +520,27 @@ def test_a_damaged_run_folder_is_one_line_for_every_reader(case, good_cache, tmp
     name, harm, readers, named = RUN_FILE_DAMAGE[case]
     run = tmp_path / "run"
     shutil.copytree(good_cache.parent / "run", run)
-    harm(run / name)
+    harm(next(run.glob(name)))
     for reader in readers:
         args = {"leaderboard": ["leaderboard", str(run)], "report": ["report", str(run), "--out", str(tmp_path)],
+                "from_wandb": ["leaderboard", "--from-wandb", str(run / "wandb")],
                 "agreement": ["agreement", str(run), "--judge-model",
                               str(next((good_cache / "base").glob("*/card.json")).parent)]}[reader]
         assert cli.main(args) == 2, reader
         one_line_error(capsys, named)
     assert not (tmp_path / "report.html").exists()
+
+
+LYING_OFFSETS = b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,999]}}'
+
+
+@pytest.mark.parametrize("header", [b"\xff" * 8, (10**9).to_bytes(8, "little") + b"{}",
+                                    len(LYING_OFFSETS).to_bytes(8, "little") + LYING_OFFSETS],
+                         ids=["garbage", "size", "offsets"])
+def test_a_safetensors_header_that_lies_is_one_line(header, tmp_path):
+    """A header that lies about its size or its offsets was a traceback (exit 3)."""
+    from harness.errors import ConfigError
+
+    (tmp_path / "adapter_model.safetensors").write_bytes(header)
+    with pytest.raises(ConfigError, match="adapter_model.safetensors: not a readable safetensors file"):
+        models.stamped_base(tmp_path)
