@@ -115,9 +115,9 @@ class Store:
     def artifacts(self) -> Iterator[tuple[str, str]]:
         """(kind, key) of every finished artifact."""
         if self.root.is_dir():
-            for folder in sorted(self.root.glob(f"*/*/{self.MARKER}")):
-                if ".tmp-" not in folder.parent.name:
-                    yield folder.parent.parent.name, folder.parent.name
+            for card in sorted(self.root.glob(f"*/*/{self.MARKER}")):
+                if ".tmp-" not in card.parent.name and card.is_file():  # a FIFO would block its reader
+                    yield card.parent.parent.name, card.parent.name
 
     def _publish(self, tmp: Path, final: Path) -> None:
         """Rename a finished temporary folder into place. A finished artifact is never replaced:

@@ -314,3 +314,16 @@ def test_a_sweep_summary_never_overwrites_a_users_file(tmp_path, capsys):
     assert cli.main(["leaderboard", "--sweep", str(sweep)]) == 2
     one_line_error(capsys, "sweep.md exists and the harness did not write it")
     assert (sweep / "sweep.md").read_text() == "my notes"
+
+
+def test_a_fifo_where_a_card_should_be_blocks_nothing(tmp_path, capsys):
+    """A FIFO named card.json blocked `cache ls` and `cache verify` for ever."""
+    store, keys = sealed_store(tmp_path / "cache")
+    (store.root / "organisms" / "00000000000000dd").mkdir()
+    os.mkfifo(store.root / "organisms" / "00000000000000dd" / Store.MARKER)
+    assert cli.main(["cache", "ls", f"cache_dir={store.root}"]) == 0
+    assert "2 artifacts" in capsys.readouterr().out
+    assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 0
+    assert "2 of 2 artifacts intact" in capsys.readouterr().out
+    assert cli.main(["cache", "rm", f"cache_dir={store.root}", "organisms/00000000000000dd"]) == 2
+    one_line_error(capsys, "nothing removed")
