@@ -14,7 +14,7 @@ from harness.config import LoggerConfig
 from harness.errors import ConfigError, one_line
 from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds
 from harness.records import SCHEMA_VERSION, BadRecord, MetricRow, RunResults, from_dict
-from harness.store import write_atomic, write_text
+from harness.store import strict_dumps, write_atomic, write_text
 
 METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination", "kind")
 # Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger.
@@ -325,15 +325,19 @@ def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
 def to_json(df: pd.DataFrame) -> str:
     """The table as JSON: each metric's direction and aggregation, then one object per row whose
     metrics are `{value, low, high, n}` (null where missing)."""
-    def number(v):
-        return None if pd.isna(v) else v.item() if hasattr(v, "item") else v
+    def number(v, count: bool = False):
+        if pd.isna(v):
+            return None
+        v = v.item() if hasattr(v, "item") else v
+        return int(v) if count else v
 
     columns = value_columns(df)
     rows = [{**{c: number(df.at[i, c]) for c in id_columns(df)},
-             **{c: {k: number(df.at[i, c + s]) for k, s in zip(("value", "low", "high", "n"), INTERVAL, strict=True)}
+             **{c: {k: number(df.at[i, c + s], count=k == "n")
+                    for k, s in zip(("value", "low", "high", "n"), INTERVAL, strict=True)}
                 for c in columns}} for i in df.index]
     metrics = {c: {"higher_is_better": spec(c).higher_is_better, "aggregation": spec(c).aggregation} for c in columns}
-    return json.dumps({"metrics": metrics, "rows": rows}, indent=1)
+    return strict_dumps({"metrics": metrics, "rows": rows}, indent=1)
 
 
 FORMATS = ("md", "csv", "json")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import ConfigError, one_line
-from harness.store import Store, write_json, write_text
+from harness.store import Store, strict_dumps, write_json, write_text
 
 SCHEMA_VERSION = 2
 R = TypeVar("R")
@@ -170,6 +171,8 @@ def _typed(hint: Any, value: Any, where: str) -> Any:
         return {k: _typed(args[1] if args else Any, v, f"{where}.{k}") for k, v in value.items()}
     elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return value
+    elif hint is float and value is None:  # strict JSON writes a NaN as null
+        return math.nan
     elif hint in (str, bool) and isinstance(value, hint) or hint is int and type(value) is int:
         return value
     shown = getattr(hint, "__name__", None) if origin is None else None
@@ -200,7 +203,7 @@ def load_record(path: Path, cls: type[R]) -> R:
 
 def write_jsonl(path: Path, rows: list[Any]) -> None:
     """One record per line (the per-sample results format)."""
-    write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    write_text(path, "".join(strict_dumps(asdict(r)) + "\n" for r in rows))
 
 
 def read_jsonl(path: Path, cls: type[R]) -> list[R]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -184,7 +185,7 @@ def seal(folder: Path, marker: str, kind: str, key: str) -> None:
     files = {p.relative_to(folder).as_posix(): [p.stat().st_size, file_sha256(p)] for p in _files(folder, marker)}
     card[SEAL] = {"kind": kind, "key": key, "files": files}
     card[SEAL]["card"] = _card_hash(card)
-    card_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    card_path.write_text(strict_dumps(card, indent=2) + "\n")
 
 
 def check_seal(folder: Path, marker: str, kind: str, key: str) -> list[str]:
@@ -262,5 +263,22 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
+def strict_json(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float as None: what the harness writes is strict JSON
+    (`null`, never `NaN` or `Infinity`, which JSON.parse and other strict readers refuse)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def strict_dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON text of `obj` (see `strict_json`; anything else unknown as its str)."""
+    return json.dumps(strict_json(obj), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    write_text(path, strict_dumps(obj, indent=2) + "\n")

@@ -155,3 +155,25 @@ def test_two_runs_at_once_on_one_cache_give_the_same_results(two_runs, tmp_path)
     assert artifacts and all(store.verify(kind, key) == [] for kind, key in artifacts)
     assert set(artifacts) <= set(Store(alone / "cache").artifacts()), "the same keys as the run alone"
     assert not list((tmp_path / "cache").glob("*/*.tmp-*")), "no debris of a finished writer"
+
+
+def strict_load(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_file_a_run_writes_is_strict_json(two_runs):
+    """metrics.json held 364 bare NaN (JSON.parse refuses them) and leaderboard.json gave a count
+    as 1.0 in one metric and 1 in the others."""
+    (a, _), _ = two_runs
+    files = [p for p in [*(a / "run").rglob("*.json*"), *(a / "cache").rglob("*.json*")]
+             if "wandb" not in p.relative_to(a).parts and p.suffix in (".json", ".jsonl")]
+    assert {"metrics.json", "leaderboard.json", "self_reports.jsonl", "card.json"} <= {p.name for p in files}
+    for path in files:
+        lines = path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]
+        for line in filter(None, lines):
+            strict_load(line)
+    board = strict_load((a / "run" / "leaderboard.json").read_text())
+    counts = [m["n"] for row in board["rows"] for k, m in row.items() if isinstance(m, dict) and "n" in m]
+    assert counts and all(n is None or type(n) is int for n in counts)
