@@ -97,9 +97,9 @@ class Store:
         """Whether `<kind>/<key>` is a folder the store wrote: a real folder (no link) whose card
         names this key and, in its seal, this kind. Its files may still be damaged (verify)."""
         folder = self.path(kind, key)
-        return bool(KEY.fullmatch(key)) and kind not in ("", ".", "..") and "/" not in kind \
-            and not folder.is_symlink() and self.exists(kind, key) and sealed_as(folder / self.MARKER) in \
-            {(kind, key), (None, key)}
+        if not KEY.fullmatch(key) or kind in ("", ".", "..") or "/" in kind or folder.is_symlink():
+            return False
+        return self.exists(kind, key) and sealed_as(folder / self.MARKER) in {(kind, key), (None, key)}
 
     def remove(self, kind: str, key: str) -> None:
         """Remove an artifact, so the next run that needs it rebuilds it; ConfigError for a folder
