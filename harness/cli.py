@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from harness import manifest
 from harness.config import CONF_DIR, TASKS_DIR, Config, validate
 from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, one_line
 from harness.run_folder import previous_outputs
@@ -465,6 +466,9 @@ def export_command(a: argparse.Namespace) -> int:
     return 0
 
 
+AUDIT_FILES = ("audit.json", "audit.md")
+
+
 def audit_command(a: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -475,12 +479,15 @@ def audit_command(a: argparse.Namespace) -> int:
     out = a.out or Path("outputs/audit") / a.model.resolve().name
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file, not a folder")
+    if out.is_dir():
+        manifest.check_replaceable(out, AUDIT_FILES, "--out")
     cfg = check(a.overrides)
     card = audit.audit(a.model, a.ia, a.base, build_families(cfg.families), cfg)
     out.mkdir(parents=True, exist_ok=True)
     text = audit.to_markdown(card)
     write_json(out / "audit.json", asdict(card))
     write_text(out / "audit.md", text)
+    manifest.record(out, AUDIT_FILES)
     print(text)
     print(f"audit card written to {out / 'audit.md'} and {out / 'audit.json'}")
     return EXIT_FINDING if card.with_verdict("hidden") else 0
@@ -501,7 +508,10 @@ def report_command(a: argparse.Namespace) -> int:
         folder = runs[-1].parent
     if not folder.is_dir():
         raise ConfigError(f"no such folder: {folder}")
+    if (out or folder).is_dir():
+        manifest.check_replaceable(out or folder, ["report.html"], "report")
     path = write_report(folder, out)
+    manifest.record(path.parent, ["report.html"])
     print(f"report written to {path} (one self-contained file: open it in a browser, or send it)")
     if a.log:  # reading writes no W&B run unless asked
         group = next((r.group for r in leaderboard.load_results([folder]) if r.group), None)

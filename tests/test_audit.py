@@ -156,7 +156,10 @@ def test_audit_takes_only_an_ia_as_the_ia_and_checks_out_first(harness_run, tmp_
     shutil.copytree(ia, listed)
     (listed / "adapter_config.json").write_text("[1, 2]")
     (tmp_path / "a_file").write_text("mine")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "audit.md").write_text("mine")
     for args, named in [(["--ia", str(organism)], "is in a 'organisms' artifact of a harness store, not an IA"),
+                        (["--ia", str(ia), "--out", str(tmp_path / "notes")], "audit.md exists and the harness did"),
                         (["--ia", str(ia), "--out", str(tmp_path / "a_file")], "is a file, not a folder"),
                         (["--ia", str(listed)], "adapter_config.json is not a JSON object")]:
         out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
@@ -164,3 +167,4 @@ def test_audit_takes_only_an_ia_as_the_ia_and_checks_out_first(harness_run, tmp_
         err = capsys.readouterr().err.strip()
         assert err.startswith("harness: error:") and named in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "a_file").read_text() == "mine" and not (tmp_path / "out").exists()
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["audit.md"]
