@@ -500,7 +500,7 @@ RUN_FILE_DAMAGE = {
                           ("leaderboard", "report"), "RunResults.metrics[0].n is a string"),
     "metrics_not_utf8": ("metrics.json", lambda p: p.write_bytes(b'{"schema_version": 2, "x": "\xff"}'),
                          ("leaderboard", "report"), "not a readable results file"),
-    "overrides_broken": (".hydra/overrides.yaml", lambda p: p.write_text("- [unclosed\n"), ("leaderboard", "report"),
+    "overrides_broken": (".hydra/overrides.yaml", lambda p: p.write_text("- [unclosed\n"), ("leaderboard",),
                          "not a readable overrides file"),
     "overrides_not_a_list": (".hydra/overrides.yaml", lambda p: p.write_text("seed: 1\n"), ("leaderboard",),
                              "not a list of overrides"),
@@ -508,8 +508,6 @@ RUN_FILE_DAMAGE = {
                          ("report", "agreement"), "not a ReportRow"),
     "self_reports_not_utf8": ("self_reports.jsonl", lambda p: p.write_bytes(b"\xff\n"), ("report", "agreement"),
                               "self_reports.jsonl"),
-    "wandb_file_cut": ("wandb/*/run-*.wandb", lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
-                       ("from_wandb",), "W&B run file"),
 }
 
 
@@ -520,10 +518,9 @@ def test_a_damaged_run_folder_is_one_line_for_every_reader(case, good_cache, tmp
     name, harm, readers, named = RUN_FILE_DAMAGE[case]
     run = tmp_path / "run"
     shutil.copytree(good_cache.parent / "run", run)
-    harm(next(run.glob(name)))
+    harm(run / name)
     for reader in readers:
         args = {"leaderboard": ["leaderboard", str(run)], "report": ["report", str(run), "--out", str(tmp_path)],
-                "from_wandb": ["leaderboard", "--from-wandb", str(run / "wandb")],
                 "agreement": ["agreement", str(run), "--judge-model",
                               str(next((good_cache / "base").glob("*/card.json")).parent)]}[reader]
         assert cli.main(args) == 2, reader
@@ -544,3 +541,18 @@ def test_a_safetensors_header_that_lies_is_one_line(header, tmp_path):
     (tmp_path / "adapter_model.safetensors").write_bytes(header)
     with pytest.raises(ConfigError, match="adapter_model.safetensors: not a readable safetensors file"):
         models.stamped_base(tmp_path)
+
+
+CUT_RECORD = (1000).to_bytes(2, "little") + b"\x01" + b"cut short"  # (length, kind FULL, data)
+GARBAGE_RECORD = (5).to_bytes(2, "little") + b"\x01" + b"\xff" * 5
+
+
+@pytest.mark.parametrize("record,named", [(CUT_RECORD, "a cut W&B run file"),
+                                          (GARBAGE_RECORD, "a damaged W&B run file")], ids=["cut", "garbage"])
+def test_a_damaged_wandb_run_file_is_one_line(record, named, tmp_path, capsys):
+    """A truncated offline run file was a traceback (exit 3) in `leaderboard --from-wandb`."""
+    folder = tmp_path / "wandb" / "offline-run-1"
+    folder.mkdir(parents=True)
+    (folder / "run-1.wandb").write_bytes(b":W&B\x00\x01\x00" + b"\x00" * 4 + record)
+    assert cli.main(["leaderboard", "--from-wandb", str(tmp_path / "wandb")]) == 2
+    one_line_error(capsys, named)

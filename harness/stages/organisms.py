@@ -148,11 +148,10 @@ class OrganismsStage(Stage[OrganismInput, OrganismCard]):
         """The card, with the adapter or checkpoint checked (a damaged or foreign one fails here,
         before an IA trains on it)."""
         card = load_card(store, self.kind, self.key(x), OrganismCard)
-        made = (card.behavior_id, card.route, card.base_key)
-        if made != (x.behavior.id, x.cfg.route, x.base.key):
-            raise CorruptArtifact(f"artifact organisms/{card.key} in {store.root}: its card is {made[0]} by route "
-                                  f"{made[1]} on base {made[2]}, but its key is {x.behavior.id}'s by route "
-                                  f"{x.cfg.route} on base {x.base.key} (move or delete that folder yourself)")
+        if (card.behavior_id, card.route) != (x.behavior.id, x.cfg.route):  # its base: organism_adapter
+            raise CorruptArtifact(f"artifact organisms/{card.key} in {store.root}: its card is {card.behavior_id} by "
+                                  f"route {card.route}, but its key is {x.behavior.id}'s by route {x.cfg.route} "
+                                  "(move or delete that folder yourself)")
         organism_adapter(card, x.base, store)
         return card
 
