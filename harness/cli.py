@@ -630,8 +630,8 @@ COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     try:
+        parser = build_parser()
         if args and args[0] not in ("run", *COMMANDS) and not args[0].startswith("-"):
             raise ConfigError(f"unknown command {args[0]!r} (known: run, {', '.join(COMMANDS)})")
         if {"-sc", "--shell-completion"} & set(args[:2]):

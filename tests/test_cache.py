@@ -61,7 +61,8 @@ def test_gc_removes_only_what_the_config_does_not_use(cached, tmp_path, capsys):
     shutil.copytree(tmp / "cache", cache)
     store = Store(cache)
     with store.writing("organisms", "0000000000000000") as folder:  # an artifact of another config
-        (folder / "card.json").write_text(json.dumps({"behavior_id": "x/y", "route": "lora"}))
+        (folder / "card.json").write_text(json.dumps({"key": "0000000000000000", "behavior_id": "x/y",
+                                                      "route": "lora"}))
     run_args = [a if not a.startswith("cache_dir=") else f"cache_dir={cache}" for a in args]
     used = {a for a in store.artifacts() if a[1] != "0000000000000000"}
     capsys.readouterr()
@@ -75,6 +76,6 @@ def test_gc_removes_only_what_the_config_does_not_use(cached, tmp_path, capsys):
 def test_cache_bad_input(cached, capsys):
     tmp, _ = cached
     assert cli.main(["cache", "rm", "organisms/../../etc", f"cache_dir={tmp / 'cache'}"]) == 2
-    assert "not an artifact" in capsys.readouterr().err
+    assert "not a sealed artifact" in capsys.readouterr().err
     assert cli.main(["cache", "gc", f"cache_dir={tmp / 'empty'}", "seed=5", "model=micro"]) == 2
     assert "not built yet" in capsys.readouterr().err
