@@ -120,8 +120,10 @@ def test_a_cache_card_never_grants_remote_code(micro_base, micro_store, tmp_path
                                                                            "AutoModelForCausalLM": "evil.EvilConfig"}}))
     card = json.loads((planted / Store.MARKER).read_text())
     card["config"]["trust_remote_code"] = True
+    card["key"] = planted.name
     (planted / Store.MARKER).write_text(json.dumps(card))
-    store_module.seal(planted, Store.MARKER)  # a checksum is no signature: whoever can write can reseal
+    # a checksum is no signature: whoever can write can reseal
+    store_module.seal(planted, Store.MARKER, "base", planted.name)
     assert cli.main(["run", *args, f"hydra.run.dir={tmp_path / 'run'}"]) == 2
     one_line_error(capsys, "trust_remote_code")
     assert not sentinel.exists()
@@ -252,7 +254,7 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
     args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})
     run = tmp_path / "run"
     assert cli.main(["run", *args, f"hydra.run.dir={run}"]) == 0
-    assert (run / "metrics.json").is_file() and (run / "run_files.json").is_file()
+    assert (run / "metrics.json").is_file() and (run / "harness_files.json").is_file()
     # the rerun stops after the base stage (as a killed one would): no old results are left
     assert cli.main(["run", *args, "stage=base", f"hydra.run.dir={run}"]) == 0
     assert not (run / "metrics.json").exists() and not (run / "self_reports.jsonl").exists()
@@ -261,8 +263,9 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
     parent = tmp_path / "parent"
     copy_run(run, parent / "nested")
     mine = user_folder(tmp_path / "mine")
+    capsys.readouterr()
     for folder, named in [(mine, "'notes.txt', which no run of the harness wrote there"),
-                          (parent, "'nested', which no run of the harness wrote there")]:
+                          (parent, "'nested/.hydra/config.yaml', which no run of the harness wrote")]:
         before = tree(folder)
         assert cli.main(["run", *args, f"hydra.run.dir={folder}"]) == 2
         one_line_error(capsys, named)

@@ -87,9 +87,16 @@ MAX_FAMILY_BYTES = 1 << 20
 
 
 def check_family_file(path: Path) -> None:
-    """Before composing: a regular file of at most MAX_FAMILY_BYTES of UTF-8 text without NUL, no
-    YAML aliases, and the package line names the file (without it Hydra merges the family's fields
-    into the families list itself)."""
+    """Before composing: a safe family text (`family_text`) whose package line names the file
+    (without it Hydra merges the family's fields into the families list itself)."""
+    package = re.search(r"^#\s*@package\s+(\S+)", family_text(path), re.MULTILINE)
+    if package is None or package.group(1) != f"families.{path.stem}":
+        raise ConfigError(f"{path}: its first line must be `# @package families.{path.stem}`")
+
+
+def family_text(path: Path) -> str:
+    """A family file's text, checked before it is parsed: a regular file of at most
+    MAX_FAMILY_BYTES of UTF-8 text without NUL and without YAML aliases."""
     if not path.is_file():  # a folder named x.yaml, a FIFO (reading it blocks), a device, a link loop
         raise ConfigError(f"{path}: a family file must be a regular file")
     if path.stat().st_size > MAX_FAMILY_BYTES:
@@ -104,9 +111,7 @@ def check_family_file(path: Path) -> None:
     if "\0" in text:
         raise ConfigError(f"{path}: holds a NUL character at offset {text.index(chr(0))}")
     check_plain_yaml(path, text)
-    package = re.search(r"^#\s*@package\s+(\S+)", text, re.MULTILINE)
-    if package is None or package.group(1) != f"families.{path.stem}":
-        raise ConfigError(f"{path}: its first line must be `# @package families.{path.stem}`")
+    return text
 
 
 def check_plain_yaml(path: Path, text: str) -> None:
@@ -150,7 +155,7 @@ def available_family_configs(tasks_dir=TASKS_DIR, names: Collection[str] | None 
     """Every family YAML under tasks/families (or those called `names`), typed by the schema."""
     paths = [p for p in sorted((tasks_dir / "families").glob("*.yaml")) if names is None or p.stem in names]
     for path in paths:
-        check_family_file(path)
+        family_text(path)
     return {path.stem: load_family_config(path) for path in paths}
 
 
