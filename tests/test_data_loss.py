@@ -2,6 +2,7 @@
 artifact: each case here lost data before."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -101,7 +102,6 @@ def test_a_cache_card_never_grants_remote_code(micro_base, micro_store, tmp_path
     """A base folder in a shared cache whose card asks for trust_remote_code, with an auto_map
     and a Python file, runs no code: permission comes from the run's config alone."""
     import json
-    import shutil
 
     from harness.stage import Run
     from harness.stages.base_model import BaseStage
@@ -146,8 +146,6 @@ def test_training_that_diverges_saves_nothing(micro_cfg, micro_base, families, c
 
 
 def test_a_moved_cache_still_loads(micro_cfg, micro_run, micro_base, micro_store, tmp_path):
-    import shutil
-
     from harness import models
     from harness.stages.base_model import BaseStage
 
@@ -183,13 +181,11 @@ def _link(store, keys):
 
 
 def _copy(store, keys):
-    import shutil
     shutil.copytree(store.path("organisms", keys[0]), store.path("organisms", "00000000000000bb"))
     return "organisms/00000000000000bb"
 
 
 def _other_kind(store, keys):
-    import shutil
     shutil.copytree(store.path("organisms", keys[0]), store.path("ia", keys[0]))
     return f"ia/{keys[0]}"
 
@@ -231,7 +227,6 @@ def test_a_folder_copied_under_another_key_is_damage_and_gc_leaves_it(tmp_path, 
     store, keys = sealed_store(tmp_path / "cache")
     copied = _copy(store, keys)
     resealed = "organisms/00000000000000cc"
-    import shutil
     shutil.copytree(store.path("organisms", keys[1]), store.root / resealed)
     store_module.seal(store.root / resealed, Store.MARKER, "organisms", "00000000000000cc")
     assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 1
@@ -276,8 +271,6 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
 
 
 def copy_run(run, to):
-    import shutil
-
     to.mkdir(parents=True, exist_ok=True)
     shutil.copytree(run / ".hydra", to / ".hydra")
     shutil.copy(run / "metrics.json", to / "metrics.json")
