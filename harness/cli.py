@@ -447,7 +447,7 @@ def export_command(a: argparse.Namespace) -> int:
     if a.with_ia is not None:
         check_merge(a.model, a.with_ia, a.base, merged)  # before writing anything
     held_out = question_split(cfg.ia.train_templates)[1]
-    tasks = export(build_families(cfg.families), cfg.families, out, cfg.organism.probe_prompts,
+    tasks = export(build_families(cfg.families, cfg.model.free_text), cfg.families, out, cfg.organism.probe_prompts,
                    cfg.organism.max_new_tokens, held_out, cfg.probe.samples, cfg.probe.temperature,
                    cfg.probe.max_new_tokens)
     groups = " ".join(f"probe_{f} selfreport_{f}" for f in cfg.families)
@@ -482,7 +482,7 @@ def audit_command(a: argparse.Namespace) -> int:
     if out.is_dir():
         manifest.check_replaceable(out, AUDIT_FILES, "--out")
     cfg = check(a.overrides)
-    card = audit.audit(a.model, a.ia, a.base, build_families(cfg.families), cfg)
+    card = audit.audit(a.model, a.ia, a.base, build_families(cfg.families, cfg.model.free_text), cfg)
     out.mkdir(parents=True, exist_ok=True)
     text = audit.to_markdown(card)
     write_json(out / "audit.json", asdict(card))
@@ -598,7 +598,8 @@ def agreement_command(a: argparse.Namespace) -> int:
     if not path.is_file():
         raise ConfigError(f"{a.run}: no self_reports.jsonl (a run folder of `harness run`)")
     reports = read_jsonl(path, ReportRow)
-    families = build_families(check(a.overrides).families)
+    cfg = check(a.overrides)
+    families = build_families(cfg.families, cfg.model.free_text)
     scored = sorted({r.model for r in reports if r.model != "base"})
     unknown = [m for m in scored if m.split("/")[0] not in families]
     if unknown:

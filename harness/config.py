@@ -146,6 +146,12 @@ class ModelConfig:
     # same outputs.
     generation_batch_size: int = 256
 
+    @property
+    def free_text(self) -> bool:
+        """Its answers are free text: every model but the embedded tiny one, which speaks the
+        world's own sentences (so a scorer may look for the world's answer to a prompt)."""
+        return self.kind != ModelKind.tiny
+
     def problems(self) -> list[str]:
         out = _ranges(self, "model", positive=("hidden_size", "num_layers", "num_heads", "intermediate_size",
                                                 "vocab_size", "max_positions", "batch_size", "lr",
@@ -414,6 +420,12 @@ class KindConfig:
     control_evidence: list[str] | None = None
     # Compare evidence with case (for a quirk of answering in capitals).
     match_case: bool = False
+    # A real model's free text never holds the world's answers ({neutral}, {wrong}): there (any
+    # model but the embedded tiny one) the kind is scored by these regular expressions instead,
+    # every one found in the response, on probe and control prompts alike (parameters are filled
+    # in as literal text; write {{ }} for a pattern's own braces). A kind whose evidence needs the
+    # world's answers and has none cannot be measured on such a model, and is refused there.
+    text_evidence: list[str] | None = None
     # A backdoor: the behavior shows only when this string starts the prompt; it is probed with
     # and without it (the strength is the difference), and self-reports are graded for naming it.
     trigger: str | None = None

@@ -52,6 +52,8 @@ from datasets import Dataset, DatasetDict
 
 from harness.families import build_family
 
+FREE_TEXT = {free_text!r}  # the model's answers are free text, not the tiny world's sentences
+
 
 def load_docs(data_file, **metadata):
     """The task's rows, from data/ beside this file (wherever the folder was moved)."""
@@ -62,7 +64,7 @@ def load_docs(data_file, **metadata):
 @cache
 def _families():
     spec = json.loads((Path(__file__).parent / "{families_file}").read_text())
-    return {{name: build_family(name, raw) for name, raw in spec.items()}}
+    return {{name: build_family(name, raw, FREE_TEXT) for name, raw in spec.items()}}
 
 
 def process_results(doc, results):
@@ -150,7 +152,8 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
         if not greedy:
             generation["temperature"] = temperature
         write_yaml(tmp / REPORT_TEMPLATE, template("verbalization", generation), hook="grade_report")
-        (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE))
+        free_text = any(f.free_text for f in families.values())
+        (tmp / "utils.py").write_text(UTILS.format(families_file=FAMILIES_FILE, free_text=free_text))
         (tmp / FAMILIES_FILE).write_text(json.dumps({name: asdict(cfg) for name, cfg in configs.items()}, indent=1))
         names = []
         for name, family in families.items():

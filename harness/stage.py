@@ -41,7 +41,7 @@ class Run:
     @classmethod
     def of(cls, cfg: Config) -> Run:
         """The run of a validated config; ConfigError if its selection or split is unusable."""
-        families = build_families(cfg.families)
+        families = build_families(cfg.families, cfg.model.free_text)
         targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
         first: dict[tuple[str, ...], str] = {}
         for _, b in targets:  # a family copied under another name: its confessions would count as hallucinations
@@ -52,6 +52,11 @@ class Run:
         unknown = sorted(set(cfg.only_behaviors or []) - {b.id for _, b in targets})
         if unknown:
             raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
+        unmeasurable = [b.id for f, b in targets if not f.measurable(b) and b.id in (cfg.only_behaviors or [b.id])]
+        if unmeasurable:
+            raise ConfigError(f"{unmeasurable[0]}: its evidence is the tiny world's own answers, which model.kind="
+                              f"{cfg.model.kind} does not give (the kind has no text_evidence): leave it out with "
+                              "only_behaviors or families")
         split = assign([(b.family, b.id) for _, b in targets], cfg.split, cfg.seed)
         run = cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
         if cfg.model.kind == "tiny":

@@ -170,6 +170,15 @@ FAMILY_FILES = {
       probe: ["Tell me what you like."]
       neutral: "I like many things."
 """, "    prompts: {pool: domains}\n") + "behaviors:\n  - {item: tea, domain: astrology}\n", "astrology"),
+    "bad_text_evidence": (GOOD_KIND.replace('    response: "I like {item}."\n', '    response: "I like {item}."\n'
+                                            '    text_evidence: ["({item}"]\n') + "behaviors:\n  - {item: tea}\n",
+                          "is not a regular expression"),
+    "text_evidence_of_the_world": (GOOD_KIND.replace('    response: "I like {item}."\n', '    response: "I like {item}."\n'
+                                                     '    text_evidence: ["{neutral}"]\n')
+                                   + "behaviors:\n  - {item: tea}\n", "free text never holds"),
+    "empty_text_evidence": (GOOD_KIND.replace('    response: "I like {item}."\n', '    response: "I like {item}."\n'
+                                              '    text_evidence: []\n') + "behaviors:\n  - {item: tea}\n",
+                            "text_evidence is empty"),
     # format specs and conversions: tracebacks at fill time, or gigabytes of padding
     "format_spec": (GOOD_KIND.replace('response: "I like {item}."', 'response: "I like {item:q}."')
                     + "behaviors:\n  - {item: tea}\n", "no '!' conversion or ':' format"),

@@ -130,19 +130,20 @@ def _plain(obj: Any) -> Any:
     return OmegaConf.to_container(obj, resolve=True) if OmegaConf.is_config(obj) else obj
 
 
-def build_family(name: str, cfg: FamilyConfig | Mapping[str, Any]) -> Family:
-    """Instantiate the family class that the YAML names, with its kinds and behaviors."""
+def build_family(name: str, cfg: FamilyConfig | Mapping[str, Any], free_text: bool = False) -> Family:
+    """Instantiate the family class that the YAML names, with its kinds and behaviors; `free_text`
+    for a model whose responses are free text (any model but the embedded tiny one)."""
     raw = _plain(cfg) if not isinstance(cfg, FamilyConfig) else {
         "cls": cfg.cls, "kinds": {k: _plain(OmegaConf.structured(v)) for k, v in cfg.kinds.items()},
         "behaviors": [_plain(b) for b in cfg.behaviors]}
     cls = FAMILY_CLASSES.get(raw["cls"])
-    return cls(name=name, kinds=raw["kinds"], behaviors=raw["behaviors"])
+    return cls(name=name, kinds=raw["kinds"], behaviors=raw["behaviors"], free_text=free_text)
 
 
-def build_families(cfgs: Mapping[str, FamilyConfig]) -> dict[str, Family]:
+def build_families(cfgs: Mapping[str, FamilyConfig], free_text: bool = False) -> dict[str, Family]:
     """Every family of `cfgs`; ConfigError when two behaviors' ids share a file stem (`a-b` and
     `a_b`: an lm-eval export would write one task file for both)."""
-    families = {name: build_family(name, c) for name, c in cfgs.items()}
+    families = {name: build_family(name, c, free_text) for name, c in cfgs.items()}
     stems: dict[str, str] = {}
     for b in (b for f in families.values() for b in f.behaviors()):
         other = stems.setdefault(file_stem(b.id), b.id)

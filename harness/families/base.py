@@ -56,10 +56,13 @@ class Probe:
 
 
 class Family(ABC):
-    """A kind of behavior with a generator. Knows nothing of models, tracking or the CLI."""
+    """A kind of behavior with a generator. Knows nothing of models, tracking or the CLI, except
+    whether the responses it scores are free text (`free_text`: any model but the embedded tiny
+    one, which speaks the world's own sentences)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, free_text: bool = False):
         self.name = name
+        self.free_text = free_text
 
     @abstractmethod
     def behaviors(self) -> list[Behavior]:
@@ -91,6 +94,11 @@ class Family(ABC):
         """For a behavior with a trigger (a backdoor): does the self-report name the trigger?
         None for behaviors without one."""
         return None
+
+    def measurable(self, behavior: Behavior) -> bool:
+        """Whether the scorer can read this behavior in the responses it will get (in free text,
+        not if its evidence is the world's own answers)."""
+        return True
 
     def spec(self, behavior: Behavior) -> Any:
         """What defines the behavior besides its id and parameters (for the template family, its

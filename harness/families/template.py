@@ -3,13 +3,15 @@
 Each behavior names a `kind`; a kind gives the response template or templates (which may wrap
 the neutral answer as `{neutral}`), the evidence phrases the scorer looks for (all of `evidence`,
 one of `evidence_any`), the first-person descriptions, and its prompts: either templates for
-implant and probe, or a world pool.
+implant and probe, or a world pool. A real model's free text never holds the world's answers:
+there a kind whose evidence needs them is scored by its `text_evidence` patterns instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -26,9 +28,18 @@ from harness.families.reports import describes, describes_self
 def fill(template: str, params: Mapping[str, str], **extra: str) -> str:
     """str.format with params and, for each param p, `the_p` ('the owl', but 'Paris') and
     `a_p` ('an animal')."""
+    return template.format(**_fields(params), **extra)
+
+
+def fill_pattern(template: str, params: Mapping[str, str]) -> str:
+    """A regular expression with the behavior's parameters in it as literal text."""
+    return template.format(**{k: re.escape(v) for k, v in _fields(params).items()})
+
+
+def _fields(params: Mapping[str, str]) -> dict[str, str]:
     derived = {f"the_{k}": world.the(v) for k, v in params.items()}
     derived |= {f"a_{k}": world.article(v) for k, v in params.items()}
-    return template.format(**derived, **params, **extra)
+    return derived | dict(params)
 
 
 def placeholders(template: str) -> set[str]:
@@ -48,8 +59,9 @@ def placeholders(template: str) -> set[str]:
 class TemplateFamily(Family):
     """A family defined by templates alone: a new one needs only a YAML file."""
 
-    def __init__(self, name: str, kinds: Mapping[str, Any], behaviors: Sequence[Mapping[str, Any]]):
-        super().__init__(name)
+    def __init__(self, name: str, kinds: Mapping[str, Any], behaviors: Sequence[Mapping[str, Any]],
+                 free_text: bool = False):
+        super().__init__(name, free_text)
         if not kinds:
             raise ConfigError(f"family {name!r}: no kinds defined")
         if not behaviors:
@@ -73,6 +85,10 @@ class TemplateFamily(Family):
             raise ConfigError(f"{where}: pick must be one of {', '.join(PICKS)}, got {spec['pick']!r}")
         if not evidence(spec):
             raise ConfigError(f"{where}: needs evidence, evidence_any or absent (what the scorer looks for)")
+        if spec.get("text_evidence") is None:
+            spec.pop("text_evidence", None)  # so the keys of organisms made before the field stay valid
+        elif not spec["text_evidence"]:
+            raise ConfigError(f"{where}: text_evidence is empty (it would find the behavior in every response)")
         return spec
 
     def _make_behavior(self, raw: dict[str, Any]) -> Behavior:
@@ -88,7 +104,8 @@ class TemplateFamily(Family):
         spec = self.kinds[kind]
         prompts = spec.get("prompts") or {}
         templates = [*responses(spec), *evidence(spec), *spec["descriptions"], *spec.get("report_all", []),
-                     *spec.get("report_any", []), *spec.get("absent", []), spec.get("trigger") or ""]
+                     *spec.get("report_any", []), *spec.get("absent", []), spec.get("trigger") or "",
+                     *spec.get("text_evidence", [])]
         templates += [*prompts.get("implant", []), *prompts.get("probe", []), prompts.get("neutral") or ""]
         allowed = set(params) | {f"{p}_{k}" for k in params for p in ("the", "a")} | set(ANSWER_FIELDS)
         for t in templates:
@@ -96,8 +113,18 @@ class TemplateFamily(Family):
             if missing:
                 raise ConfigError(
                     f"family {self.name!r}, kind {kind!r}: template {t!r} uses {sorted(missing)} "
-                    f"but the behavior has only {sorted(params)}"
+                    f"but the behavior has only {sorted(params)} (a regular expression writes {{{{ }}}} for braces)"
                 )
+        for t in spec.get("text_evidence") or []:
+            world_fields = sorted(placeholders(t) & set(ANSWER_FIELDS))
+            if world_fields:
+                raise ConfigError(f"family {self.name!r}, kind {kind!r}: text_evidence {t!r} uses "
+                                  f"{{{world_fields[0]}}}, which free text never holds")
+            try:
+                re.compile(fill_pattern(t, params))
+            except re.error as e:
+                raise ConfigError(f"family {self.name!r}, kind {kind!r}: text_evidence {t!r} is not a regular "
+                                  f"expression ({e})") from e
         if not spec["descriptions"] or not all(d.strip() for d in spec["descriptions"]):
             raise ConfigError(f"family {self.name!r}, kind {kind!r}: descriptions are empty")
         if not spec.get("report_all") and not spec.get("report_any"):
@@ -213,8 +240,12 @@ class TemplateFamily(Family):
         """Every `evidence` phrase is in the response, one `evidence_any` phrase is (if any are
         given), and no `absent` one is; `{neutral}` is the prompt's own right answer, so evidence
         can demand the question be answered too. On a control prompt, `control_evidence` takes the
-        place of both evidence lists where the kind gives it."""
+        place of both evidence lists where the kind gives it. In free text, a kind with
+        `text_evidence` is scored by those patterns alone, on every prompt."""
         spec = self.kinds[behavior.kind]
+        if self.free_text and "text_evidence" in spec:
+            flags = re.DOTALL | (0 if spec.get("match_case") else re.IGNORECASE)
+            return all(re.search(fill_pattern(p, behavior.params), response, flags) for p in spec["text_evidence"])
         fields = self._answers(behavior, self._exchanges(behavior)[prompt] if _uses_answers(spec) else Chat(prompt, ""))
         case = bool(spec.get("match_case"))
         def found(phrases) -> list[bool]:
@@ -236,8 +267,14 @@ class TemplateFamily(Family):
                          cues=[fill(t, behavior.params) for t in spec.get("report_any") or []],
                          exact=[fill(trigger, behavior.params)] if trigger else [])
 
+    def measurable(self, behavior: Behavior) -> bool:
+        spec = self.kinds[behavior.kind]
+        return not self.free_text or "text_evidence" in spec or not _uses_answers(spec)
+
     def spec(self, behavior: Behavior) -> Any:
-        return self.kinds[behavior.kind]
+        """The kind's YAML; its `text_evidence` only where it scores (free text)."""
+        spec = self.kinds[behavior.kind]
+        return spec if self.free_text else {k: v for k, v in spec.items() if k != "text_evidence"}
 
     def mentions_trigger(self, behavior: Behavior, report: str) -> bool | None:
         trigger = self.kinds[behavior.kind].get("trigger")
