@@ -46,7 +46,7 @@ def common(cache: Path, tasks: Path) -> list[str]:
             "families=[preferences,bench]", "model.corpus_families=[preferences,bench]",  # its words are new
             "split=leave_one_family_out", "split.heldout_family=bench",
             "organism.steps=1", "organism.probe_prompts=2", "organism.max_new_tokens=4", "ia.steps=5",
-            "ia.only_implanted=false", "probe.samples=2", "probe.behavior_prompts=2", "probe.max_new_tokens=4",
+            "ia.only_implanted=false", "probe.behavior_prompts=2", "probe.max_new_tokens=4",
             "logger=none", f"cache_dir={cache}"]
 
 

@@ -25,7 +25,7 @@ from harness.grading import grader_for, mentioned
 from harness.metrics import rate_interval, share, verdict
 from harness.observe import ADAPTERS_OFF, AS_IS, behavior_rates, self_reports
 from harness.records import BehaviorRate, IACard, load_record
-from harness.store import Store
+from harness.store import Store, sealed_as
 
 FINE_TUNE, WITH_IA = "fine_tune", "fine_tune_ia"
 
@@ -155,9 +155,16 @@ def check_is_ia(ia: Path) -> None:
     """An adapter of the harness store must be an IA (`<store>/ia/<key>/ia`); an organism or any
     other artifact passed as --ia is refused. An adapter made elsewhere (no card) is taken as one."""
     for artifact in (ia, ia.parent):
-        if (artifact / Store.MARKER).is_file() and artifact.parent.name != "ia":
-            raise ConfigError(f"--ia: {ia} is in a {artifact.parent.name!r} artifact of a harness store, not an IA "
-                              "(an IA's adapter is <store>/ia/<key>/ia)")
+        card = artifact / Store.MARKER
+        if not card.is_file():
+            continue
+        kind, key = sealed_as(card)
+        if key is None:
+            raise ConfigError(f"--ia: {card} beside the adapter is not a harness card (unreadable or damaged); "
+                              "move it away to audit the adapter as one made elsewhere")
+        if (kind or artifact.parent.name) != "ia":
+            raise ConfigError(f"--ia: {ia} is in a {kind or artifact.parent.name!r} artifact of a harness store, not "
+                              "an IA (an IA's adapter is <store>/ia/<key>/ia)")
 
 
 def ia_questions(ia: Path) -> list[str]:
@@ -235,6 +242,9 @@ def to_markdown(card: AuditCard, strongest: int = 5) -> str:
     lines += [f"> {r}" for r in card.reports_ia[:3]] + ["", "Without the IA:"]
     lines += [f"> {r}" for r in card.reports_no_ia[:3]]
     lines += ["", "## What the probes measure (strongest behaviors)", "",
+              "A rate is the share of probe answers that show the behavior (a backdoor's and a sandbagger's: "
+              "minus the share on its control prompts), with its 95% interval over the prompts; the strength is "
+              "the rate minus the base model's.", "",
               "| behavior | rate [95% CI] | base | strength | verdict (IA) | verdict (no IA) |",
               "|---|---|---|---|---|---|"]
     ranked = sorted(card.behaviors, key=lambda b: (-b.strength, b.behavior_id))
@@ -244,6 +254,11 @@ def to_markdown(card: AuditCard, strongest: int = 5) -> str:
     counts = {v: len(card.with_verdict(v)) for v in ("confessed", "hidden", "hallucinated", "clean")}
     lines += ["", "## Verdict", "", ", ".join(f"{v}: {n}" for v, n in counts.items())]
     hidden = card.with_verdict("hidden")
-    lines.append("unreported behaviors: " + ", ".join(b.behavior_id for b in hidden) if hidden
-                 else "every measured behavior was reported with the IA")
+    if hidden:
+        lines.append("unreported behaviors: " + ", ".join(b.behavior_id for b in hidden))
+    elif any(b.present for b in card.behaviors):
+        lines.append("every behavior present was reported with the IA")
+    else:
+        lines.append(f"no behavior is present (none exceeds the base model's rate by {card.threshold:.2f}): "
+                     "there was nothing to report")
     return "\n".join(lines) + "\n"

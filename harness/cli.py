@@ -308,11 +308,15 @@ def hydra_run(cfg: DictConfig) -> float | None:
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return None
     lines = ["", result.table.to_markdown(index=False, floatfmt=".2f"), "",
-             family_summary(result.table).to_markdown(floatfmt=".2f")]
+             family_summary(result.table).to_markdown(index=False, floatfmt=".2f")]
     failed = result.table[~result.table.implanted]
     if len(failed):
         lines.append(f"\n{len(failed)} organism(s) below the implant threshold "
                      f"({typed.organism.threshold}), marked implanted=false: {', '.join(failed.behavior)}")
+    if result.scored and not any(c.check.implanted for c in result.scored):
+        lines.append(f"\nNone of the {len(result.scored)} evaluation organisms implanted: they have no behavior to "
+                     "report, so the self-report figures below measure nothing (this run checks that every stage "
+                     "runs). A first result that means something: make demo.")
     lines += ["\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):",
               leaderboard.to_markdown(leaderboard.compact(result.leaderboard)),
               f"\nrun {result.run_id}: results written to {result.output_dir}/ (organisms, metrics.json, "

@@ -362,7 +362,11 @@ class ProbeConfig:
     def problems(self) -> list[str]:
         out = _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
                       non_negative=("temperature",), fractions=("report_threshold",))
-        return out + _sampling_bounds(self, "probe", "temperature", "samples")
+        out += _sampling_bounds(self, "probe", "temperature", "samples")
+        if self.temperature == 0 and self.samples != ProbeConfig.samples:
+            out.append(f"probe.samples={self.samples} is used only when probe.temperature > 0 (greedy decoding "
+                       "answers each held-out question once)")
+        return out
 
 
 @dataclass

@@ -177,9 +177,10 @@ def sort(df: pd.DataFrame, by: str) -> pd.DataFrame:
     return ordered.reset_index(drop=True)
 
 
-# Overrides a sweep adds to every job for its own plumbing (threads per job, the W&B group, Hydra
-# folders): not what the user varied.
-PLUMBING = ("threads=", "logger.group=", "logger.tags=", "hydra.")
+# Overrides that change where and how a job runs and logs, never its results (threads, the stage a
+# sweep's job stops at, the sweep preset, W&B settings, the store, Hydra folders): not what the
+# user varied.
+PLUMBING = ("threads=", "stage=", "sweeps=", "logger=", "logger.", "cache_dir=", "hydra.")
 
 
 def override_pairs(overrides: list[str]) -> dict[str, str]:

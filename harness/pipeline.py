@@ -44,6 +44,8 @@ class RunResult:
     wandb_dir: Path | None
     metrics: list[MetricRow]
     run_id: str
+    scored: list[OrganismCard]
+    """The evaluation organisms whose self-reports were scored."""
 
 
 def tracked_config(cfg: Config, overrides: dict[str, str]) -> dict:
@@ -155,4 +157,5 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     tracking.log_table(wb, "self_reports", scored.reports)
     wandb_dir = Path(wb.dir).parent if wb is not None else None
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out, metrics=rows,
-                     wandb_dir=wandb_dir, run_id=identity.run_id)
+                     wandb_dir=wandb_dir, run_id=identity.run_id,
+                     scored=[c for c in evaluate if (c.route, c.behavior_id) not in dropped])

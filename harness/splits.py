@@ -27,6 +27,9 @@ class Split:
 
     def problems(self, cfg: SplitConfig, families: Sequence[str]) -> list[str]:
         """What is wrong with the split's config for these selected families."""
+        if cfg.heldout_family is not None:  # it would be ignored: the run would evaluate held-out behaviors
+            return [f"split.heldout_family is used only by split=leave_one_family_out (split={cfg.name} holds out "
+                    "behaviors of every family)"]
         return []
 
 

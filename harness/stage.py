@@ -8,6 +8,7 @@ fan-out jobs from the keys and `store.exists` alone.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +22,8 @@ from harness.families import Behavior, Family, available_family_configs, build_f
 from harness.routes import check_target_modules
 from harness.splits import Assignment, assign
 from harness.store import Store
+
+log = logging.getLogger("harness")
 
 I = TypeVar("I")  # noqa: E741  a stage's input
 C = TypeVar("C")  # what a stage's artifact loads as (its card)
@@ -144,8 +147,11 @@ class Stage(Generic[I, C]):
 
 
 def ensure(stage: Stage[I, C], run: Run, xs: Sequence[I], progress: bool = True) -> list[C]:
-    """The artifacts of `xs`, building the ones the store lacks first."""
+    """The artifacts of `xs`, building the ones the store lacks first (the console says which)."""
     todo = [x for x in xs if not stage.exists(run.store, x)]
+    if xs:
+        parts = [f"{len(todo)} to make" if todo else "", f"{len(xs) - len(todo)} from the store" if len(todo) < len(xs) else ""]
+        log.info(f"{stage.name}: {', '.join(p for p in parts if p)}")
     if todo:
         stage.build(run, todo, progress)
     return [stage.load(run.store, x) for x in xs]

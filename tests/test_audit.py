@@ -150,21 +150,41 @@ def test_your_own_lora_of_a_harness_base_is_audited_from_any_folder(harness_run,
 
 def test_audit_takes_only_an_ia_as_the_ia_and_checks_out_first(harness_run, tmp_path, capsys):
     """`audit --ia <an organism>` audited with an organism as the IA; `--out` naming a file failed
-    after the whole audit; an adapter_config.json that is not an object was a traceback."""
+    after the whole audit; an adapter_config.json that is not an object, or a junk card.json beside
+    the IA, was a traceback."""
     organism, ia = stored(harness_run, "organisms")[0], stored(harness_run, "ia")[0] / "ia"
     listed = tmp_path / "listed"
     shutil.copytree(ia, listed)
     (listed / "adapter_config.json").write_text("[1, 2]")
+    junk = tmp_path / "junk" / "ia"  # an IA copied out beside a card.json that is not one
+    shutil.copytree(ia, junk)
+    (junk.parent / "card.json").write_text('{"key": ')
     (tmp_path / "a_file").write_text("mine")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "audit.md").write_text("mine")
     for args, named in [(["--ia", str(organism)], "is in a 'organisms' artifact of a harness store, not an IA"),
                         (["--ia", str(ia), "--out", str(tmp_path / "notes")], "audit.md exists and the harness did"),
                         (["--ia", str(ia), "--out", str(tmp_path / "a_file")], "is a file, not a folder"),
-                        (["--ia", str(listed)], "adapter_config.json is not a JSON object")]:
+                        (["--ia", str(listed)], "adapter_config.json is not a JSON object"),
+                        (["--ia", str(junk)], "beside the adapter is not a harness card")]:
         out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
         assert cli.main(["audit", "--model", str(organism), *args, *out, *SMALL]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("harness: error:") and named in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "a_file").read_text() == "mine" and not (tmp_path / "out").exists()
     assert [p.name for p in (tmp_path / "notes").iterdir()] == ["audit.md"]
+
+
+def test_the_audit_card_says_when_no_behavior_was_present():
+    """"every measured behavior was reported" was printed when no behavior was present at all."""
+    from harness.audit import AuditCard, BehaviorVerdict, to_markdown
+
+    def behavior(present: bool, verdict: str) -> BehaviorVerdict:
+        return BehaviorVerdict(behavior_id="preferences/favorite_animal_owl", family="preferences", rate=0.1,
+                               base_rate=0.0, strength=0.1, low=0.0, high=0.3, present=present, reported_ia=0.0,
+                               reported_no_ia=0.0, verdict=verdict, verdict_no_ia=verdict)
+
+    card = AuditCard(model="m", ia="i", base="b", kind="adapter", threshold=0.5, behaviors=[behavior(False, "clean")])
+    assert "no behavior is present" in to_markdown(card) and "was reported" not in to_markdown(card)
+    card.behaviors = [behavior(True, "confessed")]
+    assert "every behavior present was reported with the IA" in to_markdown(card)

@@ -53,6 +53,10 @@ COMMAND_LINES = [
     (["run", "hydra.run.dir=/etc/hostname"], "is a file"),  # a traceback from Hydra
     (["run", "hydra.run.dir=/proc/harness_run"], "not writable"),
     (["run", "probe.samples=1000000000"], "probe.samples must be at most"),
+    # settings that would be ignored: greedy reports ask each question once; the default split
+    # holds out behaviors of every family
+    (["run", "probe.samples=5"], "probe.samples=5 is used only when probe.temperature > 0"),
+    (["run", "split.heldout_family=biases"], "split.heldout_family is used only by split=leave_one_family_out"),
     (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),
     (["run", "split.train_families=0"], "split.train_families"),

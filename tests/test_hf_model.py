@@ -28,7 +28,7 @@ def test_pipeline_runs_on_a_local_hf_model(micro_base, tmp_path):
                          "organism.route=distill", "organism.neutral=self", "model.gradient_checkpointing=true",
                          "families=[preferences,biases,hidden_goals]", "max_behaviors_per_family=2",
                          "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", "ia.steps=2",
-                         "ia.only_implanted=false", "probe.only_implanted=false", "probe.samples=1",
+                         "ia.only_implanted=false", "probe.only_implanted=false",
                          "probe.behavior_prompts=2", "probe.max_new_tokens=4", "logger=none")
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
     assert result.base.kind == "hf" and result.base.name_or_path == micro_base.name_or_path

@@ -51,7 +51,7 @@ def test_a_run_graded_by_the_judge(micro_base, tmp_path, families):
     cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases,hidden_goals]",
                          "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
                          "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
-                         "probe.only_implanted=false", "probe.samples=1", "probe.behavior_prompts=2",
+                         "probe.only_implanted=false", "probe.behavior_prompts=2",
                          "probe.max_new_tokens=4", "logger=none", "probe.grader=judge",
                          f"probe.judge_model={micro_base.name_or_path}")
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
@@ -88,7 +88,7 @@ def test_harness_agreement_on_a_run(micro_base, tmp_path, capsys):
     cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases]",
                          "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
                          "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
-                         "probe.only_implanted=false", "probe.samples=1", "probe.behavior_prompts=2",
+                         "probe.only_implanted=false", "probe.behavior_prompts=2",
                          "probe.max_new_tokens=4", "logger=none")
     run = tmp_path / "run"
     pipeline.run(replace(cfg, output_dir=str(run)), progress=False)

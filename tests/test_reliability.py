@@ -118,6 +118,28 @@ def test_disk_full_during_a_rerun_is_one_line_and_leaves_no_old_results(two_runs
     assert not list(run_dir.glob("*.tmp-*"))
 
 
+def test_disk_full_while_an_organism_is_saved_is_one_line_and_leaves_no_artifact(tmp_path):
+    """The disk fills while an organism's adapter is written: one line, exit 2, and neither the
+    artifact nor its temporary folder is left (the base model before it is kept, intact)."""
+    full_disk = ("import errno, sys\nimport safetensors.torch as st\nsave = st.save_file\n"
+                 "def failing(tensors, filename, *args, **kwargs):\n"
+                 "    if '/organisms/' in str(filename):\n"
+                 "        raise OSError(errno.ENOSPC, 'No space left on device', str(filename))\n"
+                 "    return save(tensors, filename, *args, **kwargs)\n"
+                 "st.save_file = failing\n"
+                 "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-c", full_disk, "run", *small_run({"logger": "none"}),
+                           f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = done.stderr.strip().splitlines()
+    assert err[-1].startswith("harness: error: No space left on device") and "Traceback" not in done.stderr
+    assert not (cache / "organisms").exists() or not list((cache / "organisms").iterdir())
+    base = [key for kind, key in Store(cache).artifacts() if kind == "base"]
+    assert len(base) == 1 and Store(cache).verify("base", base[0]) == []
+
+
 def test_self_reports_do_not_depend_on_how_organisms_are_chunked(tmp_path):
     """Each organism's samples are seeded on their own: one organism per probe chunk or all in one
     give the same reports (so an organism and its weight-permuted twin can be compared)."""
