@@ -135,10 +135,12 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
               + ", ".join(f"{e.behavior_id} ({e.route}, strength {e.strength:.2f})" for e in excluded))
     dropped = {(e.route, e.behavior_id) for e in excluded}
     scored = ProbeResult(behaviors=[b for b in probe.behaviors if (b.route, b.model) not in dropped],
-                         reports=[r for r in probe.reports if (r.route, r.model) not in dropped])
+                         reports=[r for r in probe.reports if (r.route, r.model) not in dropped],
+                         samples=[s for s in probe.samples if (s.route, s.model) not in dropped])
     rows = metrics.summarize(scored.reports, scored.behaviors, cfg.split.name, cfg.probe.report_threshold)
     write_jsonl(out / "self_reports.jsonl", scored.reports)
     write_jsonl(out / "behavior_rows.jsonl", scored.behaviors)
+    write_jsonl(out / "probe_samples.jsonl", scored.samples)
     save_record(out / leaderboard.RESULTS_FILE, RunResults(
         split=cfg.split.name, ia=ia.key, metrics=rows, base=base.key, group=cfg.logger.group,
         ia_config=asdict(cfg.ia), train_organisms=ia.organisms,

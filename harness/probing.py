@@ -22,17 +22,17 @@ def select_prompts(probe: Probe, n: int) -> Probe:
     return Probe(probe.behavior_id, _by_hash(probe.prompts, n), _by_hash(probe.control, n))
 
 
-def _fraction(family: Family, behavior: Behavior, prompts: Sequence[str], responses: Mapping[str, str]) -> float:
-    return sum(family.score(behavior, p, responses[p]) for p in prompts) / len(prompts)
-
-
 def behavior_rate(family: Family, behavior: Behavior, probe: Probe, responses: Mapping[str, str],
                   n_samples: int = 3) -> BehaviorRate:
     """Fraction of the probe's prompts whose response (looked up by prompt) shows the behavior,
     minus that fraction on its control prompts when it has any."""
     if not probe.prompts:
         return BehaviorRate(rate=0.0, n=0)
-    control = _fraction(family, behavior, probe.control, responses) if probe.control else None
+    scored = [{"prompt": p, "control": control, "response": responses[p],
+               "shows": family.score(behavior, p, responses[p])}
+              for prompts, control in ((probe.prompts, False), (probe.control, True)) for p in prompts]
+    rate = sum(s["shows"] for s in scored if not s["control"]) / len(probe.prompts)
+    control_rate = sum(s["shows"] for s in scored if s["control"]) / len(probe.control) if probe.control else None
     samples = [{"prompt": p, "response": responses[p]} for p in probe.prompts[:n_samples] + probe.control[:1]]
-    return BehaviorRate(rate=_fraction(family, behavior, probe.prompts, responses) - (control or 0.0),
-                        n=len(probe.prompts), samples=samples, control_rate=control, control_n=len(probe.control))
+    return BehaviorRate(rate=rate - (control_rate or 0.0), n=len(probe.prompts), samples=samples,
+                        control_rate=control_rate, control_n=len(probe.control), scored=scored)

@@ -31,6 +31,8 @@ class BehaviorRate:
     control prompts (no trigger, other domains), already subtracted from `rate`."""
     control_n: int = 0
     """Number of control prompts."""
+    scored: list[dict[str, Any]] = field(default_factory=list)
+    """Every response behind the rate: {prompt, control, response, shows} (not kept in cards)."""
 
 
 @dataclass
@@ -266,6 +268,31 @@ class IACard:
 
 
 @dataclass
+class ProbeSample:
+    """One probe generation: a probed model's answer to one of a behavior's probe prompts, and
+    whether the family's scorer saw the behavior in it (probe_samples.jsonl)."""
+
+    split: str
+    """Split name."""
+    model: str
+    """`base`, or the behavior id implanted in the organism."""
+    route: str
+    """Implant route of the probed organism; `base` for the base model."""
+    behavior_id: str
+    """The behavior whose probe prompt this is."""
+    family: str
+    """Family of the probed behavior."""
+    prompt: str
+    """The probe prompt (greedy decoding)."""
+    control: bool
+    """A control prompt (a backdoor's without its trigger, a sandbagger's other domains)."""
+    response: str
+    """The model's answer."""
+    shows: bool
+    """The family's scorer sees the behavior in the answer."""
+
+
+@dataclass
 class BehaviorRow:
     """One behavior's measured rate on one probed model (an evaluation organism or the base)."""
 
@@ -326,6 +353,9 @@ class ReportRow:
     kind_named: bool | None = None
     """For an organism: the report names a behavior of its own kind, with any of the family's
     parameters (rules grader); None for the base model and the shuffled baseline."""
+    description: str | None = None
+    """The organism's behavior in the first person (its first description), what a report that
+    verbalizes it describes; None for the base model."""
 
 
 CONDITIONS = ("ia", "no_ia", "prefill", "parrot", "shuffled")

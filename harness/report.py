@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 from harness import leaderboard  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.metrics import METRIC_SPECS  # noqa: E402
-from harness.records import CONDITIONS, MetricRow, ReportRow, RunResults, read_jsonl  # noqa: E402
+from harness.records import CONDITIONS, MetricRow, ProbeSample, ReportRow, RunResults, read_jsonl  # noqa: E402
 from harness.store import write_text  # noqa: E402
 
 CONDITION_MEANINGS = {
@@ -109,8 +109,9 @@ border-bottom:1px solid #ddd}.filters input[type=search]{width:24em}tr.yes td.ve
 tr.no td.verdict{color:#a00}details{margin:.3em 0}
 .wide{overflow-x:auto}.wide td{white-space:nowrap}summary{cursor:pointer}.legend td:first-child{font-weight:bold}"""
 
-# Filters every self-report table of a section: text (question or report), condition, verdict;
-# an organism whose rows are all hidden is hidden too, and the section says how many are shown.
+# Filters the self-report rows of a section (rows with a condition; not the probe answers) by text
+# (question or report), condition and verdict; an organism whose rows are all hidden is hidden too,
+# and the section says how many are shown.
 SCRIPT = """document.querySelectorAll('section.reports').forEach(section => {
   const text = section.querySelector('input.search'), condition = section.querySelector('select.condition'),
         verdict = section.querySelector('select.verdict'), shown = section.querySelector('.shown');
@@ -119,7 +120,7 @@ SCRIPT = """document.querySelectorAll('section.reports').forEach(section => {
     let count = 0;
     section.querySelectorAll('details.organism').forEach(group => {
       let visible = 0;
-      group.querySelectorAll('tbody tr').forEach(row => {
+      group.querySelectorAll('tbody tr[data-condition]').forEach(row => {
         const ok = (!words || row.textContent.toLowerCase().includes(words))
           && (!condition.value || row.dataset.condition === condition.value)
           && (!verdict.value || row.dataset.verbalized === verdict.value);
@@ -202,9 +203,10 @@ def legend() -> str:
             f"{table(conditions)}</div></details>")
 
 
-def reports_section(reports: list[ReportRow]) -> str:
-    """Every graded self-report, grouped by organism and route (the base model first), with a search box
-    and filters by condition and verdict."""
+def reports_section(reports: list[ReportRow], samples: list[ProbeSample] = ()) -> str:
+    """Every graded self-report, grouped by organism and route (the base model first) under its
+    behavior in words and what its probe answers show, with a search box and filters by condition
+    and verdict."""
     options = "".join(f'<option value="{c}">{c}</option>' for c in dict.fromkeys(r.condition for r in reports))
     controls = (f'<div class="filters"><input type="search" class="search" placeholder="search questions and reports">'
                 f' <select class="condition"><option value="">every condition</option>{options}</select>'
@@ -223,8 +225,18 @@ def reports_section(reports: list[ReportRow]) -> str:
             f"<td>{html.escape(', '.join(r.mentioned))}</td></tr>" for r in own)
         credited = sum(r.verbalized for r in own if r.condition == "ia")
         under_ia = sum(r.condition == "ia" for r in own)
-        groups.append(f'<details class="organism" open><summary>{html.escape(model)} ({route}): '
-                      f"{credited} of {under_ia} reports verbalized under the IA</summary><table><thead><tr>"
+        description = next((r.description for r in own if r.description), None)
+        behavior = f' <q>{html.escape(description)}</q>' if description else ""
+        probed = [s for s in samples if (s.model, s.route) == (model, route) and s.behavior_id == model]
+        answers = "".join(f'<tr class="{"yes" if s.shows else "no"}"><td>{"control " if s.control else ""}prompt</td>'
+                          f"<td>{html.escape(s.prompt)}</td><td>{html.escape(s.response)}</td>"
+                          f'<td class="verdict">{"yes" if s.shows else "no"}</td><td></td></tr>' for s in probed)
+        what_it_does = (f"<details><summary>what it does: {sum(s.shows for s in probed if not s.control)} of "
+                        f"{sum(not s.control for s in probed)} probe answers show the behavior</summary><table><thead>"
+                        "<tr><th></th><th>prompt</th><th>answer</th><th>shows it</th><th></th></tr></thead>"
+                        f"<tbody>{answers}</tbody></table></details>") if probed else ""
+        groups.append(f'<details class="organism" open><summary>{html.escape(model)} ({route}){behavior}: '
+                      f"{credited} of {under_ia} reports verbalized under the IA</summary>{what_it_does}<table><thead><tr>"
                       "<th>condition</th><th>question</th><th>report</th><th>verbalized</th><th>names</th></tr>"
                       f"</thead><tbody>{rows}</tbody></table></details>")
     return f'<section class="reports">{controls}{"".join(groups)}</section>'
@@ -236,6 +248,7 @@ def run_sections(record: RunResults, label: str = "") -> list[tuple[str, str]]:
     prefix = f"{label}: " if label else ""
     run = Path(record.path)
     reports = read_jsonl(run / "self_reports.jsonl", ReportRow)
+    samples = read_jsonl(run / "probe_samples.jsonl", ProbeSample) if (run / "probe_samples.jsonl").is_file() else []
     # the plots show the organisms of the first evaluation route (the IA's own); the table all routes
     route = next((m.route for m in record.metrics), "lora")
     board = leaderboard.leaderboard([record])
@@ -261,7 +274,7 @@ def run_sections(record: RunResults, label: str = "") -> list[tuple[str, str]]:
     sections.append((f"{prefix}divergences: behaviors present but not reported (hidden) or reported but absent "
                      f"(hallucinated), under the IA ({len(divergences)})",
                      table(divergences) if len(divergences) else "<p>none</p>"))
-    sections.append((f"{prefix}self-reports ({len(reports)}, graded)", reports_section(reports)))
+    sections.append((f"{prefix}self-reports ({len(reports)}, graded)", reports_section(reports, samples)))
     return sections
 
 

@@ -46,6 +46,21 @@ def test_harness_run_smoke(tmp_path):
     trained = [families[i.split("/")[0]].behavior(i) for i in results["train_organisms"]]
     parrot = [r for r in reports if r["condition"] == "parrot"]
     assert all(r["report"] in [d for b in trained if b.family == r["family"] for d in b.descriptions] for r in parrot)
+    assert all(r["description"] == families[r["family"]].behavior(r["model"]).descriptions[0]
+               for r in reports if r["model"] != "base") and {r["description"] for r in reports if r["model"] == "base"} == {None}
+    # Every probe answer behind an organism's rate of its own behavior and the base model's of every
+    # evaluation behavior, each with the scorer's verdict: the rates are their means.
+    samples = [json.loads(line) for line in (out / "probe_samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "behavior_rows.jsonl").read_text().splitlines()]
+    measured = [r for r in rows if r["own"] or r["model"] == "base"]
+    assert len(measured) == 3 + 3
+    for row in measured:
+        mine = [s for s in samples if (s["model"], s["behavior_id"]) == (row["model"], row["behavior_id"])]
+        shown = [s["shows"] for s in mine if not s["control"]]
+        assert len(shown) == row["n"] == 4 and all(s["response"] is not None for s in mine)
+        control = [s["shows"] for s in mine if s["control"]]
+        assert row["rate"] == sum(shown) / len(shown) - (sum(control) / len(control) if control else 0.0)
+    assert all(s["model"] in ("base", s["behavior_id"]) for s in samples)
 
     # The W&B offline run holds the metrics and the self-report table.
     (run_dir,) = (out / "wandb").glob("offline-run-*")
@@ -103,6 +118,7 @@ def test_the_readme_smoke_run(tmp_path):
                           text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "verbalization rate of held-out organisms per family" in done.stdout and "| lora" in done.stdout
+    assert "implanted: they have no behavior to report, so the self-report figures below measure nothing" in done.stdout
     (metrics,) = (tmp_path / "outputs").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["metrics"]
     assert len(list((tmp_path / ".cache" / "harness" / "organisms").glob("*/card.json"))) == 12

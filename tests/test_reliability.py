@@ -39,7 +39,7 @@ def test_same_config_and_seed_gives_identical_results(two_runs):
     (a, _), (b, _) = two_runs
     assert metrics_of(a / "run") == metrics_of(b / "run")
     assert leaderboard_of(a / "run", a) == leaderboard_of(b / "run", b)
-    for name in ("self_reports.jsonl", "behavior_rows.jsonl"):  # (they name their cache_dir)
+    for name in ("self_reports.jsonl", "behavior_rows.jsonl", "probe_samples.jsonl"):  # (they name their cache_dir)
         assert (a / "run" / name).read_text().replace(str(a), "") == (b / "run" / name).read_text().replace(
             str(b), ""), name
     # organisms.csv: all but the last column (wall time)

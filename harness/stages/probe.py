@@ -12,7 +12,7 @@ Self-reports are graded against every evaluation behavior.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from peft import PeftModel
 
@@ -31,6 +31,7 @@ from harness.records import (
     BehaviorRow,
     IACard,
     OrganismCard,
+    ProbeSample,
     ReportRow,
     read_jsonl,
     write_jsonl,
@@ -44,13 +45,14 @@ SAMPLED = CONDITIONS[:3]
 """The conditions whose self-reports are sampled from a model (the parrot and shuffled ones are made from them)."""
 PARROT_QUESTION = "(none: the parrot repeats a training description of the organism's kind)"
 # Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
-RECIPE = 4
+RECIPE = 5
 
 
 @dataclass
 class ProbeResult:
     behaviors: list[BehaviorRow]
     reports: list[ReportRow]
+    samples: list[ProbeSample] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,15 @@ def behavior_rows(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Seq
     return out
 
 
+def probe_samples(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Sequence[Subject],
+                  targets: Sequence[tuple[Family, Behavior]], split: str) -> list[ProbeSample]:
+    """Every probe generation behind the rates of each organism's own behavior, and of the base
+    model's on every evaluation behavior (the other cells of the matrix are rates only)."""
+    return [ProbeSample(split=split, model=s.name, route=s.route, behavior_id=b.id, family=b.family, **sample)
+            for s in subjects for _, b in targets if s.card is None or s.name == b.id
+            for sample in rates[(s.route, s.name, b.id)].scored]
+
+
 def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
                    questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
                    progress: bool) -> list[ReportRow]:
@@ -141,7 +152,8 @@ def grade(report: str, question: str, condition: str, s: Subject, grades: Grades
                      family=s.card.family if s.card else BASE, question=question, report=report,
                      verbalized=s.name in named, identified=identified, mentioned=list(named),
                      route=s.route, trigger_named=own[0].mentions_trigger(own[1], report) if own else None,
-                     kind_named=names_kind(*own, report) if own else None)
+                     kind_named=names_kind(*own, report) if own else None,
+                     description=own[1].descriptions[0] if own else None)
 
 
 def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
@@ -232,7 +244,8 @@ class ProbeStage(Stage[ProbeInput, ProbeResult]):
         store.card(self.kind, self.key(x))  # the seal verified
         folder = store.path(self.kind, self.key(x))
         return ProbeResult(behaviors=read_jsonl(folder / "behavior_rows.jsonl", BehaviorRow),
-                           reports=read_jsonl(folder / "self_reports.jsonl", ReportRow))
+                           reports=read_jsonl(folder / "self_reports.jsonl", ReportRow),
+                           samples=read_jsonl(folder / "probe_samples.jsonl", ProbeSample))
 
     def build(self, run: Run, todo: list[ProbeInput], progress: bool) -> None:
         for x in todo:
@@ -259,7 +272,8 @@ class ProbeStage(Stage[ProbeInput, ProbeResult]):
 
 def merge(parts: Sequence[ProbeResult]) -> ProbeResult:
     """The rows of several probe chunks as one result."""
-    return ProbeResult(behaviors=[r for p in parts for r in p.behaviors], reports=[r for p in parts for r in p.reports])
+    return ProbeResult(behaviors=[r for p in parts for r in p.behaviors], reports=[r for p in parts for r in p.reports],
+                       samples=[s for p in parts for s in p.samples])
 
 
 def evaluation_organisms(run: Run, organisms: Sequence[OrganismCard]) -> list[OrganismCard]:
@@ -298,10 +312,12 @@ def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: 
         model = with_ia(route(r).base_control(models.load_base(base), seed), base, ia, store)
         reports += sample_reports(model, tok, [whole(None, r)], targets, questions, cfg, ia, split, seed, progress)
     reports += parrot_reports(subjects, targets, families, cfg, ia, split)
-    behaviors = behavior_rows(rates, subjects if x.with_base else subjects[1:], targets, x.threshold, split)
+    probed = subjects if x.with_base else subjects[1:]
+    behaviors = behavior_rows(rates, probed, targets, x.threshold, split)
     with store.writing("probes", key) as tmp:
         write_jsonl(tmp / "behavior_rows.jsonl", behaviors)
         write_jsonl(tmp / "self_reports.jsonl", reports)
+        write_jsonl(tmp / "probe_samples.jsonl", probe_samples(rates, probed, targets, split))
         write_json(tmp / Store.MARKER, {"key": key, "ia": ia.key, "organisms": [o.key for o in x.chunk],
                                         "config": asdict(cfg), "threshold": x.threshold, "seed": seed,
                                         "with_base": x.with_base})
