@@ -91,6 +91,14 @@ examples:
   harness agreement outputs/<date>/<time> --judge-model /models/Qwen3-4B   # the judge against the rules
   harness agreement outputs/<date>/<time> --grader embedding                # the embedding grader instead
 """,
+    "compare": """\
+examples:
+  harness compare multirun/ia_dpo/<date>/0 multirun/ia_dpo/<date>/1   # two IAs of one sweep, B minus A
+  harness compare RUN_A RUN_B --metric kind --condition no_ia        # another metric, another condition
+each row: the organisms both runs scored (n), their mean under A and under B, the mean of the
+per-organism differences B - A with a paired bootstrap 95% interval over organisms, and the
+two-sided sign-flip permutation p-value (exact up to 16 organisms)
+""",
     "cache": """\
 examples:
   harness cache ls                                     # every artifact: what it is, size, date
@@ -170,6 +178,13 @@ def build_parser() -> Parser:
     agree.add_argument("--grader", default="judge", help="the grader to compare with the rules (default: judge)")
     agree.add_argument("--judge-model", help="with --grader judge: a local Hugging Face causal LM")
     agree.add_argument("overrides", nargs="*", help="families_dir=DIR for runs of your own families")
+    pair = command("compare", "the paired difference of two runs on the organisms both scored", EXAMPLES["compare"])
+    pair.add_argument("run_a", type=Path, help="a run folder (A)")
+    pair.add_argument("run_b", type=Path, help="a run folder (B): the rows are B minus A")
+    pair.add_argument("--metric", default="verbalization", help="a per-organism metric: verbalization (default), "
+                      "identification, denial, trigger or kind")
+    pair.add_argument("--condition", default="ia", choices=conditions()[:3], help="the condition (default: ia)")
+    pair.add_argument("--route", default="lora", help="the evaluation organisms' route (default: lora)")
     cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
     cache.add_argument("action", choices=("ls", "verify", "rm", "gc"))
     cache.add_argument("items", nargs="*", help="config overrides (key=value; cache_dir=... picks the store) "
@@ -628,9 +643,27 @@ def agreement_command(a: argparse.Namespace) -> int:
     return 0
 
 
+def compare_command(a: argparse.Namespace) -> int:
+    from harness.compare import compare
+    from harness.records import ReportRow, read_jsonl
+
+    reports = []
+    for run in (a.run_a, a.run_b):
+        if not (run / "self_reports.jsonl").is_file():
+            raise ConfigError(f"{run}: no self_reports.jsonl (a run folder of `harness run`)")
+        reports.append(read_jsonl(run / "self_reports.jsonl", ReportRow))
+    rows = compare(*reports, metric=a.metric, condition=a.condition, route=a.route)
+    print(f"{a.metric} under {a.condition} ({a.route} organisms), B minus A\n  A: {a.run_a}\n  B: {a.run_b}\n")
+    print("| family | n | A | B | B - A [95% CI] | p |\n|---|---:|---:|---:|---|---:|")
+    for r in rows:
+        interval = f" [{r.low:+.2f}, {r.high:+.2f}]" if r.n > 1 else ""
+        print(f"| {r.family} | {r.n} | {r.a:.2f} | {r.b:.2f} | {r.difference:+.2f}{interval} | {r.p:.3f} |")
+    return 0
+
+
 COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command, "audit": audit_command,
             "report": report_command, "families": families_command, "cache": cache_command,
-            "agreement": agreement_command}
+            "agreement": agreement_command, "compare": compare_command}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
