@@ -145,6 +145,8 @@ def build_parser() -> Parser:
                        help="what is printed: md (the compact table), csv or json (every column, with intervals)")
     board.add_argument("--condition", choices=conditions(), help="only the rows of one condition (the IA: ia)")
     board.add_argument("--ci", action="store_true", help="md: each value as `value [95%% interval] n=N`")
+    board.add_argument("--metric", default="verbalization", choices=leaderboard_metrics(),
+                       help="md: the metric shown per family (default: verbalization)")
     board.add_argument("--sort", metavar="METRIC", help="best first by a metric column (all/verbalization), a "
                        "metric (hallucination: all/hallucination) or a family (quirks: quirks/verbalization); "
                        "lower is better for hallucination, denial and the base FPR")
@@ -377,6 +379,12 @@ def conditions() -> tuple[str, ...]:
     return tuple(CONDITIONS)
 
 
+def leaderboard_metrics() -> tuple[str, ...]:
+    from harness.leaderboard import METRICS
+
+    return tuple(METRICS)
+
+
 def leaderboard_formats() -> tuple[str, ...]:
     from harness.leaderboard import FORMATS
 
@@ -392,6 +400,8 @@ def leaderboard_command(a: argparse.Namespace) -> int:
         raise ConfigError("--log goes with --sweep or --group (it logs their table and plot as a W&B run)")
     if a.ci and a.format != "md":
         raise ConfigError(f"--ci goes with --format md (--format {a.format} holds every interval already)")
+    if a.metric != "verbalization" and a.format != "md":
+        raise ConfigError(f"--metric goes with --format md (--format {a.format} holds every metric already)")
     if source is not None:
         from harness.wandb_runs import load_wandb_results
 
@@ -420,7 +430,7 @@ def leaderboard_command(a: argparse.Namespace) -> int:
         target.mkdir(parents=True, exist_ok=True)
         logger = LoggerConfig(group=group or results[0].group) if a.log else None  # reading writes no W&B run
         board, written = leaderboard.write_sweep(results, target, logger)
-        if a.format != "md" or a.ci or a.sort:
+        if a.format != "md" or a.ci or a.sort or a.metric != "verbalization":
             return show(board, a, "by swept value and condition", out=None)  # written above
         print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
         return 0
@@ -436,8 +446,8 @@ def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
     if a.sort:
         board = leaderboard.sort(board, a.sort)
     if a.format == "md":
-        print(f"verbalization rate per family, {rows} (↓: lower is better; every column: --format csv or json)")
-    print(leaderboard.render(board, a.format, a.ci).rstrip("\n"))
+        print(f"{a.metric} per family, {rows} (↓: lower is better; every column: --format csv or json)")
+    print(leaderboard.render(board, a.format, a.ci, a.metric).rstrip("\n"))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         print(f"\nwritten to {', '.join(map(str, leaderboard.write(board, out)))}",

@@ -131,12 +131,12 @@ def id_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if "/" not in c]
 
 
-def compact(df: pd.DataFrame, ci: bool = False) -> pd.DataFrame:
+def compact(df: pd.DataFrame, ci: bool = False, metric: str = "verbalization") -> pd.DataFrame:
     """The columns a reader looks at first: the run, its swept values and condition, then
-    verbalization per family and the pooled figures; with `ci`, each as `value [low, high] n=N`.
+    `metric` per family and the pooled figures; with `ci`, each as `value [low, high] n=N`.
     Headers of metrics where lower is better end in an arrow."""
     keep = [c for c in id_columns(df) if c not in ("ia", "split")]
-    shown = [c for c in value_columns(df) if c.endswith("/verbalization")
+    shown = [c for c in value_columns(df) if c.endswith(f"/{metric}")
              or c in (*(f"all/{m}" for m in (*METRICS, *POOLED)), FPR)]
     out = df[keep].copy()
     for c in shown:
@@ -344,14 +344,14 @@ def to_json(df: pd.DataFrame) -> str:
 FORMATS = ("md", "csv", "json")
 
 
-def render(df: pd.DataFrame, fmt: str = "md", ci: bool = False) -> str:
+def render(df: pd.DataFrame, fmt: str = "md", ci: bool = False, metric: str = "verbalization") -> str:
     """What `harness leaderboard` prints: markdown of the compact view (`ci`: with intervals and
-    n), or every column as CSV or JSON."""
+    n; `metric` per family), or every column as CSV or JSON."""
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "json":
         return to_json(df)
-    return to_markdown(compact(df, ci))
+    return to_markdown(compact(df, ci, metric))
 
 
 def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> list[Path]:

@@ -223,3 +223,22 @@ def test_every_route_condition_and_family_key_reads_back():
                 assert parse_metric_key(key) == (row.split, route, family, metric, condition), key
                 assert key.split("/")[2] == condition  # the condition is a key segment
                 assert all(parse_metric_key(key + end) is None for end in ("_low", "_high", "_n"))
+
+
+def test_the_per_family_view_shows_the_metric_asked_for(tmp_path, capsys):
+    """The per-family view showed verbalization only."""
+    write_run(tmp_path / "0", "ia0", 0.25, ["ia.rank=4"], run_id="r0")
+    assert main(["leaderboard", str(tmp_path), "--metric", "kind"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| run"))
+    assert out.startswith("kind per family") and "preferences/kind" in header and "| preferences " not in header
+    assert main(["leaderboard", str(tmp_path), "--metric", "kind", "--format", "csv"]) == 2
+    assert "--metric goes with --format md" in capsys.readouterr().err
+
+
+def test_bookkeeping_overrides_are_not_swept_columns(tmp_path):
+    """`stage`, `logger` and `sweeps` appeared as swept columns beside what the user varied."""
+    write_run(tmp_path / "0", "ia0", 0.25, ["ia.rank=4", "logger=none", "stage=all", "sweeps=ia_rank"], run_id="r0")
+    write_run(tmp_path / "1", "ia1", 0.75, ["ia.rank=16", "logger=wandb", "cache_dir=/elsewhere"], run_id="r1")
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    assert leaderboard.swept_columns(board) == ["ia.rank"]
