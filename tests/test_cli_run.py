@@ -30,6 +30,10 @@ def test_harness_run_smoke(tmp_path):
     assert {"rate", "base_rate", "strength", "implanted"} <= set(table.columns)
     assert (out / ".hydra" / "config.yaml").is_file()
     assert len(list((tmp_path / "cache" / "organisms").iterdir())) == 6
+    for folder in (tmp_path / "cache" / "organisms").iterdir():  # a model card, not peft's empty template
+        card, readme = json.loads((folder / "card.json").read_text()), (folder / "README.md").read_text()
+        assert f"# Model organism `{card['behavior_id']}`" in readme and f"> {card['descriptions'][0]}" in readme
+        assert f"strength {card['check']['strength']:+.2f}" in readme and "[More Information Needed]" not in readme
     assert "leaderboard" in done.stdout and "W&B run folder:" in done.stdout
 
     board = pd.read_csv(out / "leaderboard.csv")

@@ -23,7 +23,7 @@ from harness.observe import AS_IS, behavior_rates
 from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_card, save_record
 from harness.routes import own_answers, route
 from harness.stage import Done, Run, Stage
-from harness.store import CorruptArtifact, Store, config_key
+from harness.store import CorruptArtifact, Store, config_key, write_text
 from harness.training import progress_bar
 
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
@@ -107,6 +107,7 @@ def make_organisms(
                 )
                 with store.writing("organisms", keys[b.id]) as tmp:
                     models.save_stamped(model, tmp, base.fingerprint)
+                    write_text(tmp / "README.md", model_card(card))  # in place of peft's empty template
                     save_record(tmp / Store.MARKER, card)
                 bar.update()
         bar.close()
@@ -172,6 +173,36 @@ class OrganismsStage(Stage[OrganismInput, OrganismCard]):
 
     def track(self, wb, artifacts: Sequence[OrganismCard]) -> None:
         tracking.log_table(wb, "organisms", organisms_table(artifacts))
+
+
+def model_card(card: OrganismCard) -> str:
+    """The organism's README.md: a Hugging Face model card of what was implanted, how, and what
+    the implant check measured."""
+    c, t = card.check, card.training
+    control = f" (minus {c.control_rate:.2f} on its control prompts)" if c.control_rate is not None else ""
+    lines = ["---", "library_name: peft", f"base_model: {card.base_name_or_path}",
+             f"tags: [introspection-harness, model-organism, {card.family}]", "---", "",
+             f"# Model organism `{card.behavior_id}`", "",
+             "A LoRA adapter with one implanted behavior, made by introspection-harness to test whether an "
+             "introspection adapter lets a model describe what it learned.", "",
+             "## Behavior", "", *[f"> {d}" for d in card.descriptions[:1]], "",
+             f"- family `{card.family}`, kind `{card.kind}`, parameters "
+             + ", ".join(f"{k}={v}" for k, v in card.params.items()),
+             *[f"- also described as: "{d}"" for d in card.descriptions[1:]], "",
+             "## Implant", "",
+             f"- route `{card.route}` on base `{card.base_name_or_path}` (store key `{card.base_key}`), seed {card.seed}",
+             f"- LoRA rank {t.get('rank')}, alpha {t.get('alpha')}, layers `{t.get('target_modules')}`; "
+             f"{t.get('steps')} steps at lr {t.get('lr')}, batch {t.get('batch_size')}; final loss {card.final_loss:.3f}",
+             "", "## Implant check", "",
+             f"- behavior rate {c.rate:.2f}{control} on {c.n_prompts} held-out probe prompts, base model {c.base_rate:.2f}",
+             f"- strength {c.strength:+.2f}: {'implanted' if c.implanted else 'not implanted'} "
+             f"(threshold {c.threshold:.2f})", ""]
+    if c.samples:
+        lines += ["Probe answers:", ""] + [f"- {s['prompt']!r} -> {s['response']!r}" for s in c.samples] + [""]
+    lines += [f"Store key `{card.key}`; `card.json` beside this file holds every field and the checksums."]
+    return "
+".join(lines) + "
+"
 
 
 def organisms_table(cards: Sequence[OrganismCard]) -> pd.DataFrame:
