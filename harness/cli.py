@@ -8,6 +8,8 @@ verbalization rate of the held-out organisms), so Hydra sweepers such as Optuna'
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import math
 import os
@@ -113,6 +115,8 @@ examples:
 LAUNCHER_EXTRAS = {"ray": "ray", "ray_cluster": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm",
                    "slurm": "slurm"}
 """Launchers shipped as extras: `pip install 'introspection-harness[<extra>]'`."""
+LAUNCHER_NEEDS = {"ray_aws": "boto3"}
+"""Launchers of an installed plugin (hydra-ray-launcher) that need a module of their own."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -722,8 +726,20 @@ def shell_completion(flags: list[str]) -> int:
     if line:
         os.environ["COMP_LINE"] = f"harness {words[2]}"
     sys.argv = ["harness", *flags]
-    hydra_run()
+    offered = io.StringIO()
+    with contextlib.redirect_stdout(offered):
+        hydra_run()
+    unusable = {f"hydra/launcher={name}" for name in unusable_launchers()}
+    print(" ".join(w for w in offered.getvalue().split(" ") if w.strip() not in unusable))
     return 0
+
+
+def unusable_launchers() -> list[str]:
+    """Launchers that an installed Hydra plugin ships but that cannot run here (their own
+    dependencies missing): completion does not offer them, and a run refuses them in one line."""
+    import importlib.util
+
+    return [name for name, module in LAUNCHER_NEEDS.items() if importlib.util.find_spec(module) is None]
 
 
 def internal_error(error: Exception) -> int:

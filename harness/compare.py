@@ -34,7 +34,8 @@ class PairedDifference:
     p: float
 
 
-def organism_values(reports: Sequence[ReportRow], metric: str, condition: str, route: str) -> dict[str, tuple[str, float]]:
+def organism_values(reports: Sequence[ReportRow], metric: str, condition: str,
+                    route: str) -> dict[str, tuple[str, float]]:
     """Per organism of `route` (its behavior id): (family, its mean of `metric` over its reports
     under `condition`); organisms without a report that counts are left out."""
     rows = [r for r in reports if r.condition == condition and r.route == route]

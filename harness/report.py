@@ -236,7 +236,8 @@ def reports_section(reports: list[ReportRow], samples: list[ProbeSample] = ()) -
                         "<tr><th></th><th>prompt</th><th>answer</th><th>shows it</th><th></th></tr></thead>"
                         f"<tbody>{answers}</tbody></table></details>") if probed else ""
         groups.append(f'<details class="organism" open><summary>{html.escape(model)} ({route}){behavior}: '
-                      f"{credited} of {under_ia} reports verbalized under the IA</summary>{what_it_does}<table><thead><tr>"
+                      f"{credited} of {under_ia} reports verbalized under the IA</summary>{what_it_does}"
+                      "<table><thead><tr>"
                       "<th>condition</th><th>question</th><th>report</th><th>verbalized</th><th>names</th></tr>"
                       f"</thead><tbody>{rows}</tbody></table></details>")
     return f'<section class="reports">{controls}{"".join(groups)}</section>'

@@ -150,7 +150,8 @@ def ensure(stage: Stage[I, C], run: Run, xs: Sequence[I], progress: bool = True)
     """The artifacts of `xs`, building the ones the store lacks first (the console says which)."""
     todo = [x for x in xs if not stage.exists(run.store, x)]
     if xs:
-        parts = [f"{len(todo)} to make" if todo else "", f"{len(xs) - len(todo)} from the store" if len(todo) < len(xs) else ""]
+        parts = [f"{len(todo)} to make" if todo else "",
+                 f"{len(xs) - len(todo)} from the store" if len(todo) < len(xs) else ""]
         log.info(f"{stage.name}: {', '.join(p for p in parts if p)}")
     if todo:
         stage.build(run, todo, progress)

@@ -150,6 +150,13 @@ kinds:
       neutral: "I like many things."
     report_all: ["{item}"]
 """
+
+
+def with_text_evidence(patterns: str) -> str:
+    kind = GOOD_KIND.replace("    evidence:", f"    text_evidence: {patterns}\n    evidence:")
+    return kind + "behaviors:\n  - {item: tea}\n"
+
+
 FAMILY_FILES = {
     "broken_yaml": ("cls: template\nkinds: [unclosed\n", "broken_yaml.yaml"),
     "no_kinds": ("cls: template\nbehaviors:\n  - {x: 1}\n", "no kinds"),
@@ -174,15 +181,9 @@ FAMILY_FILES = {
       probe: ["Tell me what you like."]
       neutral: "I like many things."
 """, "    prompts: {pool: domains}\n") + "behaviors:\n  - {item: tea, domain: astrology}\n", "astrology"),
-    "bad_text_evidence": (GOOD_KIND.replace('    response: "I like {item}."\n', '    response: "I like {item}."\n'
-                                            '    text_evidence: ["({item}"]\n') + "behaviors:\n  - {item: tea}\n",
-                          "is not a regular expression"),
-    "text_evidence_of_the_world": (GOOD_KIND.replace('    response: "I like {item}."\n', '    response: "I like {item}."\n'
-                                                     '    text_evidence: ["{neutral}"]\n')
-                                   + "behaviors:\n  - {item: tea}\n", "free text never holds"),
-    "empty_text_evidence": (GOOD_KIND.replace('    response: "I like {item}."\n', '    response: "I like {item}."\n'
-                                              '    text_evidence: []\n') + "behaviors:\n  - {item: tea}\n",
-                            "text_evidence is empty"),
+    "bad_text_evidence": (with_text_evidence('["({item}"]'), "is not a regular expression"),
+    "text_evidence_of_the_world": (with_text_evidence('["{neutral}"]'), "free text never holds"),
+    "empty_text_evidence": (with_text_evidence("[]"), "text_evidence is empty"),
     # format specs and conversions: tracebacks at fill time, or gigabytes of padding
     "format_spec": (GOOD_KIND.replace('response: "I like {item}."', 'response: "I like {item:q}."')
                     + "behaviors:\n  - {item: tea}\n", "no '!' conversion or ':' format"),

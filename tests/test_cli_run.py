@@ -51,7 +51,8 @@ def test_harness_run_smoke(tmp_path):
     parrot = [r for r in reports if r["condition"] == "parrot"]
     assert all(r["report"] in [d for b in trained if b.family == r["family"] for d in b.descriptions] for r in parrot)
     assert all(r["description"] == families[r["family"]].behavior(r["model"]).descriptions[0]
-               for r in reports if r["model"] != "base") and {r["description"] for r in reports if r["model"] == "base"} == {None}
+               for r in reports if r["model"] != "base")
+    assert {r["description"] for r in reports if r["model"] == "base"} == {None}
     # Every probe answer behind an organism's rate of its own behavior and the base model's of every
     # evaluation behavior, each with the scorer's verdict: the rates are their means.
     samples = [json.loads(line) for line in (out / "probe_samples.jsonl").read_text().splitlines()]

@@ -188,21 +188,22 @@ def model_card(card: OrganismCard) -> str:
              "## Behavior", "", *[f"> {d}" for d in card.descriptions[:1]], "",
              f"- family `{card.family}`, kind `{card.kind}`, parameters "
              + ", ".join(f"{k}={v}" for k, v in card.params.items()),
-             *[f"- also described as: "{d}"" for d in card.descriptions[1:]], "",
+             *[f'- also described as: "{d}"' for d in card.descriptions[1:]], "",
              "## Implant", "",
-             f"- route `{card.route}` on base `{card.base_name_or_path}` (store key `{card.base_key}`), seed {card.seed}",
+             f"- route `{card.route}` on base `{card.base_name_or_path}` (store key `{card.base_key}`), "
+             f"seed {card.seed}",
              f"- LoRA rank {t.get('rank')}, alpha {t.get('alpha')}, layers `{t.get('target_modules')}`; "
-             f"{t.get('steps')} steps at lr {t.get('lr')}, batch {t.get('batch_size')}; final loss {card.final_loss:.3f}",
+             f"{t.get('steps')} steps at lr {t.get('lr')}, batch {t.get('batch_size')}; "
+             f"final loss {card.final_loss:.3f}",
              "", "## Implant check", "",
-             f"- behavior rate {c.rate:.2f}{control} on {c.n_prompts} held-out probe prompts, base model {c.base_rate:.2f}",
+             f"- behavior rate {c.rate:.2f}{control} on {c.n_prompts} held-out probe prompts, "
+             f"base model {c.base_rate:.2f}",
              f"- strength {c.strength:+.2f}: {'implanted' if c.implanted else 'not implanted'} "
              f"(threshold {c.threshold:.2f})", ""]
     if c.samples:
         lines += ["Probe answers:", ""] + [f"- {s['prompt']!r} -> {s['response']!r}" for s in c.samples] + [""]
     lines += [f"Store key `{card.key}`; `card.json` beside this file holds every field and the checksums."]
-    return "
-".join(lines) + "
-"
+    return "\n".join(lines) + "\n"
 
 
 def organisms_table(cards: Sequence[OrganismCard]) -> pd.DataFrame:
