@@ -115,8 +115,10 @@ examples:
 LAUNCHER_EXTRAS = {"ray": "ray", "ray_cluster": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm",
                    "slurm": "slurm"}
 """Launchers shipped as extras: `pip install 'introspection-harness[<extra>]'`."""
-LAUNCHER_NEEDS = {"ray_aws": "boto3"}
-"""Launchers of an installed plugin (hydra-ray-launcher) that need a module of their own."""
+UNUSABLE_LAUNCHERS = {"ray_aws": "its AWS cluster config fails the installed ray's schema; start a cluster with "
+                                 "`ray up` and use hydra/launcher=ray_cluster"}
+"""Launchers an installed plugin (hydra-ray-launcher) ships that cannot run: completion does not
+offer them, and a run refuses them in one line."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -228,6 +230,9 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     from harness.stage import Run
 
     overrides = search_overrides(overrides)
+    for name, why in UNUSABLE_LAUNCHERS.items():
+        if f"hydra/launcher={name}" in (o.lstrip("+") for o in overrides):
+            raise ConfigError(f"hydra/launcher={name}: {why}")
     family_files(overrides)  # each file checked before Hydra reads it
     try:
         variants, sweeps = _variants(overrides)
@@ -729,17 +734,9 @@ def shell_completion(flags: list[str]) -> int:
     offered = io.StringIO()
     with contextlib.redirect_stdout(offered):
         hydra_run()
-    unusable = {f"hydra/launcher={name}" for name in unusable_launchers()}
+    unusable = {f"hydra/launcher={name}" for name in UNUSABLE_LAUNCHERS}
     print(" ".join(w for w in offered.getvalue().split(" ") if w.strip() not in unusable))
     return 0
-
-
-def unusable_launchers() -> list[str]:
-    """Launchers that an installed Hydra plugin ships but that cannot run here (their own
-    dependencies missing): completion does not offer them, and a run refuses them in one line."""
-    import importlib.util
-
-    return [name for name, module in LAUNCHER_NEEDS.items() if importlib.util.find_spec(module) is None]
 
 
 def internal_error(error: Exception) -> int:

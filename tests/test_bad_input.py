@@ -56,6 +56,7 @@ COMMAND_LINES = [
     # settings that would be ignored: greedy reports ask each question once; the default split
     # holds out behaviors of every family
     (["run", "probe.samples=5"], "probe.samples=5 is used only when probe.temperature > 0"),
+    (["run", "--multirun", "hydra/launcher=ray_aws", "seed=0,1"], "hydra/launcher=ray_aws: its AWS cluster config"),
     (["run", "split.heldout_family=biases"], "split.heldout_family is used only by split=leave_one_family_out"),
     (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
     (["run", "max_behaviors_per_family=0"], "max_behaviors_per_family"),

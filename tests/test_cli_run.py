@@ -259,6 +259,10 @@ def test_shell_completion_of_harness_run(capsys, monkeypatch):
         monkeypatch.setenv("COMP_LINE", line)
         assert main(["-sc", "query=bash"]) == 0
         assert expected in capsys.readouterr().out.split(), line
+    monkeypatch.setenv("COMP_LINE", "harness run hydra/launcher=")  # not one that cannot run (ray_aws)
+    assert main(["-sc", "query=bash"]) == 0
+    offered = capsys.readouterr().out.split()
+    assert "hydra/launcher=joblib" in offered and "hydra/launcher=ray_aws" not in offered
 
 
 def test_a_closed_pipe_is_not_a_traceback():
