@@ -11,10 +11,13 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
-from harness.stage import Run
 from harness.store import Store
+
+if TYPE_CHECKING:
+    from harness.stage import Run
 
 
 @dataclass(frozen=True)

@@ -570,18 +570,30 @@ def families_command(a: argparse.Namespace) -> int:
     return 0
 
 
+def store_root(overrides: Sequence[str]) -> str:
+    """The artifact store a command line names (cache_dir=..., else the config's default)."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            return str(compose("config", overrides=list(overrides)).cache_dir)
+    except Exception as e:
+        raise ConfigError(_explain(e, overrides)) from e
+
+
 def cache_command(a: argparse.Namespace) -> int:
     from harness import cache
-    from harness.stage import Run
+    from harness.progress import progress_bar
     from harness.store import Store
-    from harness.training import progress_bar
 
     overrides = [i for i in a.items if "=" in i]
     names = [i for i in a.items if "=" not in i]
     if names and a.action != "rm":
         raise ConfigError(f"cache {a.action}: {names[0]!r} is not an override (key=value)")
-    cfg = check(overrides)
-    store = Store(cfg.cache_dir)
+    ignored = [o for o in overrides if o.lstrip("+").partition("=")[0] != "cache_dir"]
+    if ignored and a.action != "gc":  # only gc asks what a config needs
+        raise ConfigError(f"cache {a.action}: {ignored[0]} is not used (cache_dir=DIR picks the store; a config "
+                          "matters to cache gc only)")
+    cfg = check(overrides) if a.action == "gc" else None
+    store = Store(cfg.cache_dir if cfg else store_root(overrides))
     artifacts = list(store.artifacts())
     if a.action == "ls":
         entries = [cache.describe(store, kind, key) for kind, key in artifacts]
@@ -605,6 +617,8 @@ def cache_command(a: argparse.Namespace) -> int:
             raise ConfigError("cache rm: name the artifacts to remove (kind/key, as `harness cache ls` shows them)")
         print(f"removed {cache.remove(store, cache.parse_artifacts(names, store))} artifacts from {store.root}")
         return 0
+    from harness.stage import Run
+
     keep = cache.needed(Run.of(cfg))
     unused = [(kind, key) for kind, key in artifacts if (kind, key) not in keep and store.owns(kind, key)]
     for kind, key in sorted(set(artifacts) - keep - set(unused)):

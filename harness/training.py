@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.errors import ConfigError
+from harness.progress import progress_bar
 from harness.tracking import log_live
 
 Encoded = tuple[list[int], list[int]]  # (input_ids, labels with -100 where no loss)
@@ -27,12 +26,6 @@ def set_threads(n: int | None) -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     torch.set_num_threads(n or (int(env) if env.isdigit() else 0) or cores())
     return torch.get_num_threads()
-
-
-def progress_bar(iterable, desc: str, enabled: bool = True, **kw):
-    """tqdm that redraws often on a terminal and rarely in a log file."""
-    return tqdm(iterable, desc=desc, disable=not enabled, dynamic_ncols=True,
-                mininterval=0.2 if sys.stderr.isatty() else 30, **kw)
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:

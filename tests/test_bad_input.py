@@ -56,6 +56,7 @@ COMMAND_LINES = [
     # settings that would be ignored: greedy reports ask each question once; the default split
     # holds out behaviors of every family
     (["run", "probe.samples=5"], "probe.samples=5 is used only when probe.temperature > 0"),
+    (["cache", "ls", "seed=1"], "cache ls: seed=1 is not used (cache_dir=DIR picks the store"),
     (["run", "--multirun", "hydra/launcher=ray_aws", "seed=0,1"], "hydra/launcher=ray_aws: its AWS cluster config"),
     (["run", "split.heldout_family=biases"], "split.heldout_family is used only by split=leave_one_family_out"),
     (["run", "families=[preferences]", "model.corpus_families=[nope]"], "model.corpus_families: no family 'nope'"),
@@ -251,13 +252,13 @@ FAMILY_PATHS = {"fifo": (_fifo, "must be a regular file"), "folder": (_folder, "
 
 @pytest.mark.parametrize("name", sorted(FAMILY_PATHS))
 def test_a_family_file_that_is_no_small_text_file_is_one_line_and_no_hang(name, tmp_path, capsys):
-    """A FIFO blocked `families`, `run` and `cache ls` for ever; a folder named x.yaml, a link loop
-    or a non-UTF-8 byte were tracebacks."""
+    """A FIFO blocked `families`, `run` and `cache ls` for ever (ls reads no family now); a folder
+    named x.yaml, a link loop or a non-UTF-8 byte were tracebacks."""
     make, named = FAMILY_PATHS[name]
     (tmp_path / "families").mkdir()
     make(tmp_path / "families" / f"{name}.yaml")
     search = f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]"
-    for args in (["run", search, "families=[preferences]"], ["families", search], ["cache", "ls", search]):
+    for args in (["run", search, "families=[preferences]"], ["families", search], ["cache", "gc", search]):
         assert cli.main(args) == 2, args
         one_line_error(capsys, named)
 

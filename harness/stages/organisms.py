@@ -20,11 +20,11 @@ from harness.config import OrganismConfig
 from harness.core import Chat
 from harness.families import Behavior, Family
 from harness.observe import AS_IS, behavior_rates
+from harness.progress import progress_bar
 from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_card, save_record
 from harness.routes import own_answers, route
 from harness.stage import Done, Run, Stage
 from harness.store import CorruptArtifact, Store, config_key, write_text
-from harness.training import progress_bar
 
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
 # the old way are not reused.

@@ -24,6 +24,7 @@ from harness.errors import ConfigError
 from harness.families import Behavior, Family
 from harness.grading import Grades, grader_for, names_kind, prepare
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
+from harness.progress import progress_bar
 from harness.records import (
     CONDITIONS,
     BaseModelCard,
@@ -39,7 +40,6 @@ from harness.records import (
 from harness.routes import route
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key, write_json
-from harness.training import progress_bar
 
 SAMPLED = CONDITIONS[:3]
 """The conditions whose self-reports are sampled from a model (the parrot and shuffled ones are made from them)."""
