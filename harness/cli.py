@@ -438,10 +438,13 @@ def leaderboard_command(a: argparse.Namespace) -> int:
         target = out or Path(sweep or f"multirun/{group}")
         target.mkdir(parents=True, exist_ok=True)
         logger = LoggerConfig(group=group or results[0].group) if a.log else None  # reading writes no W&B run
-        board, written = leaderboard.write_sweep(results, target, logger)
+        board, written, logged = leaderboard.write_sweep(results, target, logger)
         if a.format != "md" or a.ci or a.sort or a.metric != "verbalization":
-            return show(board, a, "by swept value and condition", out=None)  # written above
-        print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
+            show(board, a, "by swept value and condition", out=None)  # written above
+        else:
+            print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
+        if logged:
+            print(f"W&B run (job type sweep): {logged}", file=sys.stdout if a.format == "md" else sys.stderr)
         return 0
     return show(leaderboard.leaderboard(results), a, "by run and condition", out)
 
@@ -553,8 +556,7 @@ def report_command(a: argparse.Namespace) -> int:
     print(f"report written to {path} (one self-contained file: open it in a browser, or send it)")
     if a.log:  # reading writes no W&B run unless asked
         group = next((r.group for r in leaderboard.load_results([folder]) if r.group), None)
-        tracking.log_report(LoggerConfig(group=group), path)
-        print("the page is logged to a W&B run under wandb/ (job type report)")
+        print(f"W&B run (job type report): {tracking.log_report(LoggerConfig(group=group), path)}")
     return 0
 
 

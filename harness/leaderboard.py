@@ -373,21 +373,21 @@ SWEEP_FILES = ("sweep.md", "sweep.csv", "sweep.json", "sweep.png", "seeds.md", "
 
 
 def write_sweep(results: list[RunResults], folder: Path,
-                logger: LoggerConfig | None) -> tuple[pd.DataFrame, list[Path]]:
+                logger: LoggerConfig | None) -> tuple[pd.DataFrame, list[Path], str]:
     """The sweep's table (markdown, CSV) and its plot, beside each other in `folder`, both also
-    logged to a W&B run of the sweep's group (job type `sweep`) unless `logger` is None; over
-    seeds, the seed summary too. Returns (the table, the files written)."""
+    logged to the sweep folder's W&B run in the sweep's group (job type `sweep`) unless `logger`
+    is None; over seeds, the seed summary too. Returns (the table, the files written, the W&B
+    run's address or "")."""
     from harness import manifest, tracking
 
     manifest.check_replaceable(folder, SWEEP_FILES, "the sweep's summary")
     df = sweep_table(results)
     written = write(df, folder, "sweep")
     png = plot_sweep(df, folder / "sweep.png")
-    if logger is not None:
-        tracking.log_sweep(logger, folder, df, png)
+    logged = tracking.log_sweep(logger, folder, df, png) if logger is not None else ""
     written = [*written, *([png] if png else []), *write_seeds(results, folder)]
     manifest.record(folder, [p.name for p in written])
-    return df, written
+    return df, written, logged
 
 
 def sweep_text(table: pd.DataFrame, written: list[Path]) -> str:

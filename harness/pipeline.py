@@ -154,7 +154,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     if wb is not None:
         wb.config.update({"ia_key": ia.key}, allow_val_change=True)
     tracking.log_curve(wb, "ia/loss", ia.losses)
-    tracking.log_metrics(wb, rows)
+    tracking.log_metrics(wb, rows, cfg.organism.route)
     tracking.log_table(wb, "organisms", table)
     tracking.log_table(wb, "self_reports", scored.reports)
     wandb_dir = Path(wb.dir).parent if wb is not None else None

@@ -6,6 +6,7 @@ the environment or `wandb login`), curves, metrics, a table of self-reports, ada
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -21,10 +22,12 @@ from harness.records import CONDITIONS, MetricRow
 
 @contextmanager
 def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str | None = None,
-              job_type: str = "evaluate", tags: Sequence[str] = (), run_id: str | None = None) -> Iterator[Any]:
+              job_type: str = "evaluate", tags: Sequence[str] = (), run_id: str | None = None,
+              resume: bool = False) -> Iterator[Any]:
     """A W&B run writing under `run_dir/wandb/` (its id `run_id`, the harness run's own), opened
     when the job starts so losses, system metrics and the console are live; a job that fails
-    leaves it marked failed. None when disabled."""
+    leaves it marked failed (`resume`: a later call with the same id updates that run). None when
+    disabled."""
     if cfg.mode == "disabled":
         yield None
         return
@@ -32,7 +35,8 @@ def wandb_run(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: st
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=name, job_type=job_type,
-                     tags=[*cfg.tags, *tags], dir=str(run_dir), mode=cfg.mode, config=config, id=run_id)
+                     tags=[*cfg.tags, *tags], dir=str(run_dir), mode=cfg.mode, config=config, id=run_id,
+                     resume="allow" if resume else None)
     try:
         yield run
     except BaseException:
@@ -98,13 +102,36 @@ def log_curve(run: Any, name: str, values: Sequence[float]) -> None:
         run.log({name: value, f"{name}/step": step})
 
 
-def log_metrics(run: Any, rows: Sequence[MetricRow]) -> None:
-    """Each metric as a summary value (for the runs table) and all of them as one `metrics` table
-    (readable from the offline run's files/media/table/ without a server)."""
+def headline(rows: Sequence[MetricRow], route: str) -> dict[str, Any]:
+    """The few summary values a reader looks at first, under `headline/`: each condition's pooled
+    verbalization of the held-out organisms of `route` (with interval and n), the base model's
+    false-positive rate under the IA, and one line that says them all."""
+    pooled = {r.condition: r for r in rows if (r.route, r.family, r.metric) == (route, "all", "verbalization")}
+    fpr = next((r for r in rows if (r.route, r.condition, r.metric) == (route, "ia", "false_positive_rate")), None)
+    out: dict[str, Any] = {}
+    for name, row in [*((f"{c}_verbalization", r) for c, r in pooled.items()), ("base_fpr", fpr)]:
+        if row is None or math.isnan(row.value):
+            continue
+        out[f"headline/{name}"], out[f"headline/{name}_n"] = row.value, row.n
+        if not (math.isnan(row.low) or math.isnan(row.high)):
+            out[f"headline/{name}_low"], out[f"headline/{name}_high"] = row.low, row.high
+    ia = pooled.get("ia")
+    if ia is not None and not math.isnan(ia.value):
+        interval = "" if math.isnan(ia.low) else f" [{ia.low:.2f}, {ia.high:.2f}]"
+        others = ", ".join(f"{c} {r.value:.2f}" for c, r in pooled.items() if c != "ia" and not math.isnan(r.value))
+        out["headline/summary"] = (f"IA {ia.value:.2f}{interval} (n={ia.n} organisms); {others}"
+                                   + (f"; base FPR {fpr.value:.2f}" if fpr is not None else ""))
+    return out
+
+
+def log_metrics(run: Any, rows: Sequence[MetricRow], route: str = "lora") -> None:
+    """The headline, each metric as a summary value (for the runs table) and all of them as one
+    `metrics` table (readable from the offline run's files/media/table/ without a server)."""
     if run is None or not rows:
         return
     import wandb
 
+    run.summary.update(headline(rows, route))
     for row in rows:
         key = metric_key(row)
         run.summary.update({key: row.value, f"{key}_n": row.n})
@@ -161,24 +188,42 @@ def log_lineage(run: Any, cfg: LoggerConfig, store: Any, kind: str, cards: Seque
             run.log_artifact(artifact)
 
 
-def log_sweep(cfg: LoggerConfig, folder: Path, table: Any, plot: Path | None) -> None:
-    """A sweep's comparison table and plot as one W&B run in the sweep's group."""
+def folder_run_id(folder: Path, job_type: str) -> str:
+    """The W&B run id of a folder's `job_type` run: the same folder logs to the same run."""
+    return hashlib.sha1(f"{job_type}:{folder.resolve()}".encode()).hexdigest()[:8]
+
+
+def log_sweep(cfg: LoggerConfig, folder: Path, table: Any, plot: Path | None) -> str:
+    """A sweep's comparison table and plot as the sweep folder's one W&B run in the sweep's group
+    (logged again, that run is updated); returns its address."""
     with wandb_run(cfg, folder, {"sweep": str(folder)}, name=f"{cfg.group or 'sweep'}-summary",
-                   job_type="sweep") as run:
+                   job_type="sweep", run_id=folder_run_id(folder, "sweep"), resume=True) as run:
         log_table(run, "sweep", table)
         if run is not None and plot is not None:
             import wandb
 
             run.log({"sweep_plot": wandb.Image(str(plot))})
+        return address(run, folder)
 
 
-def log_report(cfg: LoggerConfig, page: Path) -> None:
-    """A report page as one W&B run (job type `report`) of the run's or sweep's group: W&B shows
-    the page itself (`wandb.Html`), plots and filters included."""
+def log_report(cfg: LoggerConfig, page: Path) -> str:
+    """A report page as its folder's one W&B run (job type `report`) of the run's or sweep's group:
+    W&B shows the page itself (`wandb.Html`), plots and filters included; returns its address."""
     with wandb_run(cfg, page.parent, {"report": str(page)}, name=f"{cfg.group or 'run'}-report",
-                   job_type="report") as run:
+                   job_type="report", run_id=folder_run_id(page.parent, "report"), resume=True) as run:
         if run is None:
-            return
+            return ""
         import wandb
 
         run.log({"report": wandb.Html(page.read_text())})
+        return address(run, page.parent)
+
+
+def address(run: Any, folder: Path) -> str:
+    """Where a W&B run is: its URL online, its offline folder (and how to upload it) otherwise."""
+    if run is None:
+        return ""
+    if not run.offline:
+        return run.url
+    local = Path(run.dir).parent
+    return f"{local} (upload it: wandb sync {local})"

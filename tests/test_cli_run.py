@@ -96,6 +96,9 @@ def test_harness_run_smoke(tmp_path):
     (pooled,) = [m for m in results["metrics"] if (m["route"], m["condition"], m["family"], m["metric"]) ==
                  ("lora", "ia", "all", "verbalization")]
     assert summary[f"{key}_n"] == pooled["n"]
+    # a curated headline beside the full keys
+    assert summary["headline/ia_verbalization"] == pooled["value"] and "headline/no_ia_verbalization" in summary
+    assert "headline/base_fpr" in summary and summary["headline/summary"].startswith("IA ")
     assert (f"{key}_low" in summary) == (summary[f"{key}_n"] > 1)
     # Lineage: the base model, every organism and the IA as artifacts by reference to the store,
     # each file with its checksum, nothing copied (offline W&B logs them; online they are used).
@@ -201,6 +204,10 @@ def test_report_page_of_a_run_and_a_sweep(tmp_path, capsys):
     assert main(["report", str(run), "--log"]) == 0 and main(["leaderboard", "--sweep", str(sweep), "--log"]) == 0
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), "the page is logged to W&B"
     assert list((sweep / "wandb").glob("offline-run-*/run-*.wandb")), "the sweep table is logged"
+    capsys.readouterr()
+    assert main(["leaderboard", "--sweep", str(sweep), "--log"]) == 0  # again: the same W&B run, its address printed
+    assert f"W&B run (job type sweep): {sweep}" in capsys.readouterr().out
+    assert len({p.name.rsplit("-", 1)[1] for p in (sweep / "wandb").glob("offline-run-*")}) == 1
     assert main(["report", str(tmp_path)]) == 2
 
 
