@@ -22,6 +22,7 @@ from pathlib import Path
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
@@ -314,12 +315,16 @@ def hydra_run(cfg: DictConfig) -> float | None:
     fan-out job, or NaN when none was scored)."""
     from harness import leaderboard, pipeline
     from harness.stages.organisms import family_summary
+    from harness.tracking import headline
     from harness.training import set_threads
 
     typed = validate(cfg)
     hydra_cfg = HydraConfig.get()
     typed.output_dir = hydra_cfg.runtime.output_dir
     set_threads(typed.threads)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    if in_sweep:  # one line per job on the console (the sweep prints its table once); cli.log keeps every line
+        quiet_console()
     try:
         result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)),
                               command=" ".join(["harness run", *hydra_cfg.overrides.task]))
@@ -351,7 +356,18 @@ def hydra_run(cfg: DictConfig) -> float | None:
         hint = f" (upload it later: wandb sync {result.wandb_dir})" if typed.logger.mode == "offline" else ""
         lines.append(f"W&B run folder: {result.wandb_dir}{hint}")
     logging.getLogger("harness").info("\n".join(lines))  # the console, and the run folder's cli.log
+    if in_sweep:
+        said = headline(result.metrics, typed.organism.route).get("headline/summary", "no organism scored")
+        print(f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task) or 'defaults'}): {said}; "
+              f"results in {result.output_dir}")
     return objective(result.metrics, typed.organism.route)
+
+
+def quiet_console() -> None:
+    """The console handlers of the root logger (Hydra's job logging) show warnings only."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.WARNING)
 
 
 def objective(rows, route: str) -> float:

@@ -91,6 +91,10 @@ def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     assert list(table.columns[:4]) == ["split.train_families", "split", "route", "condition"]  # run, ia dropped
     assert sorted(set(table["split.train_families"])) == [1, 2, 3] and len(table) == 3 * 5  # runs x conditions
     assert "sweep comparison" in out and (tmp / "sweep" / "sweep.png").stat().st_size > 10_000
+    # one line per job and the table once (each job reprinted every table); cli.log keeps them
+    assert "verbalization rate of held-out organisms per family" not in out
+    assert len([line for line in out.splitlines() if line.startswith("job ") and ": IA " in line]) == 3
+    assert "verbalization rate of held-out organisms per family" in (tmp / "sweep" / "0" / "cli.log").read_text()
     # One W&B run per sweep job, in the sweep's group, plus the sweep's summary run.
     runs = sorted((tmp / "sweep").glob("*/wandb/offline-run-*")) + sorted((tmp / "sweep").glob("wandb/offline-run-*"))
     assert len(runs) == 4

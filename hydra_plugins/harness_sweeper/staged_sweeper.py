@@ -132,5 +132,7 @@ class StagedSweeper(BasicSweeper):
         results = leaderboard.load_results([sweep_dir])
         if not results:
             return
-        table, written = leaderboard.write_sweep(results, sweep_dir, logger)
+        table, written, logged = leaderboard.write_sweep(results, sweep_dir, logger)
         print("\nsweep comparison: " + leaderboard.sweep_text(table, written))
+        if logged:
+            print(f"W&B run (job type sweep): {logged}")
