@@ -296,3 +296,18 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(after_s, tmp_path):
     _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "harness: interrupted" and "Traceback" not in err, err[-2000:]
+
+
+@pytest.mark.slow  # about 3 minutes on 2 CPU cores: `make test-all`
+def test_the_quick_preset_gives_a_result_worth_reading(tmp_path):
+    """preset=quick from an empty cache: organisms that implant, and a held-out IA verbalization
+    whose interval lies above every baseline's value, on at least 6 organisms."""
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "preset=quick", "logger=none",
+                           f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=3 * HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    pooled = {m["condition"]: m for m in metrics if (m["family"], m["metric"]) == ("all", "verbalization")}
+    ia = pooled.pop("ia")
+    assert ia["n"] >= 6 and all(ia["low"] > m["value"] for m in pooled.values()), (ia, pooled)
+    assert "Its interval lies above every baseline" in done.stdout
