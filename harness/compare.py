@@ -76,7 +76,9 @@ def compare(a: Sequence[ReportRow], b: Sequence[ReportRow], metric: str = "verba
         raise ConfigError(f"--metric must be one of {', '.join(REPORT_VALUES)}, got {metric!r}")
     va, vb = (organism_values(rows, metric, condition, route) for rows in (a, b))
     if not set(va) & set(vb):
+        routes = [",".join(sorted({r.route for r in rows if r.model != "base"})) or "none" for rows in (a, b)]
         raise ConfigError(f"the two runs share no organism scored under {condition} ({route}): nothing to pair "
-                          f"({len(va)} and {len(vb)} organisms)")
+                          f"({len(va)} and {len(vb)} organisms; their routes: {routes[0]} and {routes[1]}, "
+                          "--route picks one)")
     families = sorted({va[o][0] for o in va if o in vb})
     return [paired(va, vb)] + [paired(va, vb, f) for f in families]
