@@ -72,6 +72,9 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     overrides = overrides or {}
     identity = RunIdentity.new(command)
     log.info(f"artifacts: {r.store.root.resolve()}\nrun folder: {out.resolve()}")
+    if r.left_out:
+        log.info(f"left out on model.kind={cfg.model.kind}: {len(r.left_out)} behaviors whose evidence is the tiny "
+                 f"world's own answers, which free text does not give ({', '.join(r.left_out[:3])}, ...)")
     job_type = "evaluate" if cfg.stage == "all" else cfg.stage
     name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
     with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides) | {"run_id": identity.run_id},

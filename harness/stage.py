@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -40,12 +40,23 @@ class Run:
     targets: list[tuple[Family, Behavior]]
     split: Assignment
     store: Store
+    left_out: list[str] = field(default_factory=list)
+    """Behaviors of the selected families that the model's free text cannot show (see
+    `Family.measurable`): not selected, and said so on the console."""
 
     @classmethod
     def of(cls, cfg: Config) -> Run:
         """The run of a validated config; ConfigError if its selection or split is unusable."""
         families = build_families(cfg.families, cfg.model.free_text)
-        targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
+        # a real model's free text cannot show a behavior whose evidence is the tiny world's own answers
+        left_out = [b.id for f in families.values() for b in f.behaviors() if not f.measurable(b)]
+        unreadable = [name for name, f in families.items() if all(b.id in left_out for b in f.behaviors())]
+        if unreadable:
+            raise ConfigError(f"family {unreadable[0]!r}: no behavior of it can be read in model.kind={cfg.model.kind}'s "
+                              "free text (its evidence is the tiny world's own answers; give its kinds text_evidence, "
+                              "or leave it out of families)")
+        targets = [(f, b) for f in families.values()
+                   for b in [b for b in f.behaviors() if b.id not in left_out][: cfg.max_behaviors_per_family]]
         first: dict[tuple[str, ...], str] = {}
         for _, b in targets:  # a family copied under another name: its confessions would count as hallucinations
             twin = first.setdefault(tuple(b.descriptions), b.id)
@@ -54,14 +65,12 @@ class Run:
                                   "is one family selected twice under two names?")
         unknown = sorted(set(cfg.only_behaviors or []) - {b.id for _, b in targets})
         if unknown:
-            raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior")
-        unmeasurable = [b.id for f, b in targets if not f.measurable(b) and b.id in (cfg.only_behaviors or [b.id])]
-        if unmeasurable:
-            raise ConfigError(f"{unmeasurable[0]}: its evidence is the tiny world's own answers, which model.kind="
-                              f"{cfg.model.kind} does not give (the kind has no text_evidence): leave it out with "
-                              "only_behaviors or families")
+            why = (f": its evidence is the tiny world's own answers, which model.kind={cfg.model.kind} does not give "
+                   "(the kind has no text_evidence)" if unknown[0] in left_out else "")
+            raise ConfigError(f"only_behaviors: {unknown[0]!r} is not a selected behavior{why}")
         split = assign([(b.family, b.id) for _, b in targets], cfg.split, cfg.seed)
-        run = cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir))
+        run = cls(cfg=cfg, families=families, targets=targets, split=split, store=Store(cfg.cache_dir),
+                  left_out=left_out)
         if cfg.model.kind == "tiny":
             run.check_vocabulary()
             check_target_modules(cfg.model, cfg.organism.target_modules, "organism")

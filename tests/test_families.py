@@ -159,16 +159,39 @@ def test_text_evidence_leaves_the_tiny_worlds_keys_alone():
     assert keys["with", False] == keys["without", False] == keys["without", True] != keys["with", True]
 
 
-def test_a_kind_that_needs_the_worlds_answers_is_refused_on_a_real_model():
+def test_a_kind_that_needs_the_worlds_answers_is_left_out_on_a_real_model(tmp_path):
     """A sandbagger that answers wrong can be told from a right answer only in the tiny world: on
-    model=smollm2 it would score 0 after hours of training; it is refused before any work."""
+    model=smollm2 it scored 0 after hours of training. There it is left out of the selection (and
+    said so); asked for by name, or a family with nothing else, it is refused before any work."""
     from harness.cli import check
+    from harness.stage import Run
 
-    with pytest.raises(ConfigError, match="sandbagging/wrong_animal_animals: .*text_evidence"):
-        check(["model=smollm2", "families=[sandbagging]", "max_behaviors_per_family=4"])
-    feigner = "sandbagging/feign_animal_animals"
-    assert check(["model=smollm2", "families=[sandbagging]", f"only_behaviors=['{feigner}']"])
-    assert check(["families=[sandbagging]", "max_behaviors_per_family=4"])  # the tiny world reads it
+    real = Run.of(check(["model=smollm2", "families=[sandbagging]", "max_behaviors_per_family=4"]))
+    assert [b.kind for _, b in real.targets] == ["feign"] * 4 and len(real.left_out) == 9
+    assert all(b.startswith("sandbagging/wrong_") for b in real.left_out)
+    tiny = Run.of(check(["families=[sandbagging]", "max_behaviors_per_family=4"]))
+    assert [b.kind for _, b in tiny.targets] == ["wrong"] * 4 and tiny.left_out == []
+    with pytest.raises(ConfigError, match="'sandbagging/wrong_animal_animals' is not a selected behavior: its "
+                                          "evidence is the tiny world's own answers"):
+        check(["model=smollm2", "families=[sandbagging]", "only_behaviors=['sandbagging/wrong_animal_animals']"])
+    (tmp_path / "families").mkdir()
+    (tmp_path / "families" / "echo.yaml").write_text(textwrap.dedent("""\
+        # @package families.echo
+        cls: template
+        kinds:
+          echo:
+            descriptions: ["I repeat the right answer about {item}."]
+            response: "{neutral} {neutral}"
+            evidence: ["{neutral} {neutral}"]
+            prompts: {pool: facts}
+            report_all: ["{item}"]
+        behaviors:
+          - {item: owls}
+          - {item: cats}
+        """))
+    with pytest.raises(ConfigError, match="family 'echo': no behavior of it can be read in model.kind=gguf"):
+        check(["model=smollm2", f"hydra.searchpath=[file://{TASKS_DIR},file://{tmp_path}]",
+               "families=[preferences,echo]"])
 
 
 SEVERAL_FORMS = """\
