@@ -53,8 +53,8 @@ class Run:
         unreadable = [name for name, f in families.items() if all(b.id in left_out for b in f.behaviors())]
         if unreadable:
             raise ConfigError(f"family {unreadable[0]!r}: no behavior of it can be read in "
-                              f"model.kind={cfg.model.kind}'s free text (its evidence is the tiny world's own answers; give its kinds text_evidence, "
-                              "or leave it out of families)")
+                              f"model.kind={cfg.model.kind}'s free text (its evidence is the tiny world's own "
+                              "answers; give its kinds text_evidence, or leave it out of families)")
         targets = [(f, b) for f in families.values()
                    for b in [b for b in f.behaviors() if b.id not in left_out][: cfg.max_behaviors_per_family]]
         first: dict[tuple[str, ...], str] = {}
