@@ -314,6 +314,7 @@ def hydra_run(cfg: DictConfig) -> float | None:
     the objective, the IA's verbalization rate of the held-out organisms (None for a sweep's
     fan-out job, or NaN when none was scored)."""
     from harness import leaderboard, pipeline
+    from harness.progress import close_bars
     from harness.stages.organisms import family_summary
     from harness.tracking import headline
     from harness.training import set_threads
@@ -329,12 +330,15 @@ def hydra_run(cfg: DictConfig) -> float | None:
         result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)),
                               command=" ".join(["harness run", *hydra_cfg.overrides.task]))
     except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
+        close_bars()
         print(f"harness: error: {e}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except OSError as e:  # disk full, no permission: finished artifacts and results are left as they were
+        close_bars()
         print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as e:
+        close_bars()
         sys.exit(internal_error(e))
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return None
