@@ -107,11 +107,12 @@ class Store:
         if not self.owns(kind, key):
             raise ConfigError(f"{kind}/{key} is not an artifact of {self.root} (a sealed folder whose "
                               f"{self.MARKER} names its kind and key); nothing removed")
+        _VERIFIED.discard((self.root.resolve(), kind, key))
         try:
             _remove(self.path(kind, key))
         except OSError as e:
-            raise ConfigError(f"cannot remove {kind}/{key} from {self.root}: {e.strerror or e}") from e
-        _VERIFIED.discard((self.root.resolve(), kind, key))
+            raise ConfigError(f"cannot remove {kind}/{key} from {self.root}: {e.strerror or e} (left in place, "
+                              "whatever of it is left: `harness cache verify` says whether it is whole)") from e
 
     def artifacts(self) -> Iterator[tuple[str, str]]:
         """(kind, key) of every finished artifact."""
@@ -215,10 +216,16 @@ def check_seal(folder: Path, marker: str, kind: str, key: str) -> list[str]:
 
 
 def _remove(folder: Path) -> None:
-    """Remove a folder, renamed aside first so that a half-removed one never looks finished."""
+    """Remove a folder, renamed aside first so that a half-removed one never looks finished; one
+    that cannot be removed (a file the user may not delete) goes back where it was, whatever is
+    left of it, for `cache verify` to judge."""
     aside = folder.with_name(f"{folder.name}.tmp-{_writer()}-removed")
     os.replace(folder, aside)
-    shutil.rmtree(aside)
+    try:
+        shutil.rmtree(aside)
+    except OSError:
+        os.replace(aside, folder)
+        raise
 
 
 def _host() -> str:

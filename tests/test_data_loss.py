@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -218,6 +219,29 @@ def test_cache_rm_removes_a_damaged_artifact_it_wrote(tmp_path, capsys):
     assert cli.main(["cache", "rm", f"cache_dir={store.root}", f"organisms/{keys[0]}"]) == 0
     assert not store.path("organisms", keys[0]).exists() and store.exists("organisms", keys[1])
     assert (store.root / "organisms" / "mine" / "notes.txt").is_file()
+    assert not [p for p in store.root.rglob("*") if ".tmp-" in p.name]
+
+
+def immutable(path: Path, on: bool) -> bool:
+    """chattr +i/-i (a file even root may not delete); False where the file system or the
+    container does not allow it."""
+    return subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode == 0
+
+
+def test_cache_rm_that_cannot_remove_leaves_the_artifact_in_place(tmp_path, capsys):
+    """A file the user may not delete (a read-only store; tested as root with chattr +i) made
+    `cache rm` leave the artifact renamed aside as `<key>.tmp-*-removed`: gone from the store's
+    listing, its files still there. Now it is one line and the artifact stays, intact."""
+    store, keys = sealed_store(tmp_path / "cache")
+    weights = store.path("organisms", keys[0]) / "adapter_model.safetensors"
+    if not shutil.which("chattr") or not immutable(weights, True):
+        pytest.skip("chattr +i is not allowed here")
+    try:
+        assert cli.main(["cache", "rm", f"cache_dir={store.root}", f"organisms/{keys[0]}"]) == 2
+        one_line_error(capsys, "Operation not permitted (left in place")
+    finally:
+        immutable(weights, False)
+    assert store.verify("organisms", keys[0]) == [] and ("organisms", keys[0]) in set(store.artifacts())
     assert not [p for p in store.root.rglob("*") if ".tmp-" in p.name]
 
 
