@@ -190,8 +190,8 @@ def build_parser() -> Parser:
     pair = command("compare", "the paired difference of two runs on the organisms both scored", EXAMPLES["compare"])
     pair.add_argument("run_a", type=Path, help="a run folder (A)")
     pair.add_argument("run_b", type=Path, help="a run folder (B): the rows are B minus A")
-    pair.add_argument("--metric", default="verbalization", help="a per-organism metric: verbalization (default), "
-                      "identification, denial, trigger or kind")
+    pair.add_argument("--metric", default="verbalization", choices=report_metrics(),
+                      help="a per-organism metric (default: verbalization)")
     pair.add_argument("--condition", default="ia", choices=conditions()[:3], help="the condition (default: ia)")
     pair.add_argument("--route", default="lora", help="the evaluation organisms' route (default: lora)")
     cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
@@ -329,16 +329,14 @@ def hydra_run(cfg: DictConfig) -> float | None:
     try:
         result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)),
                               command=" ".join(["harness run", *hydra_cfg.overrides.task]))
-    except ConfigError as e:  # found only once the job runs (e.g. no organism implanted)
-        close_bars()
-        print(f"harness: error: {e}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    except OSError as e:  # disk full, no permission: finished artifacts and results are left as they were
-        close_bars()
-        print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
     except Exception as e:
-        close_bars()
+        close_bars()  # so that the failure's one line is the last thing on the console
+        if isinstance(e, ConfigError):  # found only once the job runs (e.g. no organism implanted)
+            print(f"harness: error: {e}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(e, OSError):  # disk full, no permission: finished artifacts and results stay as they were
+            print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
         sys.exit(internal_error(e))
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return None
@@ -351,7 +349,7 @@ def hydra_run(cfg: DictConfig) -> float | None:
     if result.scored and not any(c.check.implanted for c in result.scored):
         lines.append(f"\nNone of the {len(result.scored)} evaluation organisms implanted: they have no behavior to "
                      "report, so the self-report figures below measure nothing (this run checks that every stage "
-                     "runs). A first result that means something: make demo.")
+                     "runs). A first result that means something: harness run preset=quick.")
     lines += ["\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):",
               leaderboard.to_markdown(leaderboard.compact(result.leaderboard)),
               *(["", *said] if (said := leaderboard.reading(result.metrics, typed.organism.route)) else []),
@@ -407,6 +405,12 @@ def conditions() -> tuple[str, ...]:
     from harness.records import CONDITIONS
 
     return tuple(CONDITIONS)
+
+
+def report_metrics() -> tuple[str, ...]:
+    from harness.metrics import REPORT_VALUES
+
+    return tuple(REPORT_VALUES)
 
 
 def leaderboard_metrics() -> tuple[str, ...]:

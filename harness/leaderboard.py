@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from harness.config import LoggerConfig
 from harness.errors import ConfigError, one_line
-from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds
+from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds, headline_rows
 from harness.records import SCHEMA_VERSION, BadRecord, MetricRow, RunResults, from_dict
 from harness.store import strict_dumps, write_atomic, write_text
 
@@ -415,8 +415,7 @@ def reading(rows: Iterable[MetricRow], route: str) -> list[str]:
     """Two lines that say what a run's pooled verbalization shows: the IA's, against the best
     baseline's and the base model's false positives, and whether its interval clears every
     baseline (none for a run without a scored IA)."""
-    pooled = {r.condition: r for r in rows if (r.route, r.family, r.metric) == (route, "all", "verbalization")}
-    fpr = next((r for r in rows if (r.route, r.condition, r.metric) == (route, "ia", "false_positive_rate")), None)
+    pooled, fpr = headline_rows(list(rows), route)
     ia = pooled.pop("ia", None)
     baselines = {c: r.value for c, r in pooled.items() if not pd.isna(r.value)}
     if ia is None or pd.isna(ia.value) or not baselines:

@@ -332,6 +332,14 @@ def _summarize_route(reports: Sequence[ReportRow], behaviors: Sequence[BehaviorR
     return rows
 
 
+def headline_rows(rows: Sequence[MetricRow], route: str) -> tuple[dict[str, MetricRow], MetricRow | None]:
+    """A run's headline figures on the held-out organisms of `route`: each condition's pooled
+    verbalization, and the base model's false-positive rate under the IA (None without one)."""
+    pooled = {r.condition: r for r in rows if (r.route, r.family, r.metric) == (route, "all", "verbalization")}
+    fpr = next((r for r in rows if (r.route, r.condition, r.metric) == (route, "ia", "false_positive_rate")), None)
+    return pooled, fpr
+
+
 def metric_row(split: str, condition: str, family: str, metric: str, e: Estimate, route: str) -> MetricRow:
     return MetricRow(split=split, condition=condition, family=family, metric=metric, value=e.value, low=e.low,
                      high=e.high, n=e.n, route=route, unit=e.unit)

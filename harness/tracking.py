@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import LoggerConfig
+from harness.metrics import headline_rows
 from harness.records import CONDITIONS, MetricRow
 
 
@@ -106,8 +107,7 @@ def headline(rows: Sequence[MetricRow], route: str) -> dict[str, Any]:
     """The few summary values a reader looks at first, under `headline/`: each condition's pooled
     verbalization of the held-out organisms of `route` (with interval and n), the base model's
     false-positive rate under the IA, and one line that says them all."""
-    pooled = {r.condition: r for r in rows if (r.route, r.family, r.metric) == (route, "all", "verbalization")}
-    fpr = next((r for r in rows if (r.route, r.condition, r.metric) == (route, "ia", "false_positive_rate")), None)
+    pooled, fpr = headline_rows(rows, route)
     out: dict[str, Any] = {}
     for name, row in [*((f"{c}_verbalization", r) for c, r in pooled.items()), ("base_fpr", fpr)]:
         if row is None or math.isnan(row.value):
