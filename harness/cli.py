@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import logging
 import math
@@ -102,6 +103,14 @@ each row: the organisms both runs scored (n), their mean under A and under B, th
 per-organism differences B - A with a paired bootstrap 95% interval over organisms, and the
 two-sided sign-flip permutation p-value (exact up to 16 organisms)
 """,
+    "export-inspect": """\
+examples:
+  harness export-inspect outputs/<date>/<time>         # writes outputs/<date>/<time>/inspect/*.eval
+  inspect view --log-dir outputs/<date>/<time>/inspect # browse the self-reports and probe answers
+  harness export-inspect RUN --out inspect_logs/my_run
+one log per condition (selfreport_ia, selfreport_no_ia, ...; each sample a self-report scored by the
+rules grader, its organism, family, route and IA as metadata) and one of the probes (probe)
+""",
     "cache": """\
 examples:
   harness cache ls                                     # every artifact: what it is, size, date
@@ -194,6 +203,10 @@ def build_parser() -> Parser:
                       help="a per-organism metric (default: verbalization)")
     pair.add_argument("--condition", default="ia", choices=conditions()[:3], help="the condition (default: ia)")
     pair.add_argument("--route", default="lora", help="the evaluation organisms' route (default: lora)")
+    inspect = command("export-inspect", "write a run as Inspect AI eval logs, for `inspect view`",
+                      EXAMPLES["export-inspect"])
+    inspect.add_argument("run", type=Path, help="a run folder of `harness run`")
+    inspect.add_argument("--out", type=Path, help="where the logs go (default: RUN/inspect)")
     cache = command("cache", "list, verify, remove or garbage-collect the artifact store", EXAMPLES["cache"])
     cache.add_argument("action", choices=("ls", "verify", "rm", "gc"))
     cache.add_argument("items", nargs="*", help="config overrides (key=value; cache_dir=... picks the store) "
@@ -721,7 +734,26 @@ def compare_command(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command, "audit": audit_command,
+def export_inspect_command(a: argparse.Namespace) -> int:
+    from harness.inspect_export import export
+
+    if importlib.util.find_spec("inspect_ai") is None:
+        raise ConfigError("export-inspect needs Inspect AI: pip install 'introspection-harness[inspect]'")
+
+    out = a.out or a.run / "inspect"
+    inside = out.resolve().parent == a.run.resolve()
+    if inside:
+        manifest.check_replaceable(a.run, [out.name], "export-inspect")
+    logs = export(a.run, out)
+    if inside:
+        manifest.record(a.run, [out.name])
+    print(f"wrote {len(logs)} Inspect eval logs to {out}/ (tasks {', '.join(p.stem.split('_')[1] for p in logs)})\n"
+          f"browse them: inspect view --log-dir {out}")
+    return 0
+
+
+COMMANDS = {"leaderboard": leaderboard_command, "export-lm-eval": export_command,
+            "export-inspect": export_inspect_command, "audit": audit_command,
             "report": report_command, "families": families_command, "cache": cache_command,
             "agreement": agreement_command, "compare": compare_command}
 

@@ -139,12 +139,8 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
     Per behavior: `probe_<id>` (greedy, behavior rate) and, when questions are given,
     `selfreport_<id>` (`samples` sampled answers to the questions, graded by the family's rule).
     """
-    out = Path(os.path.abspath(out))
-    check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    (tmp / "data").mkdir(parents=True)
-    try:
+    def fill(tmp: Path) -> list[str]:
+        (tmp / "data").mkdir()
         write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": max_new_tokens}),
                    hook="process_results")
         greedy = temperature == 0  # the harness's greedy self-reports: each question once
@@ -177,29 +173,9 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
                     write_group(tmp, group, tasks, "verbalization" if group.startswith("selfreport_") else
                                 "behavior_rate")
                     names += tasks
-        manifest.record(tmp, [p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.is_dir() and any(out.iterdir()):  # a previous export (check_out): set it aside, then remove it
-        aside = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(aside)
-        tmp.rename(out)
-        shutil.rmtree(aside)
-    else:
-        os.replace(tmp, out)
-    return names
+        return names
 
-
-def check_out(out: Path) -> None:
-    """An export goes into a new or empty folder, or replaces a previous export (every file in the
-    folder listed in its manifest, harness/manifest.py); any other folder is refused (the harness
-    never removes what it did not write)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and (manifest.listed(out) is None or manifest.foreign(out, PYTHON)):
-        raise ConfigError(f"--out {out}: the folder holds files that are not an lm-eval export of the harness; "
-                          "choose a new or empty folder")
+    return manifest.write_folder(out, fill, "an lm-eval export of the harness", PYTHON)
 
 
 PYTHON = ("__pycache__",)

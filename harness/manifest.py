@@ -7,13 +7,17 @@ paths are ever replaced or removed; a folder with anything else in it is refused
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import os
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from harness.errors import ConfigError
 from harness.store import write_json
 
 MANIFEST = "harness_files.json"
+T = TypeVar("T")
 
 
 def listed(folder: Path) -> list[str] | None:
@@ -58,3 +62,37 @@ def check_replaceable(folder: Path, names: Iterable[str], what: str) -> None:
         if (folder / name).exists() and name not in ours:
             raise ConfigError(f"{what}: {folder / name} exists and the harness did not write it; "
                               "move it, or choose another folder")
+
+
+def check_folder(out: Path, what: str, also: Iterable[str] = ()) -> None:
+    """An export goes into a new or empty folder, or replaces a previous one (every file in the
+    folder listed in its manifest); any other folder is refused: the harness never removes what it
+    did not write. `also`: names others write there."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and (listed(out) is None or foreign(out, also)):
+        raise ConfigError(f"--out {out}: the folder holds files that are not {what}; choose a new or empty folder")
+
+
+def write_folder(out: Path, fill: Callable[[Path], T], what: str, also: Iterable[str] = ()) -> T:
+    """Fill a folder beside `out` and put it in place whole (a previous export is set aside, then
+    removed): a failure leaves the old folder, or none, never half of one."""
+    out = Path(os.path.abspath(out))
+    check_folder(out, what, also)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    try:
+        made = fill(tmp)
+        record(tmp, [p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.is_dir() and any(out.iterdir()):
+        aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(aside)
+        tmp.rename(out)
+        shutil.rmtree(aside)
+    else:
+        os.replace(tmp, out)
+    return made

@@ -18,8 +18,8 @@ from harness.errors import ConfigError
 HYDRA = (".hydra", "cli.log")
 """What Hydra writes into the folder when the job starts, before the harness runs."""
 OUTPUTS = ("organisms.csv", "organisms.md", "self_reports.jsonl", "behavior_rows.jsonl", "probe_samples.jsonl",
-           "metrics.json", "leaderboard.md", "leaderboard.csv", "leaderboard.json", "report.html", "wandb")
-"""Everything a run (and `harness report` beside it) may write into its folder."""
+           "metrics.json", "leaderboard.md", "leaderboard.csv", "leaderboard.json", "report.html", "inspect", "wandb")
+"""Everything a run (and `harness report` and `export-inspect` beside it) may write into its folder."""
 
 
 def previous_outputs(folder: Path) -> list[Path]:

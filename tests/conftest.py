@@ -1,5 +1,8 @@
 import json
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,27 @@ takes on a busy machine (tests bound work, not wall clock)."""
 def small_run(changes: dict | None = None) -> list[str]:
     """The overrides of SMALL_RUN with `changes` applied (each key once)."""
     return [f"{k}={v}" for k, v in (SMALL_RUN | (changes or {})).items()]
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """A whole run of SMALL_RUN through the console script: its folder, its store and what it printed."""
+
+    out: Path
+    cache: Path
+    done: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """One SMALL_RUN for the tests that only read what a run writes (do not write into it)."""
+    root = tmp_path_factory.mktemp("smoke")
+    out, cache = root / "run", root / "cache"
+    env = {**os.environ, "HARNESS_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "harness.cli", "run", *small_run(), f"hydra.run.dir={out}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return SmokeRun(out, cache, done)
 
 
 def compose_config(*overrides: str) -> Config:

@@ -14,23 +14,19 @@ import pytest
 
 from harness.records import write_jsonl
 from harness.wandb_runs import read_offline_run
-from tests.conftest import HANG_GUARD_S, small_run
+from tests.conftest import HANG_GUARD_S
 from tests.test_metrics import naming
 
 
-def test_harness_run_smoke(tmp_path):
-    out = tmp_path / "run"
-    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", *small_run(), f"hydra.run.dir={out}"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_harness_run_smoke(smoke_run):
+    out, done, cache = smoke_run.out, smoke_run.done, smoke_run.cache
     assert "run folder:" in done.stdout and "| behavior" in done.stdout
     table = pd.read_csv(out / "organisms.csv")
     assert sorted(table.family) == ["biases", "biases", "hidden_goals", "hidden_goals", "preferences", "preferences"]
     assert {"rate", "base_rate", "strength", "implanted"} <= set(table.columns)
     assert (out / ".hydra" / "config.yaml").is_file()
-    assert len(list((tmp_path / "cache" / "organisms").iterdir())) == 6
-    for folder in (tmp_path / "cache" / "organisms").iterdir():  # a model card, not peft's empty template
+    assert len(list((cache / "organisms").iterdir())) == 6
+    for folder in (cache / "organisms").iterdir():  # a model card, not peft's empty template
         card, readme = json.loads((folder / "card.json").read_text()), (folder / "README.md").read_text()
         assert f"# Model organism `{card['behavior_id']}`" in readme and f"> {card['descriptions'][0]}" in readme
         assert f"strength {card['check']['strength']:+.2f}" in readme and "[More Information Needed]" not in readme
@@ -109,7 +105,7 @@ def test_harness_run_smoke(tmp_path):
     for artifact in stored:
         for ref, digest in artifact["files"].values():
             assert ref.startswith("file://") and Path(ref.removeprefix("file://")).is_file() and digest
-            assert Path(ref.removeprefix("file://")).is_relative_to((tmp_path / "cache").resolve())
+            assert Path(ref.removeprefix("file://")).is_relative_to(cache.resolve())
     assert not list(run_dir.glob("artifacts/**/*.safetensors")), "an adapter was copied into the run"
 
 
