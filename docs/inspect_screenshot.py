@@ -29,7 +29,7 @@ async def shoot(url: str, out: str, wait: float, port: int = 9333) -> None:
         await asyncio.sleep(wait)
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
         target = next(p for p in pages if p["type"] == "page")
-        async with aiohttp.ClientSession() as session, session.ws_connect(target["webSocketDebuggerUrl"]) as ws:
+        async with aiohttp.ClientSession() as client, client.ws_connect(target["webSocketDebuggerUrl"]) as ws:
             await ws.send_json({"id": 1, "method": "Page.captureScreenshot", "params": {"format": "png"}})
             reply = await ws.receive_json()
         with open(out, "wb") as f:

@@ -9,6 +9,7 @@ family's scorer sees the behavior). A log's results are the run's own figures fr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def eval_log(task: str, results: RunResults, samples: list, figures: dict[str, M
 
     scores = [EvalScore(name=name, scorer=SCORER, metrics={
         "mean": EvalMetric(name="mean", value=row.value),
-        **{k: EvalMetric(name=k, value=v) for k, v in (("low", row.low), ("high", row.high)) if v == v},
+        **{k: EvalMetric(name=k, value=v) for k, v in (("low", row.low), ("high", row.high)) if math.isfinite(v)},
         "n": EvalMetric(name="n", value=row.n)}, metadata={"unit": row.unit}) for name, row in figures.items()]
     started = results.started or "1970-01-01T00:00:00+00:00"
     spec = EvalSpec(created=started, task=task, run_id=results.run_id or None,
