@@ -52,5 +52,5 @@ def test_the_architecture_page_names_every_module_and_only_real_ones():
     named = set(re.findall(r"`([\w/]+\.py)`", table))
     modules = {p.name for p in (ROOT / "harness").rglob("*.py") if p.name != "__init__.py"}
     assert modules - named == set(), "modules missing from docs/architecture.md"
-    known = modules | {p.name for p in ROOT.glob("benchmarks/*.py")} | {"__init__.py"}
+    known = modules | {p.name for p in ROOT.glob("[bs]*/*.py")} | {"__init__.py"}
     assert {Path(n).name for n in named} - known == set(), "docs/architecture.md names modules that do not exist"
