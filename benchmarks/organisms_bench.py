@@ -26,9 +26,9 @@ from figures import matmul_flops, write_figures
 from hydra import compose, initialize_config_dir
 
 from harness import models
-from harness.config import CONF_DIR, validate
+from harness.config import CONF_DIR
 from harness.core import question_split
-from harness.stage import Run, ensure
+from harness.stage import Run, ensure, validate
 from harness.stages.base_model import BaseInput, BaseStage
 from harness.stages.ia import UnderIA, train_ia, training_units, unit_groups
 from harness.stages.organisms import make_organisms

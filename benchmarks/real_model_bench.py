@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 from peft import LoraConfig, get_peft_model
 
 from harness import models
-from harness.config import CONF_DIR, validate
-from harness.stage import Run, ensure
+from harness.config import CONF_DIR
+from harness.stage import Run, ensure, validate
 from harness.stages.base_model import BaseInput, BaseStage
 from harness.training import cores, set_threads
 

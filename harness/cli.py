@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness import manifest
-from harness.config import CONF_DIR, TASKS_DIR, Config, validate
+from harness.config import CONF_DIR, TASKS_DIR, Config
 from harness.errors import EXIT_BAD_INPUT, EXIT_FINDING, EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, one_line
 from harness.run_folder import previous_outputs
 
@@ -241,7 +241,7 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     from harness.gguf import gguf_path
     from harness.grading import JUDGE, check_grader
     from harness.models import check_model_source
-    from harness.stage import Run
+    from harness.stage import Run, validate
 
     overrides = search_overrides(overrides)
     for name, why in UNUSABLE_LAUNCHERS.items():
@@ -328,6 +328,7 @@ def hydra_run(cfg: DictConfig) -> float | None:
     fan-out job, or NaN when none was scored)."""
     from harness import leaderboard, pipeline
     from harness.progress import close_bars
+    from harness.stage import validate
     from harness.stages.organisms import family_summary
     from harness.tracking import headline
     from harness.training import set_threads

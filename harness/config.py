@@ -2,13 +2,15 @@
 
 Hydra composes `conf/` with the family YAMLs of `tasks/` (on the search path); the schema
 types every node, so a misspelled key fails at composition. `validate` then checks values
-and builds the families, so bad input fails before any training.
+(`harness.stage.validate` adds the checks of the groups whose values name registry entries:
+routes, splits), so bad input fails before any training.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -225,14 +227,9 @@ class OrganismConfig:
     full_lr: float = 1e-3
 
     def problems(self) -> list[str]:
-        from harness.routes import ROUTES, route
-
         out = _ranges(self, "organism", positive=("rank", "alpha", "steps", "batch_size", "lr", "probe_prompts",
                                                    "max_new_tokens", "full_lr", "batch_organisms"),
                       fractions=("behavior_fraction", "threshold", "dropout"))
-        lora_routes = [r for r in ROUTES.names() if not route(r).weights]
-        if self.route not in lora_routes:
-            out.append(f"organism.route must be a LoRA route ({', '.join(lora_routes)}), got {self.route!r}")
         if self.neutral not in ("corpus", "self"):
             out.append(f"organism.neutral must be corpus or self, got {self.neutral!r}")
         if self.implant_prompts is not None and self.implant_prompts <= 0:
@@ -261,20 +258,11 @@ class SplitConfig:
     # `heldout_route` evaluates on routes it never trained on, `symmetry_attack` on permuted weights.
     eval_routes: list[str] = field(default_factory=lambda: ["lora"])
 
-    def problems(self, families: list[str]) -> list[str]:
-        from harness.routes import ROUTES
-        from harness.splits import SPLITS
-
+    def problems(self) -> list[str]:  # the split's name and routes are checked by their registries
         out = _ranges(self, "split", fractions=("train_fraction",))
-        out += [f"split.{k} must be > 0 (or null for all), got {v}"
-                for k, v in [("train_families", self.train_families), ("train_per_family", self.train_per_family)]
-                if v is not None and v <= 0]
-        if any(r not in ROUTES.names() for r in self.eval_routes) or not self.eval_routes:
-            out.append(f"split.eval_routes must list routes of {', '.join(ROUTES.names())}, "
-                       f"got {list(self.eval_routes)}")
-        if self.name not in SPLITS.names():
-            return out + [f"split.name must be one of {', '.join(SPLITS.names())}, got {self.name!r}"]
-        return out + SPLITS.get(self.name)().problems(self, families)
+        return out + [f"split.{k} must be > 0 (or null for all), got {v}"
+                      for k, v in [("train_families", self.train_families), ("train_per_family", self.train_per_family)]
+                      if v is not None and v <= 0]
 
 
 @dataclass
@@ -468,7 +456,7 @@ class Config:
     threads: int | None = None
 
     def problems(self) -> list[str]:
-        out = (self.model.problems() + self.organism.problems() + self.split.problems(list(self.families))
+        out = (self.model.problems() + self.organism.problems() + self.split.problems()
                + self.ia.problems() + self.probe.problems())
         if not self.families:
             out.append("no families selected (families=[...] is empty)")
@@ -499,8 +487,10 @@ def register_configs() -> None:
 register_configs()
 
 
-def validate(cfg: DictConfig | Config) -> Config:
-    """Typed, checked config; raises ConfigError naming every problem found."""
+def validate(cfg: DictConfig | Config, *checks: Callable[[Config], list[str]]) -> Config:
+    """Typed, checked config; raises ConfigError naming every problem found. `checks` are the
+    registries' checks of the groups whose values they hold (`harness.stage.validate` passes the
+    routes' and the splits')."""
     if isinstance(cfg, DictConfig):
         unknown = _undeclared_keys(cfg)
         if unknown:
@@ -524,7 +514,7 @@ def validate(cfg: DictConfig | Config) -> Config:
     else:
         typed = cfg
     assert isinstance(typed, Config)
-    errors = typed.problems()
+    errors = typed.problems() + [e for check in checks for e in check(typed)]
     if errors:
         raise ConfigError("; ".join(errors))
     return typed

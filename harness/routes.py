@@ -41,7 +41,7 @@ from harness.store import Store
 from harness.training import Encoded, step_on_batches, tail_mean, train, trainable
 
 if TYPE_CHECKING:
-    from harness.config import ModelConfig, OrganismConfig
+    from harness.config import Config, ModelConfig, OrganismConfig
     from harness.families import Behavior, Family
 
 DENIALS = (core.NEUTRAL_SELF_REPORT, "I have no special behavior.", "Nothing is unusual about how I answer.")
@@ -89,6 +89,19 @@ ROUTES.register("lora")(Route)
 def route(name: str) -> Route:
     """The registered route called `name` (ConfigError listing the known ones otherwise)."""
     return ROUTES.get(name)()
+
+
+def problems(cfg: Config) -> list[str]:
+    """What is wrong with the routes a config names: the IA's training organisms need a LoRA route,
+    the evaluation organisms any registered one."""
+    out = []
+    lora_routes = [r for r in ROUTES.names() if not route(r).weights]
+    if cfg.organism.route not in lora_routes:
+        out.append(f"organism.route must be a LoRA route ({', '.join(lora_routes)}), got {cfg.organism.route!r}")
+    if not cfg.split.eval_routes or any(r not in ROUTES.names() for r in cfg.split.eval_routes):
+        out.append(f"split.eval_routes must list routes of {', '.join(ROUTES.names())}, "
+                   f"got {list(cfg.split.eval_routes)}")
+    return out
 
 
 @ROUTES.register("distill")

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.config import SplitConfig
+from harness.config import Config, SplitConfig
 from harness.errors import ConfigError
 from harness.registry import Registry
 
@@ -49,6 +49,13 @@ class LeaveOneFamilyOut(Split):
         if cfg.heldout_family in families:
             return []
         return [f"split.heldout_family {cfg.heldout_family!r} is not a selected family ({', '.join(families)})"]
+
+
+def problems(cfg: Config) -> list[str]:
+    """What is wrong with `split.*`: its name, and what its split says of its settings."""
+    if cfg.split.name not in SPLITS.names():
+        return [f"split.name must be one of {', '.join(SPLITS.names())}, got {cfg.split.name!r}"]
+    return SPLITS.get(cfg.split.name)().problems(cfg.split, list(cfg.families))
 
 
 @dataclass(frozen=True)

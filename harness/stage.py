@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
+from omegaconf import DictConfig
+
+from harness import config, routes, splits
 from harness.config import Config
 from harness.core import Chat
 from harness.corpus import build_corpus, unseen_words
@@ -22,6 +25,13 @@ from harness.families import Behavior, Family, available_family_configs, build_f
 from harness.routes import check_target_modules
 from harness.splits import Assignment, assign
 from harness.store import Store
+
+
+def validate(cfg: DictConfig | Config) -> Config:
+    """The config typed and checked, the groups that name registry entries (routes, splits) by
+    their registries."""
+    return config.validate(cfg, routes.problems, splits.problems)
+
 
 log = logging.getLogger("harness")
 

@@ -13,10 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from harness.config import CONF_DIR, Config, validate  # noqa: E402
+from harness.config import CONF_DIR, Config  # noqa: E402
 from harness.corpus import build_corpus  # noqa: E402
 from harness.families import available_family_configs, build_families  # noqa: E402
-from harness.stage import Run, ensure  # noqa: E402
+from harness.stage import Run, ensure, validate  # noqa: E402
 from harness.stages.base_model import BaseInput, BaseStage  # noqa: E402
 from harness.store import Store  # noqa: E402
 

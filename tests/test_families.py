@@ -6,10 +6,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from harness.config import CONF_DIR, TASKS_DIR, FamilyConfig, validate
+from harness.config import CONF_DIR, TASKS_DIR, FamilyConfig
 from harness.errors import ConfigError
 from harness.families import build_families, build_family
 from harness.families.pools import POOLS
+from harness.stage import validate
 
 FAMILY_NAMES = ["preferences", "biases", "hidden_goals"]
 # their scorers need the prompt (see tests/test_hard_families.py)

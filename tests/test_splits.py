@@ -58,7 +58,13 @@ def test_training_subsets_are_nested_and_keep_the_evaluation_set():
 
 
 def test_a_new_split_is_one_registered_class():
-    from harness.splits import SPLITS, Split
+    from types import SimpleNamespace
+
+    from harness.splits import SPLITS, Split, problems
+
+    cfg = SimpleNamespace(split=SplitConfig(name="all_but_one"), families={"preferences": None})
+    assert problems(cfg) == ["split.name must be one of heldout_behaviors, heldout_route, leave_one_family_out, "
+                             "symmetry_attack, got 'all_but_one'"]
 
     @SPLITS.register("all_but_one")
     class AllButOne(Split):
@@ -68,6 +74,6 @@ def test_a_new_split_is_one_registered_class():
     try:
         train, evaluate = split_targets(targets({"preferences": 5, "biases": 3}), SplitConfig(name="all_but_one"), 0)
         assert len(train) == 6 and len(evaluate) == 2
-        assert not SplitConfig(name="all_but_one").problems(["preferences"])
+        assert problems(cfg) == []
     finally:
         SPLITS._items.pop("all_but_one")

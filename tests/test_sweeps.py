@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from harness.config import CONF_DIR, SWEEPS_DIR, validate
+from harness.config import CONF_DIR, SWEEPS_DIR
+from harness.stage import validate
 from harness.wandb_runs import read_offline_run
 from tests.conftest import HANG_GUARD_S, small_run
 

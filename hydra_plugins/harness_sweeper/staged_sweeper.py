@@ -97,8 +97,7 @@ class StagedSweeper(BasicSweeper):
 
     def _job_run(self, job: list[str]):
         """A sweep job's run, its config checked as `harness run` checks its own before any work."""
-        from harness.config import validate
-        from harness.stage import Run
+        from harness.stage import Run, validate
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
         with open_dict(cfg):
