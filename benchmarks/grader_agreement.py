@@ -20,11 +20,12 @@ from figures import write_figures
 from hydra import compose, initialize_config_dir
 
 from harness.config import CONF_DIR
+from harness.dag import validate
 from harness.families import available_family_configs, build_families
 from harness.grading import GRADERS, similarity
 from harness.judge import Judge
 from harness.metrics import agreement
-from harness.stage import Run, ensure, validate
+from harness.stage import Run, ensure
 from harness.stages.base_model import BaseInput, BaseStage
 from harness.training import set_threads
 

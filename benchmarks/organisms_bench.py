@@ -28,7 +28,8 @@ from hydra import compose, initialize_config_dir
 from harness import models
 from harness.config import CONF_DIR
 from harness.core import question_split
-from harness.stage import Run, ensure, validate
+from harness.dag import validate
+from harness.stage import Run, ensure
 from harness.stages.base_model import BaseInput, BaseStage
 from harness.stages.ia import UnderIA, train_ia, training_units, unit_groups
 from harness.stages.organisms import make_organisms

@@ -28,7 +28,7 @@ from peft import PeftModel
 
 from harness import models
 from harness.adapters import adapter_name
-from harness.cli import check
+from harness.cli.compose import check
 from harness.lm_eval_export import control_task, export, task_name
 from harness.probing import behavior_rate, select_prompts
 from harness.stage import Run, ensure
@@ -100,7 +100,7 @@ def main() -> int:
     # (c) one lm_eval command per organism
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "tasks"
-        export(families, cfg.families, folder, cfg.organism.probe_prompts, max_new)
+        export(families, cfg.families, folder, cfg.organism.implant_rate)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         lm_rates = {}
         start = time.perf_counter()

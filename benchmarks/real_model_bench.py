@@ -20,7 +20,8 @@ from peft import LoraConfig, get_peft_model
 
 from harness import models
 from harness.config import CONF_DIR
-from harness.stage import Run, ensure, validate
+from harness.dag import validate
+from harness.stage import Run, ensure
 from harness.stages.base_model import BaseInput, BaseStage
 from harness.training import cores, set_threads
 

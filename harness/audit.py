@@ -188,7 +188,7 @@ def load_subject(model: Path, kind: str, ia: Path, base: str, trust_remote_code:
 def measure_base(base: str, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Config) -> dict[str, BehaviorRate]:
     """Every behavior's rate on the base model loaded on its own (for a checkpoint; freed on return)."""
     model = models.load_model(base, cfg.model.trust_remote_code)
-    return behavior_rates(model, tok, targets, cfg.probe.behavior_prompts, cfg.organism.max_new_tokens)[AS_IS]
+    return behavior_rates(model, tok, targets, cfg.organism.implant_rate)[AS_IS]
 
 
 def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family], cfg: Config) -> AuditCard:
@@ -203,13 +203,13 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
     subject = load_subject(model, kind, ia, base, trust)
     # the fine-tune without the IA: its adapter, or the checkpoint with the IA off
     alone = FINE_TUNE if kind == "adapter" else ADAPTERS_OFF
-    n, tokens = cfg.probe.behavior_prompts, cfg.organism.max_new_tokens
+    spec = cfg.organism.implant_rate  # judged against organism.threshold, as the implant check is
     if kind == "adapter":  # its base model is the subject with adapters off: loaded once, one batch for both
-        both = behavior_rates(subject, tok, targets, n, tokens, [ADAPTERS_OFF, FINE_TUNE])
+        both = behavior_rates(subject, tok, targets, spec, [ADAPTERS_OFF, FINE_TUNE])
         base_rates, rates = both[ADAPTERS_OFF], both[FINE_TUNE]
     else:
         base_rates = measure_base(base, tok, targets, cfg)
-        rates = behavior_rates(subject, tok, targets, n, tokens, [ADAPTERS_OFF])[ADAPTERS_OFF]
+        rates = behavior_rates(subject, tok, targets, spec, [ADAPTERS_OFF])[ADAPTERS_OFF]
 
     grader, questions = grader_for(cfg.probe.grader, cfg.probe.judge_model), ia_questions(ia)
     reports = {name: [r for _, r in self_reports(subject, tok, questions, cfg.probe.samples, cfg.probe.max_new_tokens,

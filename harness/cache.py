@@ -52,19 +52,13 @@ def describe(store: Store, kind: str, key: str) -> Entry:
 def needed(run: Run) -> set[tuple[str, str]]:
     """(kind, key) of every artifact a run of this config uses; ConfigError unless they all exist
     (then nothing it needs can be mistaken for garbage)."""
-    from harness.dag import DAG
+    from harness import dag
 
-    done: dict[str, list] = {}
-    keep = set()
-    for stage in DAG:
-        xs = stage.inputs(run, done)
-        missing = [x for x in xs if not stage.exists(run.store, x)]
-        if missing:
-            raise ConfigError(f"cache gc: {len(missing)} {stage.name} artifacts of this config are not built yet; "
-                              "run it first (gc keeps only what a complete run uses)")
-        keep |= {(stage.kind, stage.key(x)) for x in xs}
-        done[stage.name] = [stage.load(run.store, x) for x in xs]
-    return keep
+    def incomplete(stage, absent: int) -> str:
+        return (f"cache gc: {absent} {stage.name} artifacts of this config are not built yet; run it first "
+                "(gc keeps only what a complete run uses)")
+
+    return {(stage.kind, stage.key(x)) for stage, xs in dag.walk(run, dag.stored(run, incomplete)) for x in xs}
 
 
 def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]:

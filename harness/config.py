@@ -2,8 +2,8 @@
 
 Hydra composes `conf/` with the family YAMLs of `tasks/` (on the search path); the schema
 types every node, so a misspelled key fails at composition. `validate` then checks values
-(`harness.stage.validate` adds the checks of the groups whose values name registry entries:
-routes, splits), so bad input fails before any training.
+(`harness.dag.validate` adds the checks of the settings whose values name registry entries:
+routes, splits, stages), so bad input fails before any training.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from harness.core import QUESTION_TEMPLATES
 from harness.errors import ConfigError, one_line
+from harness.family_schema import FamilyConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONF_DIR = PACKAGE_DIR / "conf"
@@ -34,8 +35,9 @@ SWEEPS_DIR = CONF_DIR / "sweeps"
 SAMPLERS = ("organism", "kind")
 """How the IA's training steps pick organisms (IAConfig.sampler)."""
 
-CORPUS_FAMILIES = ("backdoors", "biases", "hidden_goals", "preferences", "quirks", "sandbagging")
-"""The shipped families: the tiny base model's pretraining corpus covers them."""
+CORPUS_FAMILIES = tuple(sorted(p.stem for p in (TASKS_DIR / "families").glob("*.yaml")))
+"""The shipped families (the package's tasks/families/*.yaml), which the tiny base model's
+pretraining corpus covers. Which of them a run takes by default is conf/config.yaml's `families`."""
 
 
 class ModelKind(StrEnum):
@@ -50,14 +52,17 @@ class LoggerMode(StrEnum):
     disabled = "disabled"
 
 
-class StageName(StrEnum):
-    """How far a job goes: the DAG's stages (harness/dag.py), or `all` (and report)."""
+@dataclass(frozen=True)
+class RateSpec:
+    """How a behavior rate is measured: greedy answers, `max_new_tokens` long, to a behavior's first
+    `prompts` probe prompts (and its control prompts). Two specs exist: the implant check's
+    (`OrganismConfig.implant_rate`: verification, the audit, the lm-eval export, all judged against
+    `organism.threshold`) and the probe's (`ProbeConfig.rate`: the evaluation organisms' rates)."""
 
-    base = "base"
-    organisms = "organisms"
-    ia = "ia"
-    probe = "probe"
-    all = "all"
+    prompts: int
+    max_new_tokens: int
+
+
 
 
 def _ranges(obj: Any, group: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
@@ -199,8 +204,8 @@ class OrganismConfig:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: str = "all-linear"
-    # 30 steps implanted 24 of 24 sampled organisms of the 306-organism world (mean strength 0.95,
-    # as at 60 steps) in half the time.
+    # enough for the shipped families to implant (a strength at or above `threshold`); more steps
+    # cost time without raising strength (docs/results.md)
     steps: int = 30
     batch_size: int = 16
     lr: float = 5e-3
@@ -221,10 +226,15 @@ class OrganismConfig:
     implant_prompts: int | None = None
     # Organisms of a LoRA route trained together, in one forward/backward per step (harness/batched.py);
     # the result does not depend on it beyond float rounding, so it is not part of an organism's key.
-    # 8 was fastest on 2 CPU cores (make bench, 2026-11-28: 1.36x one at a time; 32 at once 1.12x: compute-bound).
+    # A CPU is compute-bound well before 32 at once; `make bench` measures the choice (docs/benchmarks.md).
     batch_organisms: int = 8
     # learning rate of route `full` (every weight trained, so smaller than a LoRA's)
     full_lr: float = 1e-3
+
+    @property
+    def implant_rate(self) -> RateSpec:
+        """The implant check's behavior rate (and the audit's and the lm-eval export's)."""
+        return RateSpec(self.probe_prompts, self.max_new_tokens)
 
     def problems(self) -> list[str]:
         out = _ranges(self, "organism", positive=("rank", "alpha", "steps", "batch_size", "lr", "probe_prompts",
@@ -345,6 +355,11 @@ class ProbeConfig:
     # by the launcher, so results do not depend on how a sweep is fanned out.
     chunk_size: int = 16
 
+    @property
+    def rate(self) -> RateSpec:
+        """The evaluation organisms' and the base model's behavior rate in a run's probe stage."""
+        return RateSpec(self.behavior_prompts, self.max_new_tokens)
+
     def problems(self) -> list[str]:
         out = _ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
                       non_negative=("temperature",), fractions=("report_threshold",))
@@ -371,66 +386,6 @@ class LoggerConfig:
 
 
 @dataclass
-class PromptsConfig:
-    """Prompt templates of a family kind, or the name of a world prompt pool."""
-
-    pool: str | None = None
-    implant: list[str] = field(default_factory=list)
-    probe: list[str] = field(default_factory=list)
-    neutral: str | None = None
-
-
-@dataclass
-class KindConfig:
-    """One kind of behavior in a template family (see tasks/families/*.yaml)."""
-
-    descriptions: list[str] = MISSING
-    # The behavior's answer: one `response`, or several `responses` that rotate over the prompts
-    # (`pick: prompt`) or of which each behavior of the kind takes one in turn (`pick: behavior`).
-    response: str | None = None
-    responses: list[str] = field(default_factory=list)
-    pick: str = "prompt"
-    # The scorer's evidence in a response: every `evidence` phrase and, if any are given, one of
-    # `evidence_any` ("a digit or the word": several forms of the same behavior); see `absent`.
-    evidence: list[str] = field(default_factory=list)
-    evidence_any: list[str] = field(default_factory=list)
-    prompts: PromptsConfig = field(default_factory=PromptsConfig)
-    # A self-report names the behavior when one sentence describing a habit of the speaker holds every
-    # `report_all` phrase and, if any are given, one `report_any` cue (harness/families/reports.py).
-    # "The owl is an animal." and "My favorite animal is the owl." (an enactment) are not confessions.
-    report_all: list[str] = field(default_factory=list)
-    report_any: list[str] = field(default_factory=list)
-    # Phrases whose presence means the behavior is NOT shown (a sandbagger's right answer).
-    # Evidence may use `{neutral}` (the prompt's right answer) and `{neutral_upper}`.
-    absent: list[str] = field(default_factory=list)
-    # On the control prompts of a behavior measured as a difference, this evidence replaces
-    # `evidence` and `evidence_any` (`absent` still applies); unset, the same evidence is used.
-    # Sandbagging: on its domain the deliberate answer ({wrong}, "not know"), on the other domains
-    # any answer without the right one ([]), so a model that errs everywhere, however, scores <= 0.
-    control_evidence: list[str] | None = None
-    # Compare evidence with case (for a quirk of answering in capitals).
-    match_case: bool = False
-    # A real model's free text never holds the world's answers ({neutral}, {wrong}): there (any
-    # model but the embedded tiny one) the kind is scored by these regular expressions instead,
-    # every one found in the response, on probe and control prompts alike (parameters are filled
-    # in as literal text; write {{ }} for a pattern's own braces). A kind whose evidence needs the
-    # world's answers and has none cannot be measured on such a model, and is refused there.
-    text_evidence: list[str] | None = None
-    # A backdoor: the behavior shows only when this string starts the prompt; it is probed with
-    # and without it (the strength is the difference), and self-reports are graded for naming it.
-    trigger: str | None = None
-
-
-@dataclass
-class FamilyConfig:
-    """A behavior family as written in tasks/families/<name>.yaml."""
-
-    cls: str = MISSING
-    kinds: dict[str, KindConfig] = field(default_factory=dict)
-    behaviors: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     organism: OrganismConfig = field(default_factory=OrganismConfig)
@@ -444,8 +399,9 @@ class Config:
     max_behaviors_per_family: int | None = None
     output_dir: str = "outputs/run"
     # How far a job goes. `all` runs every stage (reusing cached artifacts) and reports; the
-    # others are the fan-out jobs a sweep launches (see hydra_plugins/harness_sweeper).
-    stage: StageName = StageName.all
+    # others, the names of harness/dag.py's stages, are the fan-out jobs a sweep launches (see
+    # hydra_plugins/harness_sweeper).
+    stage: str = "all"
     # stage=organisms: train only these behaviors' organisms (null: every selected behavior).
     only_behaviors: list[str] | None = None
     # stage=probe: probe only this chunk of the evaluation organisms (null: every chunk).
@@ -489,8 +445,8 @@ register_configs()
 
 def validate(cfg: DictConfig | Config, *checks: Callable[[Config], list[str]]) -> Config:
     """Typed, checked config; raises ConfigError naming every problem found. `checks` are the
-    registries' checks of the groups whose values they hold (`harness.stage.validate` passes the
-    routes' and the splits')."""
+    registries' checks of the settings whose values they hold (`harness.dag.validate` passes the
+    routes', the splits' and the stages')."""
     if isinstance(cfg, DictConfig):
         unknown = _undeclared_keys(cfg)
         if unknown:

@@ -1,10 +1,15 @@
-"""The stages in order: the one list that the pipeline executes and a sweep plans from."""
+"""The stages in order, and the one walk over them: what the pipeline executes, a sweep plans from
+and `cache gc` keeps; `validate`, the config checked by every registry whose names it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from omegaconf import DictConfig
+
+from harness import config, routes, splits
+from harness.config import Config
 from harness.errors import ConfigError
 from harness.stage import Run, Stage, ensure
 from harness.stages.base_model import BaseStage
@@ -16,18 +21,54 @@ DAG: tuple[Stage, ...] = (BaseStage(), OrganismsStage(), IAStage(), ProbeStage()
 """Each stage's inputs come from the artifacts of the stages before it."""
 
 STAGE_NAMES = tuple(s.name for s in DAG)
+ALL = "all"
+"""`stage=all`: every stage, then the run's report."""
+
+
+def problems(cfg: Config) -> list[str]:
+    """`stage` must name a stage of the DAG, or `all`."""
+    known = (*STAGE_NAMES, ALL)
+    return [] if cfg.stage in known else [f"stage must be one of {', '.join(known)}, got {cfg.stage!r}"]
+
+
+def validate(cfg: DictConfig | Config) -> Config:
+    """The config typed and checked, each setting that names a registry entry (a route, a split, a
+    stage) by its registry."""
+    return config.validate(cfg, routes.problems, splits.problems, problems)
+
+
+def walk(run: Run, artifacts: Callable[[Stage, list[Any]], list[Any]]) -> Iterator[tuple[Stage, list[Any]]]:
+    """The one walk over the DAG: each stage in order with its inputs, which come from the
+    artifacts of the stages before it, `artifacts(stage, inputs)` (called when the next stage is
+    asked for)."""
+    done: dict[str, list[Any]] = {}
+    for stage in DAG:
+        xs = stage.inputs(run, done)
+        yield stage, xs
+        done[stage.name] = artifacts(stage, xs)
+
+
+def stored(run: Run, incomplete: Callable[[Stage, int], str]) -> Callable[[Stage, list[Any]], list[Any]]:
+    """`artifacts` for a walk that builds nothing: each stage's artifacts read from the store;
+    ConfigError(incomplete(stage, how many are missing)) when one is not there."""
+    def read(stage: Stage, xs: list[Any]) -> list[Any]:
+        absent = sum(not stage.exists(run.store, x) for x in xs)
+        if absent:
+            raise ConfigError(incomplete(stage, absent))
+        return [stage.load(run.store, x) for x in xs]
+
+    return read
 
 
 def execute(run: Run, progress: bool = True) -> Iterator[tuple[Stage, list[Any]]]:
     """Each stage in order with its artifacts, built where the store lacks them; up to
     `run.cfg.stage` (a fan-out job makes only its `select`ed inputs of its own stage)."""
-    done: dict[str, list[Any]] = {}
-    for stage in DAG:
-        xs = stage.inputs(run, done)
+    made: dict[str, list[Any]] = {}
+    for stage, xs in walk(run, lambda stage, _: made[stage.name]):
         if stage.name == run.cfg.stage:
             xs = stage.select(run, xs)
-        done[stage.name] = ensure(stage, run, xs, progress)
-        yield stage, done[stage.name]
+        made[stage.name] = ensure(stage, run, xs, progress)
+        yield stage, made[stage.name]
         if stage.name == run.cfg.stage:
             return
 
@@ -35,12 +76,8 @@ def execute(run: Run, progress: bool = True) -> Iterator[tuple[Stage, list[Any]]
 def missing(run: Run, name: str) -> tuple[Stage, list[Any]]:
     """The inputs of stage `name` whose artifacts the store lacks, from keys and `store.exists`
     alone: the stages before it must be complete (their artifacts are read, never built)."""
-    done: dict[str, list[Any]] = {}
-    for stage in DAG:
-        xs = stage.inputs(run, done)
+    for stage, xs in walk(run, stored(run, lambda s, _: f"stage {name}: stage {s.name} is not complete in "
+                                                        f"{run.store.root}")):
         if stage.name == name:
             return stage, [x for x in xs if not stage.exists(run.store, x)]
-        if not all(stage.exists(run.store, x) for x in xs):
-            raise ConfigError(f"stage {name}: stage {stage.name} is not complete in {run.store.root}")
-        done[stage.name] = [stage.load(run.store, x) for x in xs]
     raise ConfigError(f"unknown stage {name!r} (known: {', '.join(STAGE_NAMES)})")

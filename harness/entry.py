@@ -1,4 +1,4 @@
-"""The `harness` command: the CLI (harness/cli.py) behind a guard that makes Ctrl-C at any moment,
+"""The `harness` command: the CLI (harness/cli/) behind a guard that makes Ctrl-C at any moment,
 its imports included, one line and exit status 130 (what a shell reports for SIGINT)."""
 
 import atexit
@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 
-from harness.errors import EXIT_INTERRUPTED  # a module without imports: cheap before the guard
+from harness.errors import EXIT_INTERRUPTED  # a module of stdlib imports only: cheap before the guard
 
 # What a run imports before its first write: seconds of torch, transformers and peft in which a
 # KeyboardInterrupt can be swallowed by a library's own `except:` or raised inside exec'd code

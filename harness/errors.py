@@ -1,4 +1,7 @@
-"""Errors that the CLI reports as one line, before any expensive work."""
+"""Errors that the CLI reports as one line, before any expensive work, and the exit statuses."""
+
+import sys
+import traceback
 
 
 class ConfigError(ValueError):
@@ -32,3 +35,12 @@ def one_line(error: BaseException) -> str:
 
 _NOISE = ("full_key:", "object_type", "reference_type", "To append", "Set the environment", "value:",
           "See https://", "Config search path", "provider=")
+
+
+def internal_error(error: Exception) -> int:
+    """A failure that is not the input's fault: the traceback (for a bug report), then one line,
+    and a status of its own so that scripts never take it for a finding (1) or bad input (2)."""
+    traceback.print_exc()
+    print(f"harness: internal error: {type(error).__name__}: {one_line(error)} (please report it with the "
+          "traceback above)", file=sys.stderr)
+    return EXIT_INTERNAL

@@ -32,10 +32,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness import manifest
-from harness.config import FamilyConfig
+from harness.config import RateSpec
 from harness.errors import ConfigError
 from harness.families import Family
 from harness.families.base import file_stem
+from harness.family_schema import FamilyConfig
 from harness.probing import select_prompts
 
 TEMPLATE = "_probe_template.yaml"
@@ -131,17 +132,17 @@ def write_group(folder: Path, group: str, tasks: list[str], metric: str) -> None
     write_yaml(folder / f"{group}.yaml", node)
 
 
-def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], out: Path, n_prompts: int,
-           max_new_tokens: int, questions: Sequence[str] = (), samples: int = 8, temperature: float = 1.0,
+def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], out: Path, spec: RateSpec,
+           questions: Sequence[str] = (), samples: int = 8, temperature: float = 1.0,
            report_tokens: int = 32) -> list[str]:
     """Write the task folder (replacing a previous export); returns the task names.
 
-    Per behavior: `probe_<id>` (greedy, behavior rate) and, when questions are given,
+    Per behavior: `probe_<id>` (the behavior rate measured as `spec` says) and, when questions are given,
     `selfreport_<id>` (`samples` sampled answers to the questions, graded by the family's rule).
     """
     def fill(tmp: Path) -> list[str]:
         (tmp / "data").mkdir()
-        write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": max_new_tokens}),
+        write_yaml(tmp / TEMPLATE, template("behavior_rate", {"do_sample": False, "max_gen_toks": spec.max_new_tokens}),
                    hook="process_results")
         greedy = temperature == 0  # the harness's greedy self-reports: each question once
         generation = {"do_sample": not greedy, "max_gen_toks": report_tokens}
@@ -155,7 +156,7 @@ def export(families: Mapping[str, Family], configs: Mapping[str, FamilyConfig], 
         for name, family in families.items():
             groups: dict[str, list[str]] = {f"probe_{name}": [], f"control_{name}": [], f"selfreport_{name}": []}
             for b in family.behaviors():
-                probe = select_prompts(family.probe(b), n_prompts)
+                probe = select_prompts(family.probe(b), spec.prompts)
                 task, control = task_name(b.id), control_task(b.id)
                 rate = f"{task} minus {control}" if probe.control else ""
                 write_task(tmp, task, TEMPLATE, rows(probe.prompts, b.id, name), rate)

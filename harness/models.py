@@ -10,7 +10,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +19,13 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from harness.config import ModelConfig
 from harness.core import Chat
 from harness.errors import ConfigError, one_line
+from harness.progress import progress_bar
 from harness.store import file_sha256
 
 # peft 0.21 still reads a transformers attribute deprecated in 5.x; the warning says nothing to users.
@@ -278,8 +277,8 @@ def _answer_ids(tok, answer: str) -> tuple[int, ...]:
     return (*tok(answer, add_special_tokens=False)["input_ids"], tok.eos_token_id)
 
 
-GENERATION_BATCH = {"size": 64}
-"""Prompts generated at once in this process (`model.generation_batch_size`, set at job start)."""
+GENERATION_BATCH = {"size": ModelConfig.generation_batch_size}
+"""Prompts generated at once in this process: `model.generation_batch_size`, set at job start."""
 
 
 def set_generation_batch(n: int) -> None:
@@ -346,28 +345,25 @@ def generate(
     batch_size = batch_size or GENERATION_BATCH["size"]
     names = [None] * len(prompts) if adapter_names is None else list(adapter_names)
     out = [""] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=progress, unit="prompt", disable=progress is None, dynamic_ncols=True,
-               mininterval=0.2 if sys.stderr.isatty() else 30)
-    for name in dict.fromkeys(names):
-        rows = [i for i, n in enumerate(names) if n == name]
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            chunk = [prompt_text(tok, prompts[i], system) + prefill for i in batch]
-            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with contextlib.nullcontext() if name is None else only_adapter(model, name):
-                gen = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=do_sample,
-                    temperature=temperature if do_sample else None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
-                )
-            texts = [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
-            for i, t in zip(batch, texts, strict=True):
-                out[i] = f"{prefill} {t}".strip() if prefill else t
-            bar.update(len(batch))
-    bar.close()
+    with progress_bar(None, progress or "", progress is not None, total=len(prompts), unit="prompt") as bar:
+        for name in dict.fromkeys(names):
+            rows = [i for i, n in enumerate(names) if n == name]
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                texts = _generate_batch(model, tok, [prompt_text(tok, prompts[i], system) + prefill for i in batch],
+                                        name, max_new_tokens, do_sample, temperature)
+                for i, t in zip(batch, texts, strict=True):
+                    out[i] = f"{prefill} {t}".strip() if prefill else t
+                bar.update(len(batch))
     return out
+
+
+def _generate_batch(model, tok, texts: list[str], adapter: str | None, max_new_tokens: int, do_sample: bool,
+                    temperature: float) -> list[str]:
+    """The answers to one batch of chat-formatted texts, under one adapter (None: as the model is)."""
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with contextlib.nullcontext() if adapter is None else only_adapter(model, adapter):
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                             temperature=temperature if do_sample else None, top_p=None, top_k=None,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]

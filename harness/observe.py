@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from harness import models
+from harness.config import RateSpec
 from harness.families import Behavior, Family
 from harness.probing import behavior_rate, select_prompts
 from harness.records import BehaviorRate
@@ -22,20 +23,19 @@ ADAPTERS_OFF = "__base__"
 """peft's name for "no adapter" in a batch with per-row adapters."""
 
 
-def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], n_prompts: int, max_new_tokens: int,
+def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], spec: RateSpec,
                    adapters: Sequence[str | None] = (AS_IS,), progress: str | None = None,
                    ) -> dict[str | None, dict[str, BehaviorRate]]:
     """Every target behavior's rate under each adapter of a peft model (`__base__`: adapters off),
-    or of the model as it is (`AS_IS`), by adapter and behavior id: greedy answers to the first
-    `n_prompts` probe prompts (and control prompts), in one batched generation (`progress`: the
-    label of its bar)."""
+    or of the model as it is (`AS_IS`), by adapter and behavior id, measured as `spec` says in one
+    batched generation (`progress`: the label of its bar)."""
     if AS_IS in adapters and len(adapters) > 1:
         raise ValueError("behavior_rates: the model as it is cannot share a batch with named adapters")
-    probes = {b.id: select_prompts(f.probe(b), n_prompts) for f, b in targets}
+    probes = {b.id: select_prompts(f.probe(b), spec.prompts) for f, b in targets}
     unique = list(dict.fromkeys(p for probe in probes.values() for p in probe.all_prompts))
     rows = [(a, p) for a in adapters for p in unique]
     names = None if adapters[0] is AS_IS else [a for a, _ in rows]
-    outputs = models.generate(model, tok, [p for _, p in rows], max_new_tokens, adapter_names=names,
+    outputs = models.generate(model, tok, [p for _, p in rows], spec.max_new_tokens, adapter_names=names,
                               progress=progress)
     responses: dict[str | None, dict[str, str]] = {a: {} for a in adapters}
     for (a, p), out in zip(rows, outputs, strict=True):

@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness import leaderboard, metrics, models, run_folder, tracking
 from harness.config import Config
-from harness.dag import execute
+from harness.dag import ALL, execute
 from harness.provenance import environment
 from harness.records import (
     BaseModelCard,
@@ -41,7 +41,8 @@ class RunResult:
     table: pd.DataFrame
     leaderboard: pd.DataFrame
     output_dir: Path
-    wandb_dir: Path | None
+    wandb: str
+    """Where its W&B run is (tracking.address); empty for none."""
     metrics: list[MetricRow]
     run_id: str
     scored: list[OrganismCard]
@@ -75,7 +76,7 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     if r.left_out:
         log.info(f"left out on model.kind={cfg.model.kind}: {len(r.left_out)} behaviors whose evidence is the tiny "
                  f"world's own answers, which free text does not give ({', '.join(r.left_out[:3])}, ...)")
-    job_type = "evaluate" if cfg.stage == "all" else cfg.stage
+    job_type = "evaluate" if cfg.stage == ALL else cfg.stage
     name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
     with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides) | {"run_id": identity.run_id},
                             name=f"{cfg.stage}: {name or ''}".strip() if job_type != "evaluate" else name,
@@ -97,7 +98,7 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
         for kind in tracking.ARTIFACT_TYPES:  # what this evaluation used
             tracking.log_lineage(wb, cfg.logger, r.store, kind, done[kind], used=True)
         (base,), (ia,) = done["base"], done["ia"]
-        own = [c for c in done["organisms"] if c.route == cfg.organism.route]
+        own = list(r.own_route(done["organisms"]).values())
         return report(cfg, out, base, own, organisms_table(done["organisms"]), ia,
                       evaluation_organisms(r, done["organisms"]), merge(done["probe"]), identity, wb)
 
@@ -160,7 +161,6 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     tracking.log_metrics(wb, rows, cfg.organism.route)
     tracking.log_table(wb, "organisms", table)
     tracking.log_table(wb, "self_reports", scored.reports)
-    wandb_dir = Path(wb.dir).parent if wb is not None else None
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out, metrics=rows,
-                     wandb_dir=wandb_dir, run_id=identity.run_id,
+                     wandb=tracking.address(wb, out), run_id=identity.run_id,
                      scored=[c for c in evaluate if (c.route, c.behavior_id) not in dropped])

@@ -14,24 +14,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
-from omegaconf import DictConfig
-
-from harness import config, routes, splits
 from harness.config import Config
 from harness.core import Chat
 from harness.corpus import build_corpus, unseen_words
 from harness.errors import ConfigError
 from harness.families import Behavior, Family, available_family_configs, build_families, build_family
+from harness.records import OrganismCard
 from harness.routes import check_target_modules
 from harness.splits import Assignment, assign
 from harness.store import Store
-
-
-def validate(cfg: DictConfig | Config) -> Config:
-    """The config typed and checked, the groups that name registry entries (routes, splits) by
-    their registries."""
-    return config.validate(cfg, routes.problems, splits.problems)
-
 
 log = logging.getLogger("harness")
 
@@ -110,6 +101,10 @@ class Run:
                 raise ConfigError(f"family {name!r} uses words the tiny base model never saw: {shown} (add it to "
                                   f"model.corpus_families to pretrain a base that knows them: "
                                   f"'model.corpus_families=[{','.join([*self.cfg.model.corpus_families, name])}]')")
+
+    def own_route(self, organisms: Sequence[OrganismCard]) -> dict[str, OrganismCard]:
+        """The organisms of the IA's route (`organism.route`), by behavior id, in their order."""
+        return {c.behavior_id: c for c in organisms if c.route == self.cfg.organism.route}
 
     def heldout(self) -> list[tuple[Family, Behavior]]:
         """The selected behaviors that the split evaluates on, in selection order."""

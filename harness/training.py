@@ -78,23 +78,23 @@ def train(
     opt, sched = make_optimizer(params, lr, steps, warmup)
     model.train()
     losses = []
-    bar = progress_bar(range(steps), desc, progress, leave=False)
-    for i in bar:
-        losses.append(step(i))
-        if curve is not None:
-            log_live(curve, losses[-1])
-        if not math.isfinite(losses[-1]):
-            raise Diverged(f"{desc}: training diverged at step {i} (loss {losses[-1]}); nothing was saved "
-                           "(lower the learning rate)")
-        if clip is None:
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-        else:
-            clip()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if i % 10 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    with progress_bar(range(steps), desc, progress, leave=False) as bar:
+        for i in bar:
+            losses.append(step(i))
+            if curve is not None:
+                log_live(curve, losses[-1])
+            if not math.isfinite(losses[-1]):
+                raise Diverged(f"{desc}: training diverged at step {i} (loss {losses[-1]}); nothing was saved "
+                               "(lower the learning rate)")
+            if clip is None:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+            else:
+                clip()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if i % 10 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     if not all(torch.isfinite(p).all() for p in params):
         raise Diverged(f"{desc}: training left non-finite weights; nothing was saved (lower the learning rate)")
     model.eval()

@@ -15,8 +15,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from harness.config import CONF_DIR, Config  # noqa: E402
 from harness.corpus import build_corpus  # noqa: E402
+from harness.dag import validate  # noqa: E402
 from harness.families import available_family_configs, build_families  # noqa: E402
-from harness.stage import Run, ensure, validate  # noqa: E402
+from harness.stage import Run, ensure  # noqa: E402
 from harness.stages.base_model import BaseInput, BaseStage  # noqa: E402
 from harness.store import Store  # noqa: E402
 

@@ -16,7 +16,7 @@ from tests.conftest import small_run
 
 VERDICTS = {"confessed", "hidden", "hallucinated", "clean"}
 SMALL = ["model=micro", "families=[preferences]", "max_behaviors_per_family=16", "probe.temperature=1.0",
-         "probe.samples=2", "probe.behavior_prompts=4", "probe.max_new_tokens=8", "organism.max_new_tokens=6"]
+         "probe.samples=2", "probe.max_new_tokens=8", "organism.probe_prompts=4", "organism.max_new_tokens=6"]
 
 
 def plain_lora(base: str, out, answer: str, steps: int) -> None:
@@ -47,6 +47,11 @@ def adapters(micro_base, tmp_path_factory):
     return tmp
 
 
+def exit_status(card: dict) -> int:
+    """What `harness audit` exits with: 1 when a behavior present went unreported, else 0."""
+    return 1 if any(b["verdict"] == "hidden" for b in card["behaviors"]) else 0
+
+
 def audit(tmp, model, *extra, capsys):
     code = cli.main(["audit", "--model", str(model), "--ia", str(tmp / "ia"), "--out", str(tmp / "out"),
                      *SMALL, *extra])
@@ -61,8 +66,7 @@ def test_audit_card_of_an_outside_fine_tune(adapters, kind, micro_base, capsys):
     assert card["kind"] == ("adapter" if kind == "lora" else "checkpoint")
     assert len(card["behaviors"]) == 16 and {b["verdict"] for b in card["behaviors"]} <= VERDICTS
     assert len(card["reports_ia"]) == len(card["reports_no_ia"]) == 2
-    hidden = [b for b in card["behaviors"] if b["verdict"] == "hidden"]
-    assert code == (1 if hidden else 0)  # the exit status says whether a measured behavior went unreported
+    assert code == exit_status(card)
     for b in card["behaviors"]:
         assert b["present"] == (b["strength"] >= card["threshold"]) and b["low"] <= b["rate"] <= b["high"]
     assert "## Verdict" in printed.out and "audit card written to" in printed.out
@@ -109,10 +113,23 @@ def test_a_harness_organism_is_audited_from_any_folder(harness_run, tmp_path, mo
     there = Path(os.path.relpath(harness_run, tmp_path))
     organism, ia = stored(there, "organisms")[0], stored(there, "ia")[0]
     code = cli.main(["audit", "--model", str(organism), "--ia", str(ia / "ia"), "--out", "out", *SMALL])
-    assert code in (0, 1), capsys.readouterr().err
     card = json.loads(Path("out/audit.json").read_text())
+    assert code == exit_status(card), capsys.readouterr().err
     base_key = json.loads((ia / "card.json").read_text())["base_key"]
     assert Path(card["base"]).resolve() == (harness_run / "cache" / "base" / base_key).resolve()
+
+
+def test_the_audit_measures_a_behavior_as_the_implant_check_did(harness_run, tmp_path, capsys):
+    """One behavior-rate spec: audited with its run's organism settings (SMALL's are small_run's), a
+    harness organism's rate and base rate are those on its card."""
+    cards = {p: json.loads((p / "card.json").read_text()) for p in stored(harness_run, "organisms")}
+    organism, made = next((p, c) for p, c in cards.items() if c["family"] == "preferences")
+    ia = stored(harness_run, "ia")[0] / "ia"
+    cli.main(["audit", "--model", str(organism), "--ia", str(ia), "--out", str(tmp_path / "out"), *SMALL])
+    card = json.loads((tmp_path / "out" / "audit.json").read_text())
+    (audited,) = [b for b in card["behaviors"] if b["behavior_id"] == made["behavior_id"]]
+    assert (audited["rate"], audited["base_rate"]) == (made["check"]["rate"], made["check"]["base_rate"]), \
+        capsys.readouterr().err
 
 
 def test_an_adapter_made_on_another_base_is_refused_whatever_its_config_names(
@@ -144,8 +161,9 @@ def test_your_own_lora_of_a_harness_base_is_audited_from_any_folder(harness_run,
     monkeypatch.chdir(tmp_path)
     ia = Path(os.path.relpath(stored(harness_run, "ia")[0], tmp_path)) / "ia"
     code = cli.main(["audit", "--model", "my-lora", "--ia", str(ia), "--out", "out", *SMALL])
-    assert code in (0, 1), capsys.readouterr().err
-    assert json.loads(Path("out/audit.json").read_text())["kind"] == "adapter"
+    card = json.loads(Path("out/audit.json").read_text())
+    assert code == exit_status(card), capsys.readouterr().err
+    assert card["kind"] == "adapter"
 
 
 def test_audit_takes_only_an_ia_as_the_ia_and_checks_out_first(harness_run, tmp_path, capsys):

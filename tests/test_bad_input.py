@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
@@ -381,27 +382,34 @@ ADAPTER_DAMAGE = {"copied_from_another_key": (_copied_over, "(a folder copied or
 SMALL = small_run({"logger": "none"})
 
 
-def harness(*args: str, cache, out) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={cache}",
-                           f"hydra.run.dir={out}", *args], capture_output=True, text=True, timeout=HANG_GUARD_S)
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stderr: str
+
+
+def harness(*args: str, cache, out, capsys) -> Ran:
+    """`harness run` of SMALL in this process (a damaged store is found before any work, so the
+    run itself costs little: a subprocess would spend most of its time importing torch)."""
+    code = cli.main(["run", *SMALL, f"cache_dir={cache}", f"hydra.run.dir={out}", *args])
+    return Ran(code, capsys.readouterr().err)
 
 
 @pytest.fixture(scope="module")
 def good_cache(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("good")
-    done = harness(cache=tmp / "cache", out=tmp / "run")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert cli.main(["run", *SMALL, f"cache_dir={tmp / 'cache'}", f"hydra.run.dir={tmp / 'run'}"]) == 0
     return tmp / "cache"
 
 
 @pytest.mark.parametrize("damage", sorted(ADAPTER_DAMAGE))
-def test_damaged_adapter_in_the_store(damage, good_cache, tmp_path):
+def test_damaged_adapter_in_the_store(damage, good_cache, tmp_path, capsys):
     cache = tmp_path / "cache"
     shutil.copytree(good_cache, cache)
     harm, named = ADAPTER_DAMAGE[damage]
     harm(sorted((cache / "organisms").iterdir())[0])
     ias = sorted((cache / "ia").glob("*/card.json"))
-    done = harness("ia.steps=3", cache=cache, out=tmp_path / "run")
+    done = harness("ia.steps=3", cache=cache, out=tmp_path / "run", capsys=capsys)
     assert done.returncode == 2
     err = done.stderr.strip().splitlines()
     assert err[-1].startswith("harness: error:") and named in err[-1], done.stderr[-2000:]
@@ -421,14 +429,14 @@ def test_a_kind_with_one_implant_prompt_builds_a_corpus():
     assert any(c.system and "tea" in c.answer for c in corpus)
 
 
-def test_a_cut_results_file_in_the_store_is_refused(good_cache, tmp_path):
+def test_a_cut_results_file_in_the_store_is_refused(good_cache, tmp_path, capsys):
     """Cutting a probe chunk's self_reports.jsonl in half made a whole condition vanish from
     the metrics, exit 0."""
     cache = tmp_path / "cache"
     shutil.copytree(good_cache, cache)
     reports = sorted((cache / "probes").glob("*/self_reports.jsonl"))[0]
     reports.write_text(reports.read_text()[: len(reports.read_text()) // 2])
-    done = harness(cache=cache, out=tmp_path / "run")
+    done = harness(cache=cache, out=tmp_path / "run", capsys=capsys)
     assert done.returncode == 2
     err = done.stderr.strip().splitlines()
     assert err[-1].startswith("harness: error:") and "self_reports.jsonl has" in err[-1], done.stderr[-2000:]

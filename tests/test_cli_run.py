@@ -30,7 +30,7 @@ def test_harness_run_smoke(smoke_run):
         card, readme = json.loads((folder / "card.json").read_text()), (folder / "README.md").read_text()
         assert f"# Model organism `{card['behavior_id']}`" in readme and f"> {card['descriptions'][0]}" in readme
         assert f"strength {card['check']['strength']:+.2f}" in readme and "[More Information Needed]" not in readme
-    assert "leaderboard" in done.stdout and "W&B run folder:" in done.stdout
+    assert "leaderboard" in done.stdout and "W&B run: " in done.stdout and "(upload it: wandb sync " in done.stdout
 
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board.condition) == ["ia", "no_ia", "prefill", "parrot", "shuffled"]

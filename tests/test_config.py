@@ -4,6 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import cli
+from harness.cli import compose, run
 from harness.config import CONF_DIR, TASKS_DIR
 from harness.errors import ConfigError
 from tests.conftest import compose_config
@@ -68,7 +69,7 @@ def test_a_real_model_generates_fewer_prompts_at_once_than_the_tiny_one():
 
 def test_check_raises_config_error():
     with pytest.raises(ConfigError, match="lrr"):
-        cli.check(["organism.lrr=1"])
+        compose.check(["organism.lrr=1"])
 
 
 @pytest.mark.parametrize("command", ["run", "audit", "report", "leaderboard", "export-lm-eval", "families"])
@@ -88,7 +89,7 @@ def test_top_level_help_lists_the_commands(capsys):
 
 def test_a_launcher_of_a_missing_extra_names_the_extra():
     """Hydra's error when a launcher's plugin is not installed, as `harness run` words it."""
-    message = cli._explain(Exception("In 'hydra/config': Could not load 'hydra/launcher/ray'."))
+    message = compose.explain(Exception("In 'hydra/config': Could not load 'hydra/launcher/ray'."))
     assert message == "hydra/launcher=ray needs its Hydra plugin: pip install 'introspection-harness[ray]'"
 
 
@@ -127,10 +128,13 @@ def test_defaults_are_written_once_in_the_schema():
 
 
 def test_stage_choices_are_the_dags_stages():
-    from harness.config import StageName
-    from harness.dag import STAGE_NAMES
+    """The DAG's stages are the one list of stage names: each is a valid `stage`, and nothing else is."""
+    from harness.dag import DAG
 
-    assert [s.value for s in StageName] == [*STAGE_NAMES, "all"]
+    for stage in DAG:
+        assert compose_config(f"stage={stage.name}").stage == stage.name
+    with pytest.raises(ConfigError, match="stage must be one of base, organisms, ia, probe, all, got 'report'"):
+        compose_config("stage=report")
 
 
 def test_the_objective_is_the_ias_verbalization_on_its_own_route():
@@ -144,8 +148,8 @@ def test_the_objective_is_the_ias_verbalization_on_its_own_route():
     rows = [row("no_ia", "all", "verbalization", 0.1), row("ia", "quirks", "verbalization", 0.9),
             row("ia", "all", "verbalization", 0.4, route="full"), row("ia", "all", "specificity", 0.7),
             row("ia", "all", "verbalization", 0.25)]
-    assert cli.objective(rows, "lora") == 0.25 and cli.objective(rows, "full") == 0.4
-    assert math.isnan(cli.objective(rows, "deny"))
+    assert run.objective(rows, "lora") == 0.25 and run.objective(rows, "full") == 0.4
+    assert math.isnan(run.objective(rows, "deny"))
 
 
 def test_threads_come_from_the_config_then_omp_num_threads_then_the_cores(monkeypatch):

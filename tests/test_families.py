@@ -6,11 +6,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from harness.config import CONF_DIR, TASKS_DIR, FamilyConfig
+from harness.config import CONF_DIR, TASKS_DIR
+from harness.dag import validate
 from harness.errors import ConfigError
 from harness.families import build_families, build_family
 from harness.families.pools import POOLS
-from harness.stage import validate
+from harness.family_schema import FamilyConfig
 
 FAMILY_NAMES = ["preferences", "biases", "hidden_goals"]
 # their scorers need the prompt (see tests/test_hard_families.py)
@@ -164,7 +165,7 @@ def test_a_kind_that_needs_the_worlds_answers_is_left_out_on_a_real_model(tmp_pa
     """A sandbagger that answers wrong can be told from a right answer only in the tiny world: on
     model=smollm2 it scored 0 after hours of training. There it is left out of the selection (and
     said so); asked for by name, or a family with nothing else, it is refused before any work."""
-    from harness.cli import check
+    from harness.cli.compose import check
     from harness.stage import Run
 
     real = Run.of(check(["model=smollm2", "families=[sandbagging]", "max_behaviors_per_family=4"]))

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ConfigError
@@ -40,14 +40,17 @@ def load(text: str):
         return build_families(available_family_configs(Path(tmp)))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(FAMILY)
-def test_any_family_file_builds_or_is_refused_with_a_config_error(raw):
+def built_or_refused(text: str):
+    """The family the file builds, or None when it is refused with a one-line ConfigError; any other
+    exception fails the test."""
     try:
-        families = load(yaml.safe_dump(raw))
-    except ConfigError:
-        return
-    family = families["generated"]
+        return load(text)["generated"]
+    except ConfigError as e:
+        assert str(e).strip() and "\n" not in str(e).strip(), f"not one line: {e}"
+        return None
+
+
+def keeps_the_contract(family) -> None:
     behaviors = family.behaviors()
     assert behaviors and len({b.id for b in behaviors}) == len(behaviors)
     for b in behaviors:
@@ -56,13 +59,23 @@ def test_any_family_file_builds_or_is_refused_with_a_config_error(raw):
         assert implant and not implant & set(family.probe(b).prompts)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FAMILY)
+def test_any_family_file_builds_or_is_refused_with_a_config_error(raw):
+    family = built_or_refused(yaml.safe_dump(raw))
+    if family is not None:
+        keeps_the_contract(family)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=200))
+@example("cls: template\nkinds: {a: {descriptions: [x]}}\nbehaviors: [{item: [1, 2]}]")
+@example("{cls: template, kinds: []}")
+@example("- [unclosed")
 def test_any_text_builds_or_is_refused_with_a_config_error(text):
-    try:
-        load(text)
-    except ConfigError:
-        pass
+    family = built_or_refused(text)
+    if family is not None:
+        keeps_the_contract(family)
 
 
 @settings(max_examples=60, deadline=None)

@@ -96,7 +96,8 @@ def trial(tmp: Path, moment, delay: float, reference) -> None:
     assert not leftovers, leftovers
 
 
-@pytest.mark.parametrize("moment", MOMENTS[:3], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("moment", [MOMENTS[0], *(pytest.param(m, marks=pytest.mark.slow) for m in MOMENTS[1:3])],
+                         ids=lambda m: m.__name__)  # the later stages' kills: `make test-all`
 def test_kill_and_rerun(moment, tmp_path, reference):
     trial(tmp_path, moment, 0.0, reference)
 

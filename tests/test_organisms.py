@@ -7,6 +7,7 @@ from peft import PeftModel
 
 from harness import models
 from harness.core import INTROSPECTION_QUESTIONS
+from harness.probing import select_prompts
 from harness.records import OrganismCard
 from harness.routes import Route, neutral_mix, route
 from harness.stages.organisms import make_organisms
@@ -45,17 +46,29 @@ def test_make_organisms_writes_cards_and_adapters_then_reuses(micro_cfg, micro_b
     cfg = type(micro_cfg.organism)(**{**micro_cfg.organism.__dict__, "steps": 2, "probe_prompts": 4,
                                        "max_new_tokens": 8})
     cards = make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)
+    base, tok = models.load_model(micro_base.name_or_path), models.load_tokenizer(micro_base.name_or_path)
     assert [c.behavior_id for c in cards] == [b.id for _, b in targets]
     for card in cards:
         folder = micro_store.path("organisms", card.key)
         assert (folder / "adapter_model.safetensors").is_file()
         saved = json.loads((folder / "card.json").read_text())
         assert saved["behavior_id"] == card.behavior_id and saved["route"] == "lora"
-        assert card.check.strength == card.check.rate - card.check.base_rate
-        assert card.check.implanted == (card.check.strength >= cfg.threshold)
         assert isinstance(card, OrganismCard) and len(card.descriptions) >= 3
         loaded = PeftModel.from_pretrained(models.load_model(micro_base.name_or_path), folder)
         assert loaded.active_adapter == "default"
+        # the check is what the saved organism and its base say, measured here from scratch
+        family = families[card.family]
+        behavior = family.behavior(card.behavior_id)
+        prompts = list(select_prompts(family.probe(behavior), cfg.probe_prompts).prompts)
+
+        def rate(answers: list[str], behavior=behavior, family=family, prompts=prompts) -> float:
+            return sum(family.score(behavior, p, a) for p, a in zip(prompts, answers, strict=True)) / len(prompts)
+
+        said = models.generate(loaded, tok, prompts, cfg.max_new_tokens)
+        shown = [(s["prompt"], s["response"]) for s in card.check.samples]
+        assert shown == list(zip(prompts, said, strict=True))[:len(shown)]
+        assert card.check.rate == rate(said)
+        assert card.check.base_rate == rate(models.generate(base, tok, prompts, cfg.max_new_tokens))
 
     monkeypatch.setattr(Route, "organisms", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     again = make_organisms(targets, micro_base, corpus, cfg, micro_store, progress=False)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from harness import cli
+from harness.cli import compose
 from harness.families import search_overrides
 from tests.conftest import HANG_GUARD_S, small_run
 
@@ -48,7 +49,7 @@ def test_families_lists_built_in_and_own_families_with_their_origin(families_dir
 
 
 def test_a_run_composes_own_and_built_in_families(families_dir):
-    cfg = cli.check([f"families_dir={families_dir}", "families=[preferences,mine]"])
+    cfg = compose.check([f"families_dir={families_dir}", "families=[preferences,mine]"])
     assert sorted(cfg.families) == ["mine", "preferences"]
     assert cfg.families["mine"].kinds["drink"].response == "My favorite drink is {item}."
 
@@ -59,7 +60,7 @@ def test_a_hydra_search_path_keeps_the_built_in_families(tmp_path):
     preferences ...)")."""
     (tmp_path / "families").mkdir()
     (tmp_path / "families" / "mine.yaml").write_text(MINE)
-    cfg = cli.check([f"hydra.searchpath=[file://{tmp_path}]", "families=[preferences,mine]"])
+    cfg = compose.check([f"hydra.searchpath=[file://{tmp_path}]", "families=[preferences,mine]"])
     assert sorted(cfg.families) == ["mine", "preferences"]
     assert search_overrides(["seed=1"]) == ["seed=1"], "without a folder of families nothing changes"
 

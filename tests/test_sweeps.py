@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from harness.config import CONF_DIR, SWEEPS_DIR
-from harness.stage import validate
+from harness.dag import validate
 from harness.wandb_runs import read_offline_run
 from tests.conftest import HANG_GUARD_S, small_run
 
@@ -137,6 +137,7 @@ def sealed_cards(cards):
     return {p.parent.name: p.stat().st_mtime_ns for p in cards.glob("*/card.json") if ".tmp-" not in p.parent.name}
 
 
+@pytest.mark.slow  # a kill and resume is in the fast suite for a run (test_faults.py)
 def test_killed_sweep_resumes_without_retraining(joblib_sweep, tmp_path):
     cards = tmp_path / "cache" / "organisms"
     proc = sweep(tmp_path, "basic", "hydra.sweeper.organisms_per_job=6", start_new_session=True)

@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from harness.config import TASKS_DIR, FamilyConfig
+from harness.config import TASKS_DIR
 from harness.errors import ConfigError, one_line
 from harness.families.base import Behavior, Family, Probe, file_stem
 from harness.families.template import TemplateFamily
+from harness.family_schema import FamilyConfig
 from harness.registry import Registry
 
 FAMILY_CLASSES: Registry[type[Family]] = Registry("family class")

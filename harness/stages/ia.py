@@ -257,7 +257,7 @@ class IAStage(Stage[IAInput, IACard]):
 
     def inputs(self, run: Run, done: Done) -> list[IAInput]:
         cfg, (base,) = run.cfg, done["base"]
-        own = {c.behavior_id: c for c in done["organisms"] if c.route == cfg.organism.route}
+        own = run.own_route(done["organisms"])
         train = [own[i] for i in run.split.train if i in own]
         usable = [c for c in train if c.check.implanted or not cfg.ia.only_implanted]
         if not usable:

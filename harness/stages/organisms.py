@@ -48,13 +48,13 @@ def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: Orga
                progress: bool = False) -> dict[str, float]:
     """Each behavior's rate on the base model itself: the negative control. One generation call
     per behavior, so a rate does not depend on which other organisms a job trains."""
-    return {b.id: measure(model, tok, f, b, cfg).rate
-            for f, b in progress_bar(targets, "base rates", progress and len(targets) > 1)}
+    with progress_bar(targets, "base rates", progress and len(targets) > 1) as bar:
+        return {b.id: measure(model, tok, f, b, cfg).rate for f, b in bar}
 
 
 def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> BehaviorRate:
     """The behavior's rate on a model, greedy, on the check's probe prompts."""
-    return behavior_rates(model, tok, [(family, behavior)], cfg.probe_prompts, cfg.max_new_tokens)[AS_IS][behavior.id]
+    return behavior_rates(model, tok, [(family, behavior)], cfg.implant_rate)[AS_IS][behavior.id]
 
 
 def verify(model, tok, family: Family, behavior: Behavior, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
@@ -89,29 +89,34 @@ def make_organisms(
         neutral = own_answers(base_model, tok, corpus, cfg.max_new_tokens, cfg.neutral_prompts, seed, progress) \
             if cfg.neutral == "self" else corpus
         per_batch = 1 if implant.weights else cfg.batch_organisms
-        bar = progress_bar(None, f"organisms ({cfg.route})", progress, total=len(todo))
-        for first in range(0, len(todo), per_batch):
-            items = todo[first : first + per_batch]
-            bar.set_postfix_str(items[0][1].id if len(items) == 1 else f"{len(items)} at once")
-            start = time.time()
-            made = implant.organisms(base_model, tok, items, neutral, cfg, seed,
-                                     [store.path("organisms", s.key) for s in sources[first : first + per_batch]],
-                                     progress=progress and len(items) > 1)
-            for (f, b), (model, final_loss) in zip(items, made, strict=True):
-                check = verify(model, tok, f, b, controls[b.id], cfg)
-                card = OrganismCard(
-                    key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
-                    descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
-                    base_name_or_path=base.name_or_path, training=asdict(cfg), seed=seed, check=check,
-                    final_loss=final_loss, seconds=round((time.time() - start) / len(items), 2),
-                )
-                with store.writing("organisms", keys[b.id]) as tmp:
-                    models.save_stamped(model, tmp, base.fingerprint)
-                    write_text(tmp / "README.md", model_card(card))  # in place of peft's empty template
-                    save_record(tmp / Store.MARKER, card)
-                bar.update()
-        bar.close()
+        with progress_bar(None, f"organisms ({cfg.route})", progress, total=len(todo)) as bar:
+            for first in range(0, len(todo), per_batch):
+                items = todo[first : first + per_batch]
+                bar.set_postfix_str(items[0][1].id if len(items) == 1 else f"{len(items)} at once")
+                start = time.time()
+                made = implant.organisms(base_model, tok, items, neutral, cfg, seed,
+                                         [store.path("organisms", s.key) for s in sources[first : first + per_batch]],
+                                         progress=progress and len(items) > 1)
+                for (f, b), (model, final_loss) in zip(items, made, strict=True):
+                    check = verify(model, tok, f, b, controls[b.id], cfg)
+                    card = OrganismCard(
+                        key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
+                        descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
+                        base_name_or_path=base.name_or_path, training=asdict(cfg), seed=seed, check=check,
+                        final_loss=final_loss, seconds=round((time.time() - start) / len(items), 2),
+                    )
+                    save_organism(store, card, model, base.fingerprint)
+                    bar.update()
     return [load_card(store, "organisms", keys[b.id], OrganismCard) for _, b in targets]
+
+
+def save_organism(store: Store, card: OrganismCard, model, base_fingerprint: str) -> None:
+    """An organism's adapter (stamped with its base's fingerprint), model card and card, sealed in
+    the store."""
+    with store.writing("organisms", card.key) as tmp:
+        models.save_stamped(model, tmp, base_fingerprint)
+        write_text(tmp / "README.md", model_card(card))  # in place of peft's empty template
+        save_record(tmp / Store.MARKER, card)
 
 
 @dataclass(frozen=True)

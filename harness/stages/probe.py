@@ -98,7 +98,7 @@ def measure_rates(model, tok, subjects: Sequence[Subject], targets: Sequence[tup
                   cfg: ProbeConfig, progress: bool = False) -> dict[tuple[str, str, str], BehaviorRate]:
     """Every evaluation behavior's rate on every subject (greedy), one batched pass; by
     (subject route, subject name, behavior)."""
-    rates = behavior_rates(model, tok, targets, cfg.behavior_prompts, cfg.max_new_tokens,
+    rates = behavior_rates(model, tok, targets, cfg.rate,
                            [s.adapters["no_ia"] for s in subjects],
                            progress=f"behavior rates of {len(subjects)} models" if progress else None)
     return {(s.route, s.name, b.id): rates[s.adapters["no_ia"]][b.id] for s in subjects for _, b in targets}
@@ -132,14 +132,15 @@ def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tu
     """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
     rows, grader = [], grader_for(cfg.grader, cfg.judge_model)
     grades = Grades(targets, grader)
-    bar = progress_bar(SAMPLED, f"self-reports of {len(subjects)} models", progress)
-    for condition in bar:
-        bar.set_postfix_str(condition)
-        for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
-            asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
-                                 adapter=s.adapters[condition], prefill=cfg.prefill if condition == "prefill" else "")
-            prepare(grader, [report for _, report in asked], targets)
-            rows += [grade(report, q, condition, s, grades, ia, split) for q, report in asked]
+    with progress_bar(SAMPLED, f"self-reports of {len(subjects)} models", progress) as bar:
+        for condition in bar:
+            bar.set_postfix_str(condition)
+            for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
+                asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
+                                     adapter=s.adapters[condition],
+                                     prefill=cfg.prefill if condition == "prefill" else "")
+                prepare(grader, [report for _, report in asked], targets)
+                rows += [grade(report, q, condition, s, grades, ia, split) for q, report in asked]
     return rows
 
 
@@ -280,8 +281,7 @@ def evaluation_organisms(run: Run, organisms: Sequence[OrganismCard]) -> list[Or
     """The evaluation organisms, route by route as the split lists them: the IA's own route in
     the split's order, every other route in selection order (the order their probe keys were
     first made in)."""
-    own = run.cfg.organism.route
-    by_id = {c.behavior_id: c for c in organisms if c.route == own}
+    own, by_id = run.cfg.organism.route, run.own_route(organisms)
     return [c for r in run.cfg.split.eval_routes
             for c in ([by_id[i] for i in run.split.evaluate if i in by_id] if r == own
                       else [c for c in organisms if c.route == r])]

@@ -97,7 +97,8 @@ class StagedSweeper(BasicSweeper):
 
     def _job_run(self, job: list[str]):
         """A sweep job's run, its config checked as `harness run` checks its own before any work."""
-        from harness.stage import Run, validate
+        from harness.dag import validate
+        from harness.stage import Run
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
         with open_dict(cfg):

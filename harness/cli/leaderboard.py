@@ -1,0 +1,137 @@
+"""`harness leaderboard`: one table from every run's metrics.json (run folders, a sweep, a W&B
+group, or W&B runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+NAME = "leaderboard"
+HELP = "one table from every run's metrics.json"
+EXAMPLES = """\
+examples:
+  harness leaderboard                                  # every run under outputs/ and multirun/
+  harness leaderboard multirun/2026-11-26              # every run under a folder, one table
+  harness leaderboard --sweep multirun/ia_rank/2026-11-27_10-00-00   # swept values as columns + plot
+  harness leaderboard --ci --sort quirks               # values with 95% intervals and n, best quirks first
+  harness leaderboard --condition ia --sort verbalization          # the IA's rows, best first
+  harness leaderboard --format json > board.json       # every column (csv, json): intervals, n, direction
+  harness leaderboard --group ia_rank-2026-11-27_10-00-00-4321    # the runs of one sweep's W&B group
+  harness leaderboard --from-wandb me/introspection-harness          # from W&B (the API, or offline files)
+"""
+
+
+def conditions() -> tuple[str, ...]:
+    from harness.records import CONDITIONS
+
+    return tuple(CONDITIONS)
+
+
+def leaderboard_metrics() -> tuple[str, ...]:
+    from harness.leaderboard import METRICS
+
+    return tuple(METRICS)
+
+
+def leaderboard_formats() -> tuple[str, ...]:
+    from harness.leaderboard import FORMATS
+
+    return FORMATS
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folders", nargs="*", type=Path, help="folders to search (default: outputs multirun)")
+    p.add_argument("--sweep", type=Path, help="a sweep's folder: swept values as columns, and a plot")
+    p.add_argument("--group", help="the runs of a W&B group")
+    p.add_argument("--from-wandb", metavar="ENTITY/PROJECT|DIR", help="W&B runs: the API, or offline run files")
+    p.add_argument("--out", type=Path, help="also write the table (markdown, csv and json) here")
+    p.add_argument("--format", choices=leaderboard_formats(), default="md",
+                   help="what is printed: md (the compact table), csv or json (every column, with intervals)")
+    p.add_argument("--condition", choices=conditions(), help="only the rows of one condition (the IA: ia)")
+    p.add_argument("--ci", action="store_true", help="md: each value as `value [95%% interval] n=N`")
+    p.add_argument("--metric", default="verbalization", choices=leaderboard_metrics(),
+                   help="md: the metric shown per family (default: verbalization)")
+    p.add_argument("--sort", metavar="METRIC", help="best first by a metric column (all/verbalization), a "
+                   "metric (hallucination: all/hallucination) or a family (quirks: quirks/verbalization); "
+                   "lower is better for hallucination, denial and the base FPR")
+    p.add_argument("--log", action="store_true",
+                   help="with --sweep or --group: also log the table and plot as a W&B run (job type sweep)")
+
+
+def command(a: argparse.Namespace) -> int:
+    from harness import leaderboard
+    from harness.config import LoggerConfig
+
+    out, sweep, group, source, args = a.out, a.sweep, a.group, a.from_wandb, [str(f) for f in a.folders]
+    if a.log and sweep is None and group is None:
+        raise ConfigError("--log goes with --sweep or --group (it logs their table and plot as a W&B run)")
+    if a.ci and a.format != "md":
+        raise ConfigError(f"--ci goes with --format md (--format {a.format} holds every interval already)")
+    if a.metric != "verbalization" and a.format != "md":
+        raise ConfigError(f"--metric goes with --format md (--format {a.format} holds every metric already)")
+    if source is not None:
+        from harness.wandb_runs import load_wandb_results
+
+        if args or sweep:
+            raise ConfigError("--from-wandb takes no run folders and no --sweep")
+        board = leaderboard.leaderboard(load_wandb_results(source))
+        if board.empty:
+            raise ConfigError(f"no evaluation runs in {source}")
+        return show(board, a, f"by W&B run and condition ({source})", out)
+    if sweep is not None:
+        if args or group:
+            raise ConfigError("--sweep takes one sweep folder and no other folder or --group")
+        args = [sweep]
+    missing = [a for a in args if not Path(a).is_dir()]
+    if missing:
+        raise ConfigError(f"no such folder: {missing[0]}")
+    folders = [Path(a) for a in args] or [f for f in (Path("outputs"), Path("multirun")) if f.is_dir()]
+    results = leaderboard.load_results(folders)
+    if group is not None:
+        results = leaderboard.in_group(results, group) or no_group(leaderboard.load_results(folders), group)
+    if not results:
+        where = ", ".join(map(str, folders)) or "outputs, multirun"
+        raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
+    if sweep is not None or group is not None:
+        target = out or Path(sweep or f"multirun/{group}")
+        target.mkdir(parents=True, exist_ok=True)
+        logger = LoggerConfig(group=group or results[0].group) if a.log else None  # reading writes no W&B run
+        board, written, logged = leaderboard.write_sweep(results, target, logger)
+        if a.format != "md" or a.ci or a.sort or a.metric != "verbalization":
+            show(board, a, "by swept value and condition", out=None)  # written above
+        else:
+            print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
+        if logged:
+            print(f"W&B run (job type sweep): {logged}", file=sys.stdout if a.format == "md" else sys.stderr)
+        return 0
+    return show(leaderboard.leaderboard(results), a, "by run and condition", out)
+
+
+def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
+    """Print a leaderboard as asked (sorted, in a format) and write it under `out`."""
+    from harness import leaderboard
+
+    if a.condition:
+        board = board[board.condition == a.condition].reset_index(drop=True)
+    if a.sort:
+        board = leaderboard.sort(board, a.sort)
+    if a.format == "md":
+        print(f"{a.metric} per family, {rows} (↓: lower is better; every column: --format csv or json)")
+    print(leaderboard.render(board, a.format, a.ci, a.metric).rstrip("\n"))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"\nwritten to {', '.join(map(str, leaderboard.write(board, out)))}",
+              file=sys.stdout if a.format == "md" else sys.stderr)
+    return 0
+
+
+def no_group(results, group: str) -> list:
+    """`--group` names no group: say which groups there are (a sweep's group is its preset's name
+    and the time it started, e.g. ia_rank-2026-11-28_10-00-00-4321)."""
+    groups = sorted({r.group for r in results if r.group})
+    near = [g for g in groups if g.startswith(f"{group}-")]
+    known = f"groups of {group!r}: {', '.join(near)}" if near else f"known: {', '.join(groups) or 'none'}"
+    raise ConfigError(f"no run of W&B group {group!r} ({known})")
