@@ -24,7 +24,8 @@ from harness.families import Behavior, Family
 from harness.grading import grader_for, mentioned
 from harness.metrics import rate_interval, share, verdict
 from harness.observe import ADAPTERS_OFF, AS_IS, behavior_rates, self_reports
-from harness.records import BehaviorRate, IACard, load_record
+from harness.record_io import load_record
+from harness.records import BehaviorRate, IACard
 from harness.store import Store, sealed_as
 
 FINE_TUNE, WITH_IA = "fine_tune", "fine_tune_ia"

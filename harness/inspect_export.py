@@ -16,7 +16,8 @@ from pathlib import Path
 from harness.core import BASE
 from harness.errors import ConfigError
 from harness.metrics import REPORT_VALUES, shuffled_reports
-from harness.records import MetricRow, ProbeSample, ReportRow, RunResults, load_record, read_jsonl
+from harness.record_io import load_record, read_jsonl
+from harness.records import MetricRow, ProbeSample, ReportRow, RunResults
 
 SCORER = "harness_rules"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from harness.config import LoggerConfig
 from harness.errors import ConfigError, one_line
-from harness.metrics import METRIC_SPECS, MetricSpec, across_seeds, headline_rows
-from harness.records import SCHEMA_VERSION, BadRecord, MetricRow, RunResults, from_dict
-from harness.store import strict_dumps, write_atomic, write_text
+from harness.metrics import METRIC_SPECS, MetricSpec, headline_rows
+from harness.record_io import BadRecord, from_dict
+from harness.records import SCHEMA_VERSION, MetricRow, RunResults
+from harness.store import strict_dumps, write_text
 
 METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination", "kind")
 # Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger.
@@ -23,6 +23,25 @@ RESULTS_FILE = "metrics.json"
 INTERVAL = ("", "_low", "_high", "_n")
 """A metric column's own value, then its interval and number of units, as column suffixes."""
 FPR = "base/false_positive_rate"
+
+
+# Overrides that change where and how a job runs and logs, never its results (threads, the stage a
+# sweep's job stops at, the sweep preset, W&B settings, the store, Hydra folders): not what the
+# user varied.
+PLUMBING = ("threads=", "stage=", "sweeps=", "logger=", "logger.", "cache_dir=", "hydra.")
+
+
+def override_pairs(overrides: list[str]) -> dict[str, str]:
+    """`key=value` overrides (`+`/`~` prefixes dropped; a sweep's plumbing left out) as a dict."""
+    kept = [o.lstrip("+~") for o in overrides if "=" in o]
+    return dict(o.split("=", 1) for o in kept if not o.startswith(PLUMBING))
+
+
+def swept_values(results: list[RunResults]) -> list[dict[str, str]]:
+    """Per run, the override keys whose values differ between the runs (the swept parameters)."""
+    pairs = [override_pairs(r.overrides) for r in results]
+    keys = [k for k in dict.fromkeys(k for p in pairs for k in p) if len({p.get(k, "") for p in pairs}) > 1]
+    return [{k: p.get(k, "") for k in keys} for p in pairs]
 
 
 def load_results(folders: Iterable[Path]) -> list[RunResults]:
@@ -177,146 +196,6 @@ def sort(df: pd.DataFrame, by: str) -> pd.DataFrame:
     return ordered.reset_index(drop=True)
 
 
-# Overrides that change where and how a job runs and logs, never its results (threads, the stage a
-# sweep's job stops at, the sweep preset, W&B settings, the store, Hydra folders): not what the
-# user varied.
-PLUMBING = ("threads=", "stage=", "sweeps=", "logger=", "logger.", "cache_dir=", "hydra.")
-
-
-def override_pairs(overrides: list[str]) -> dict[str, str]:
-    """`key=value` overrides (`+`/`~` prefixes dropped; a sweep's plumbing left out) as a dict."""
-    kept = [o.lstrip("+~") for o in overrides if "=" in o]
-    return dict(o.split("=", 1) for o in kept if not o.startswith(PLUMBING))
-
-
-def swept_values(results: list[RunResults]) -> list[dict[str, str]]:
-    """Per run, the override keys whose values differ between the runs (the swept parameters)."""
-    pairs = [override_pairs(r.overrides) for r in results]
-    keys = [k for k in dict.fromkeys(k for p in pairs for k in p) if len({p.get(k, "") for p in pairs}) > 1]
-    return [{k: p.get(k, "") for k in keys} for p in pairs]
-
-
-def _sort_key(value: str) -> tuple:
-    """Numbers in numeric order, then other values, then null (all) last."""
-    try:
-        return (0, float(value), "")
-    except ValueError:
-        return (2 if value in ("null", "") else 1, 0.0, value)
-
-
-def swept_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in id_columns(df) if c not in ("run", "ia", "split", "route", "condition")]
-
-
-def sweep_table(results: list[RunResults]) -> pd.DataFrame:
-    """One table for a sweep: the leaderboard's rows in order of the swept values (numbers in
-    numeric order, null last), the IA's own route first."""
-    df = leaderboard(results)
-    keys = swept_columns(df)
-    order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "route"] != "lora",
-                                                  df.at[i, "route"], df.at[i, "condition"]))
-    return df.iloc[order].reset_index(drop=True)
-
-
-def seed_summary(results: list[RunResults]) -> pd.DataFrame:
-    """For a sweep over `seed` (each seed a whole experiment: split, base model, organisms, IA):
-    every metric's mean over the seeds with a Student t interval (`n` counts seeds), per value of
-    the other swept parameters, route, condition and family. Empty when the seed is not swept."""
-    swept = swept_values(results)
-    if not swept or "seed" not in swept[0]:
-        return pd.DataFrame()
-    groups: dict[tuple, list[float]] = {}
-    for run, values in zip(results, swept, strict=True):
-        others = tuple((k, v) for k, v in values.items() if k != "seed")
-        for m in run.metrics:
-            groups.setdefault((others, m.route, m.condition, m.family, m.metric), []).append(m.value)
-    rows = []
-    for (others, route, condition, family, metric), values in groups.items():
-        e = across_seeds(values)
-        rows.append({**dict(others), "route": route, "condition": condition, "family": family, "metric": metric,
-                     "value": e.value, "low": e.low, "high": e.high, "n": e.n, "unit": e.unit})
-    return pd.DataFrame(rows)
-
-
-def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The seed summary as one row per (other swept values, route, condition), a column per pooled
-    metric and the base model's false-positive rate, each `mean [low, high]`."""
-    if summary.empty:
-        return summary
-    pooled = summary[(summary.family == "all") | (summary.metric == "false_positive_rate")]
-    cell = pooled.assign(
-        column=pooled.family + "/" + pooled.metric,
-        text=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(pooled.value, pooled.low, pooled.high, strict=True)])
-    keys = [c for c in summary.columns if c not in ("route", "condition", "family", "metric", "value", "low", "high",
-                                                    "n", "unit")] + ["route", "condition"]
-    wide = cell.pivot_table(index=keys, columns="column", values="text", aggfunc="first", sort=False).reset_index()
-    order = [f"all/{m}" for m in (*METRICS, *POOLED)] + [FPR]
-    wide = wide[keys + [c for c in order if c in wide.columns]]
-    wide.columns.name = None
-    return wide.assign(seeds=int(summary.n.max()))
-
-
-def positions(values: list[str]) -> tuple[list[float], bool]:
-    """x positions of a sweep's values, and whether the axis is logarithmic: positive numbers in a
-    geometric progression (1, 4, 16, 64) sit at their value on a log axis, `null` (all) one step
-    past the last; anything else is evenly spaced in the given order."""
-    try:
-        numbers = [float(v) for v in values if v not in ("null", "")]
-    except ValueError:  # a value that is not a number: evenly spaced
-        numbers = []
-    ratios = {round(b / a, 6) for a, b in zip(numbers, numbers[1:], strict=False) if a > 0}
-    if len(numbers) < 3 or min(numbers) <= 0 or len(ratios) != 1 or ratios == {1.0}:
-        return [float(i) for i in range(len(values))], False
-    step = ratios.pop()
-    return [float(v) if v not in ("null", "") else numbers[-1] * step for v in values], True
-
-
-def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
-    """Verbalization against the swept parameter with 95% intervals: by condition, and per family
-    under the IA; a log axis where the values are powers. Only for a sweep over one parameter (a
-    scaling curve); returns None otherwise."""
-    swept = swept_columns(df)
-    if len(swept) != 1:
-        return None
-    df = df[df.route == df.route.iloc[0]]  # the organisms of the IA's own route
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = swept[0]
-    values = list(dict.fromkeys(df[x]))
-    xs, log = positions(values)
-    at = dict(zip(values, xs, strict=True))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-
-    def curve(ax, rows: pd.DataFrame, name: str, label: str) -> None:
-        errors = [(rows[name] - rows[f"{name}_low"]).fillna(0).clip(lower=0),
-                  (rows[f"{name}_high"] - rows[name]).fillna(0).clip(lower=0)]
-        ax.errorbar([at[v] for v in rows[x]], rows[name], yerr=errors, marker="o", capsize=3, label=label)
-
-    for condition, rows in df.groupby("condition", sort=False):
-        curve(left, rows, "all/verbalization", condition)
-    ia = df[df.condition == "ia"]
-    for name in [c for c in value_columns(df) if c.endswith("/verbalization") and not c.startswith("all/")]:
-        curve(right, ia, name, name.split("/")[0])
-    for ax, title in ((left, "held-out organisms, by condition"), (right, "with the IA, by family")):
-        if log:
-            ax.set_xscale("log")
-            ax.minorticks_off()
-        ax.set_xticks(xs, ["all" if v in ("null", "") else v for v in values])
-        ax.set_xlabel(x + (" (log scale)" if log else ""))
-        ax.set_title(title)
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    left.set_ylabel("verbalization rate (95% CI)")
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
-
-
 def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     """Every metric column as `value [low, high] n=N` (the full table, for reading)."""
     shown = {header(c, short=False): cells(df, c) for c in value_columns(df)}
@@ -366,49 +245,6 @@ def write(df: pd.DataFrame, folder: Path, stem: str = "leaderboard") -> list[Pat
 def to_markdown(df: pd.DataFrame) -> str:
     """Markdown of a table, missing values blank (not `nan`)."""
     return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="")
-
-
-SWEEP_FILES = ("sweep.md", "sweep.csv", "sweep.json", "sweep.png", "seeds.md", "seeds.csv")
-"""What a sweep's summary writes into the sweep folder."""
-
-
-def write_sweep(results: list[RunResults], folder: Path,
-                logger: LoggerConfig | None) -> tuple[pd.DataFrame, list[Path], str]:
-    """The sweep's table (markdown, CSV) and its plot, beside each other in `folder`, both also
-    logged to the sweep folder's W&B run in the sweep's group (job type `sweep`) unless `logger`
-    is None; over seeds, the seed summary too. Returns (the table, the files written, the W&B
-    run's address or "")."""
-    from harness import manifest, tracking
-
-    manifest.check_replaceable(folder, SWEEP_FILES, "the sweep's summary")
-    df = sweep_table(results)
-    written = write(df, folder, "sweep")
-    png = plot_sweep(df, folder / "sweep.png")
-    logged = tracking.log_sweep(logger, folder, df, png) if logger is not None else ""
-    written = [*written, *([png] if png else []), *write_seeds(results, folder)]
-    manifest.record(folder, [p.name for p in written])
-    return df, written, logged
-
-
-def sweep_text(table: pd.DataFrame, written: list[Path]) -> str:
-    """What a sweep prints: its compact table, the seed summary when there is one, the files."""
-    text = "verbalization per family, by swept value and condition\n" + to_markdown(compact(table))
-    seeds = [p for p in written if p.name == "seeds.md"]
-    if seeds:
-        text += "\n\nover seeds: mean [95% t interval] of the pooled metrics (n = seeds)\n" + seeds[0].read_text()
-    return text + f"\nwritten to {', '.join(map(str, written))}"
-
-
-def write_seeds(results: list[RunResults], folder: Path) -> list[Path]:
-    """A sweep over seeds: `seeds.md` (pooled metrics, mean [95% t interval] over seeds) and
-    `seeds.csv` (every metric, family and condition); nothing when the seed is not swept."""
-    summary = seed_summary(results)
-    if summary.empty:
-        return []
-    md, csv = folder / "seeds.md", folder / "seeds.csv"
-    write_text(md, seed_table(summary).to_markdown(index=False) + "\n")
-    write_text(csv, summary.to_csv(index=False))
-    return [md, csv]
 
 
 def reading(rows: Iterable[MetricRow], route: str) -> list[str]:

@@ -15,16 +15,8 @@ from harness import leaderboard, metrics, models, run_folder, tracking
 from harness.config import Config
 from harness.dag import ALL, execute
 from harness.provenance import environment
-from harness.records import (
-    BaseModelCard,
-    ExcludedOrganism,
-    IACard,
-    MetricRow,
-    OrganismCard,
-    RunResults,
-    save_record,
-    write_jsonl,
-)
+from harness.record_io import save_record, write_jsonl
+from harness.records import BaseModelCard, ExcludedOrganism, IACard, MetricRow, OrganismCard, RunResults
 from harness.stage import Run
 from harness.stages.organisms import organisms_table
 from harness.stages.probe import ProbeResult, evaluation_organisms, merge

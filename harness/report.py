@@ -25,10 +25,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import leaderboard  # noqa: E402
+from harness import leaderboard, sweep_summary  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
 from harness.metrics import METRIC_SPECS  # noqa: E402
-from harness.records import CONDITIONS, MetricRow, ProbeSample, ReportRow, RunResults, read_jsonl  # noqa: E402
+from harness.record_io import read_jsonl
+from harness.records import CONDITIONS, MetricRow, ProbeSample, ReportRow, RunResults
 from harness.store import write_text  # noqa: E402
 
 CONDITION_MEANINGS = {
@@ -282,7 +283,7 @@ def run_sections(record: RunResults, label: str = "") -> list[tuple[str, str]]:
 def sweep_sections(folder: Path) -> list[tuple[str, str]]:
     """A sweep's comparison, its scaling plot, then each run labelled by its swept values."""
     results = leaderboard.load_results([folder])
-    board = leaderboard.sweep_table(results)
+    board = sweep_summary.sweep_table(results)
     sections = [("sweep", definitions([("folder", html.escape(str(folder))), ("runs", str(len(results))),
                                        ("W&B group", html.escape(str(results[0].group if results else None)))])
                  + legend()),

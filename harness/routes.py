@@ -35,7 +35,8 @@ from harness import core, models, symmetry
 from harness.batched import StackedLoRA, stacked_step
 from harness.core import Chat
 from harness.errors import ConfigError
-from harness.records import OrganismCard, load_record
+from harness.record_io import load_record
+from harness.records import OrganismCard
 from harness.registry import Registry
 from harness.store import Store
 from harness.training import Encoded, step_on_batches, tail_mean, train, trainable

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.records import write_jsonl
+from harness.record_io import write_jsonl
 from harness.wandb_runs import read_offline_run
 from tests.conftest import HANG_GUARD_S
 from tests.test_metrics import naming

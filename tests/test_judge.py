@@ -8,7 +8,8 @@ import torch
 
 from harness import models, pipeline
 from harness.judge import QUESTION, Judge, open_judge, pair_key
-from harness.records import ReportRow, read_jsonl
+from harness.record_io import read_jsonl
+from harness.records import ReportRow
 from tests.conftest import compose_config
 
 

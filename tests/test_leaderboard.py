@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness import leaderboard
+from harness import leaderboard, sweep_summary
 from harness.cli import main
 
 
@@ -146,12 +146,12 @@ def test_each_route_of_the_evaluation_organisms_is_its_own_row(tmp_path):
 def test_sweep_table_has_swept_values_as_columns_in_numeric_order(tmp_path):
     for i, (rank, value) in enumerate([(16, 0.75), (4, 0.5), ("null", 0.9), (64, 0.25)]):
         write_run(tmp_path / str(i), f"ia{i}", value, ["sweeps=ia_rank", f"ia.rank={rank}", "model=micro"])
-    table = leaderboard.sweep_table(leaderboard.load_results([tmp_path]))
+    table = sweep_summary.sweep_table(leaderboard.load_results([tmp_path]))
     assert list(table.columns[:6]) == ["run", "ia.rank", "ia", "split", "route", "condition"]  # constant: no column
     ia_rows = table[table.condition == "ia"]
     assert list(ia_rows["ia.rank"]) == ["4", "16", "64", "null"]
     assert list(ia_rows["preferences/verbalization"]) == [0.5, 0.75, 0.25, 0.9]
-    assert leaderboard.plot_sweep(table, tmp_path / "p.png").stat().st_size > 10_000
+    assert sweep_summary.plot_sweep(table, tmp_path / "p.png").stat().st_size > 10_000
 
 
 def test_cli_sweep_and_group(tmp_path, capsys):
@@ -175,17 +175,17 @@ def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path,
     for seed, value in enumerate([0.1, 0.2, 0.3]):
         write_run(tmp_path / "sweep" / str(seed), f"ia{seed}", value, [f"seed={seed}", "sweeps=heldout_behaviors"])
     results = leaderboard.load_results([tmp_path / "sweep"])
-    summary = leaderboard.seed_summary(results)
+    summary = sweep_summary.seed_summary(results)
     ia = summary[(summary.condition == "ia") & (summary.family == "all") & (summary.metric == "verbalization")]
     assert len(ia) == 1 and ia.n.iloc[0] == 3 and set(summary.unit) == {"seeds"}
     assert ia.value.iloc[0] == pytest.approx(0.2) and ia.high.iloc[0] == pytest.approx(0.2 + 4.303 * 0.1 / 3 ** 0.5,
                                                                                        abs=1e-3)
-    table = leaderboard.seed_table(summary)
+    table = sweep_summary.seed_table(summary)
     assert list(table.condition) == ["ia", "no_ia"] and table["all/verbalization"].iloc[0] == "0.20 [-0.05, 0.45]"
     assert main(["leaderboard", "--sweep", str(tmp_path / "sweep")]) == 0
     assert "over seeds" in capsys.readouterr().out
     assert "0.20 [-0.05, 0.45]" in (tmp_path / "sweep" / "seeds.md").read_text()
-    assert leaderboard.seed_summary(results[:1]).empty  # one run: nothing swept
+    assert sweep_summary.seed_summary(results[:1]).empty  # one run: nothing swept
 
 
 def test_wandb_summary_keys_give_back_route_condition_and_interval():
@@ -241,7 +241,7 @@ def test_bookkeeping_overrides_are_not_swept_columns(tmp_path):
     write_run(tmp_path / "0", "ia0", 0.25, ["ia.rank=4", "logger=none", "stage=all", "sweeps=ia_rank"], run_id="r0")
     write_run(tmp_path / "1", "ia1", 0.75, ["ia.rank=16", "logger=wandb", "cache_dir=/elsewhere"], run_id="r1")
     board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
-    assert leaderboard.swept_columns(board) == ["ia.rank"]
+    assert sweep_summary.swept_columns(board) == ["ia.rank"]
 
 
 def test_the_reading_says_whether_the_ia_clears_every_baseline():

@@ -3,7 +3,8 @@
 from dataclasses import replace
 
 from harness import leaderboard, pipeline
-from harness.records import ReportRow, read_jsonl
+from harness.record_io import read_jsonl
+from harness.records import ReportRow
 from tests.conftest import compose_config, small_run
 
 

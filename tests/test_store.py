@@ -60,7 +60,8 @@ def test_a_card_of_the_wrong_shape_is_one_line_naming_the_field(edit, named):
     """A resealed card whose `descriptions` was a string or whose `implanted` was "no" was accepted."""
     from dataclasses import asdict
 
-    from harness.records import BadRecord, ImplantCheck, OrganismCard, from_dict
+    from harness.record_io import BadRecord, from_dict
+    from harness.records import ImplantCheck, OrganismCard
 
     check = ImplantCheck(rate=1.0, base_rate=0.0, strength=1.0, threshold=0.5, implanted=True, n_prompts=4,
                          samples=[{"prompt": "p", "response": "r"}])

@@ -29,7 +29,8 @@ def command(a: argparse.Namespace) -> int:
     from harness.families import build_families
     from harness.grading import check_grader, grader_for, prepare, rules
     from harness.metrics import agreement
-    from harness.records import ReportRow, read_jsonl
+    from harness.record_io import read_jsonl
+    from harness.records import ReportRow
     from harness.store import write_json
 
     check_grader(a.grader, a.judge_model)

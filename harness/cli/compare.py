@@ -37,7 +37,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 def command(a: argparse.Namespace) -> int:
     from harness.compare import compare
-    from harness.records import ReportRow, read_jsonl
+    from harness.record_io import read_jsonl
+    from harness.records import ReportRow
 
     reports = []
     for run in (a.run_a, a.run_b):

@@ -62,7 +62,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness import leaderboard
+    from harness import leaderboard, sweep_summary
     from harness.config import LoggerConfig
 
     out, sweep, group, source, args = a.out, a.sweep, a.group, a.from_wandb, [str(f) for f in a.folders]
@@ -99,11 +99,11 @@ def command(a: argparse.Namespace) -> int:
         target = out or Path(sweep or f"multirun/{group}")
         target.mkdir(parents=True, exist_ok=True)
         logger = LoggerConfig(group=group or results[0].group) if a.log else None  # reading writes no W&B run
-        board, written, logged = leaderboard.write_sweep(results, target, logger)
+        board, written, logged = sweep_summary.write_sweep(results, target, logger)
         if a.format != "md" or a.ci or a.sort or a.metric != "verbalization":
             show(board, a, "by swept value and condition", out=None)  # written above
         else:
-            print(f"{len(results)} runs; " + leaderboard.sweep_text(board, written))
+            print(f"{len(results)} runs; " + sweep_summary.sweep_text(board, written))
         if logged:
             print(f"W&B run (job type sweep): {logged}", file=sys.stdout if a.format == "md" else sys.stderr)
         return 0

@@ -20,7 +20,8 @@ from harness import gguf, models, tracking
 from harness.config import ModelConfig
 from harness.core import Chat
 from harness.errors import ConfigError
-from harness.records import BaseModelCard, load_card, save_record
+from harness.record_io import load_card, save_record
+from harness.records import BaseModelCard
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key
 from harness.training import step_on_batches, tail_mean, train

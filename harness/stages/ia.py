@@ -33,7 +33,8 @@ from harness.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
 from harness.errors import ConfigError
 from harness.families import Family
 from harness.observe import self_reports
-from harness.records import BaseModelCard, IACard, OrganismCard, load_card, save_record
+from harness.record_io import load_card, save_record
+from harness.records import BaseModelCard, IACard, OrganismCard
 from harness.routes import matched_modules
 from harness.stage import Done, Run, Stage
 from harness.store import Store, config_key

@@ -21,7 +21,8 @@ from harness.core import Chat
 from harness.families import Behavior, Family
 from harness.observe import AS_IS, behavior_rates
 from harness.progress import progress_bar
-from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard, load_card, save_record
+from harness.record_io import load_card, save_record
+from harness.records import BaseModelCard, BehaviorRate, ImplantCheck, OrganismCard
 from harness.routes import own_answers, route
 from harness.stage import Done, Run, Stage
 from harness.store import CorruptArtifact, Store, config_key, write_text

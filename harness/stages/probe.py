@@ -25,6 +25,7 @@ from harness.families import Behavior, Family
 from harness.grading import Grades, grader_for, names_kind, prepare
 from harness.observe import ADAPTERS_OFF, behavior_rates, self_reports
 from harness.progress import progress_bar
+from harness.record_io import read_jsonl, write_jsonl
 from harness.records import (
     CONDITIONS,
     BaseModelCard,
@@ -34,8 +35,6 @@ from harness.records import (
     OrganismCard,
     ProbeSample,
     ReportRow,
-    read_jsonl,
-    write_jsonl,
 )
 from harness.routes import route
 from harness.stage import Done, Run, Stage

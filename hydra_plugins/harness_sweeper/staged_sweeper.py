@@ -127,12 +127,12 @@ class StagedSweeper(BasicSweeper):
         return max(1, cores() // max(1, min(parallel, n_jobs)))
 
     def _report(self, sweep_dir: Path, logger) -> None:
-        from harness import leaderboard
+        from harness import leaderboard, sweep_summary
 
         results = leaderboard.load_results([sweep_dir])
         if not results:
             return
-        table, written, logged = leaderboard.write_sweep(results, sweep_dir, logger)
-        print("\nsweep comparison: " + leaderboard.sweep_text(table, written))
+        table, written, logged = sweep_summary.write_sweep(results, sweep_dir, logger)
+        print("\nsweep comparison: " + sweep_summary.sweep_text(table, written))
         if logged:
             print(f"W&B run (job type sweep): {logged}")
