@@ -63,8 +63,6 @@ class RateSpec:
     max_new_tokens: int
 
 
-
-
 def _ranges(obj: Any, group: str, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
             fractions: tuple[str, ...] = ()) -> list[str]:
     """Problems of numeric fields that must be > 0, >= 0 or in [0, 1] (NaN and inf never pass);

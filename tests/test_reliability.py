@@ -165,7 +165,8 @@ def test_self_reports_do_not_depend_on_how_organisms_are_chunked(tmp_path):
     assert reports(1) == reports(16)
 
 
-@pytest.mark.slow  # jobs sharing a cache at once are in the fast suite as the joblib sweep (test_sweeps.py)
+@pytest.mark.slow  # in the fast suite: two writers of one artifact at the store (test_data_loss.py), and a joblib
+# sweep's jobs on one cache at once (test_sweeps.py)
 def test_two_runs_at_once_on_one_cache_give_the_same_results(two_runs, tmp_path):
     """Two runs of one config started together on a shared cache race to build every artifact:
     both finish, each gets the results of a run alone, and the store holds one sealed copy of each."""
