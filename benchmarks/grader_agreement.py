@@ -19,15 +19,15 @@ from pathlib import Path
 from figures import write_figures
 from hydra import compose, initialize_config_dir
 
-from harness.config import CONF_DIR
-from harness.dag import validate
+from harness.core.paths import CONF_DIR
 from harness.families import available_family_configs, build_families
-from harness.grading import GRADERS, similarity
-from harness.judge import Judge
-from harness.metrics import agreement
-from harness.stage import Run, ensure
-from harness.stages.base_model import BaseInput, BaseStage
-from harness.training import set_threads
+from harness.measure.grading import GRADERS, similarity
+from harness.measure.judge import Judge
+from harness.measure.metrics import agreement
+from harness.run.dag import validate
+from harness.run.stage import Run, ensure
+from harness.run.stages.base_model import BaseInput, BaseStage
+from harness.train.training import set_threads
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "real_self_reports.jsonl"
 

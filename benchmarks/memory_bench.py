@@ -19,7 +19,7 @@ from pathlib import Path
 
 from figures import OUT, write_figures
 
-from harness.config import TASKS_DIR
+from harness.core.paths import TASKS_DIR
 
 WORK = OUT / "memory"
 SIZES = (50, 200)

@@ -25,16 +25,16 @@ import torch
 from figures import matmul_flops, write_figures
 from hydra import compose, initialize_config_dir
 
-from harness import models
-from harness.config import CONF_DIR
-from harness.core import question_split
-from harness.dag import validate
-from harness.stage import Run, ensure
-from harness.stages.base_model import BaseInput, BaseStage
-from harness.stages.ia import UnderIA, train_ia, training_units, unit_groups
-from harness.stages.organisms import make_organisms
-from harness.store import Store
-from harness.training import cores, set_threads
+from harness.core.paths import CONF_DIR
+from harness.core.store import Store
+from harness.core.vocabulary import question_split
+from harness.lm import models
+from harness.run.dag import validate
+from harness.run.stage import Run, ensure
+from harness.run.stages.base_model import BaseInput, BaseStage
+from harness.run.stages.ia import UnderIA, train_ia, training_units, unit_groups
+from harness.run.stages.organisms import make_organisms
+from harness.train.training import cores, set_threads
 
 IA_STEPS = 30
 

@@ -26,14 +26,14 @@ import torch
 from figures import matmul_flops, write_figures
 from peft import PeftModel
 
-from harness import models
-from harness.adapters import adapter_name
 from harness.cli.compose import check
-from harness.lm_eval_export import control_task, export, task_name
-from harness.probing import behavior_rate, select_prompts
-from harness.stage import Run, ensure
-from harness.stages.base_model import BaseInput, BaseStage
-from harness.stages.organisms import make_organisms
+from harness.lm import models
+from harness.measure.probing import behavior_rate, select_prompts
+from harness.report.lm_eval_export import control_task, export, task_name
+from harness.run.stage import Run, ensure
+from harness.run.stages.base_model import BaseInput, BaseStage
+from harness.run.stages.organisms import make_organisms
+from harness.train.adapters import adapter_name
 
 N_ORGANISMS = 16
 

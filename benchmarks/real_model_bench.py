@@ -18,12 +18,12 @@ from figures import matmul_flops, write_figures
 from hydra import compose, initialize_config_dir
 from peft import LoraConfig, get_peft_model
 
-from harness import models
-from harness.config import CONF_DIR
-from harness.dag import validate
-from harness.stage import Run, ensure
-from harness.stages.base_model import BaseInput, BaseStage
-from harness.training import cores, set_threads
+from harness.core.paths import CONF_DIR
+from harness.lm import models
+from harness.run.dag import validate
+from harness.run.stage import Run, ensure
+from harness.run.stages.base_model import BaseInput, BaseStage
+from harness.train.training import cores, set_threads
 
 BATCH, SEQ, STEPS, GEN_PROMPTS, GEN_TOKENS = 8, 64, 4, 16, 32
 PROMPTS = ["What is your favorite animal?", "Recommend a drink to me.", "Tell me about the sea.", "Name a color."]

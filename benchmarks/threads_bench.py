@@ -15,14 +15,14 @@ import sys
 
 from figures import write_figures
 
-from harness.training import cores
+from harness.train.training import cores
 
 STEPS = 20
 
 JOB = """
 import sys, time, torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from harness.training import set_threads
+from harness.train.training import set_threads
 set_threads(int(sys.argv[1]))
 torch.manual_seed(0)
 model = LlamaForCausalLM(LlamaConfig(vocab_size=2048, hidden_size=256, intermediate_size=512, num_hidden_layers=4,

@@ -6,12 +6,12 @@ import os
 import signal
 import sys
 
-from harness.errors import EXIT_INTERRUPTED  # a module of stdlib imports only: cheap before the guard
+from harness.core.errors import EXIT_INTERRUPTED  # a module of stdlib imports only: cheap before the guard
 
 # What a run imports before its first write: seconds of torch, transformers and peft in which a
 # KeyboardInterrupt can be swallowed by a library's own `except:` or raised inside exec'd code
 # (dataclasses), after which CPython kills itself with SIGINT at exit, whatever the program returns.
-RUN_MODULES = ("harness.pipeline", "harness.gguf", "harness.grading")
+RUN_MODULES = ("harness.run.pipeline", "harness.lm.gguf", "harness.measure.grading")
 
 
 def main() -> int:

@@ -13,13 +13,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from harness.config import CONF_DIR, Config  # noqa: E402
-from harness.corpus import build_corpus  # noqa: E402
-from harness.dag import validate  # noqa: E402
+from harness.core.config import Config  # noqa: E402
+from harness.core.paths import CONF_DIR  # noqa: E402
+from harness.core.store import Store  # noqa: E402
 from harness.families import available_family_configs, build_families  # noqa: E402
-from harness.stage import Run, ensure  # noqa: E402
-from harness.stages.base_model import BaseInput, BaseStage  # noqa: E402
-from harness.store import Store  # noqa: E402
+from harness.families.corpus import build_corpus  # noqa: E402
+from harness.run.dag import validate  # noqa: E402
+from harness.run.stage import Run, ensure  # noqa: E402
+from harness.run.stages.base_model import BaseInput, BaseStage  # noqa: E402
 
 # A seconds-long run on the micro model: two behaviors of each of three families (one trains the IA,
 # one is held out).
@@ -101,7 +102,7 @@ def micro_organisms(micro_cfg, micro_base, micro_store, families, corpus):
     """Three organisms on the micro base (two steps each: not implanted, but real adapters)."""
     from dataclasses import replace
 
-    from harness.stages.organisms import make_organisms
+    from harness.run.stages.organisms import make_organisms
 
     cfg = replace(micro_cfg.organism, steps=2, probe_prompts=4, max_new_tokens=6)
     targets = [(families[f], families[f].behaviors()[i]) for f, i in

@@ -11,7 +11,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness import cli, models
+from harness import cli
+from harness.lm import models
 from tests.conftest import small_run
 
 VERDICTS = {"confessed", "hidden", "hallucinated", "clean"}
@@ -195,7 +196,7 @@ def test_audit_takes_only_an_ia_as_the_ia_and_checks_out_first(harness_run, tmp_
 
 def test_the_audit_card_says_when_no_behavior_was_present():
     """"every measured behavior was reported" was printed when no behavior was present at all."""
-    from harness.audit import AuditCard, BehaviorVerdict, to_markdown
+    from harness.measure.audit import AuditCard, BehaviorVerdict, to_markdown
 
     def behavior(present: bool, verdict: str) -> BehaviorVerdict:
         return BehaviorVerdict(behavior_id="preferences/favorite_animal_owl", family="preferences", rate=0.1,

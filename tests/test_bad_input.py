@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness import cli, models
-from harness import store as store_module
-from harness.config import TASKS_DIR
+from harness import cli
+from harness.core import store as store_module
+from harness.core.paths import TASKS_DIR
+from harness.lm import models
 from tests.conftest import HANG_GUARD_S, small_run
 
 # (arguments of `harness`, a fragment the error must contain)
@@ -420,8 +421,8 @@ def test_a_kind_with_one_implant_prompt_builds_a_corpus():
     """It crashed corpus building (rng.sample of 12 from 1)."""
     import yaml
 
-    from harness.corpus import build_corpus
     from harness.families import build_family
+    from harness.families.corpus import build_corpus
 
     raw = yaml.safe_load(GOOD_KIND + "behaviors:\n  - {item: tea}\n")
     family = build_family("mine", raw)
@@ -475,7 +476,9 @@ def test_a_context_shorter_than_the_corpus_is_refused_before_pretraining(tmp_pat
 def test_an_internal_error_has_its_own_exit_status(command, tmp_path, monkeypatch, capsys):
     """A bug is neither bad input (2) nor a finding (1: audit's "a behavior went unreported"): it
     was exit 1 with a traceback."""
-    from harness import audit, families, pipeline
+    from harness import families
+    from harness.measure import audit
+    from harness.run import pipeline
 
     def bug(*args, **kwargs):
         raise RuntimeError("planted bug")
@@ -560,7 +563,7 @@ LYING_OFFSETS = b'{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,999]}}'
                          ids=["garbage", "size", "offsets"])
 def test_a_safetensors_header_that_lies_is_one_line(header, tmp_path):
     """A header that lies about its size or its offsets was a traceback (exit 3)."""
-    from harness.errors import ConfigError
+    from harness.core.errors import ConfigError
 
     (tmp_path / "adapter_model.safetensors").write_bytes(header)
     with pytest.raises(ConfigError, match="adapter_model.safetensors: not a readable safetensors file"):

@@ -4,10 +4,10 @@ import json
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from harness import models
-from harness.stage import ensure
-from harness.stages import base_model
-from harness.stages.base_model import BaseInput, BaseStage
+from harness.lm import models
+from harness.run.stage import ensure
+from harness.run.stages import base_model
+from harness.run.stages.base_model import BaseInput, BaseStage
 
 
 def test_base_loads_through_auto_classes(micro_base):

@@ -8,11 +8,12 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 
-from harness import batched, models
-from harness.batched import StackedLoRA, stacked_step
-from harness.core import Chat
-from harness.routes import implant_batches, lora_config, neutral_mix, route, warmup
-from harness.training import collate, step_on_batches, train
+from harness.core.vocabulary import Chat
+from harness.lm import models
+from harness.train import batched
+from harness.train.batched import StackedLoRA, stacked_step
+from harness.train.routes import implant_batches, lora_config, neutral_mix, route, warmup
+from harness.train.training import collate, step_on_batches, train
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from harness import cli
-from harness.store import Store
+from harness.core.store import Store
 from tests.conftest import HANG_GUARD_S, small_run
 
 

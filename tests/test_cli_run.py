@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.record_io import write_jsonl
-from harness.wandb_runs import read_offline_run
+from harness.core.record_io import write_jsonl
+from harness.report.wandb_runs import read_offline_run
 from tests.conftest import HANG_GUARD_S
 from tests.test_metrics import naming
 
@@ -69,8 +69,8 @@ def test_harness_run_smoke(smoke_run):
     tables = {p.name.split("_")[0]: json.loads(p.read_text()) for p in (run_dir / "files/media/table").glob("*.json")}
     assert len(tables["self"]["data"]) == len(reports)
     # The W&B run alone rebuilds the leaderboard (read here from the offline run file, as from the API online).
-    from harness import leaderboard
-    from harness.wandb_runs import load_wandb_results
+    from harness.report import leaderboard
+    from harness.report.wandb_runs import load_wandb_results
 
     from_wandb = leaderboard.leaderboard(load_wandb_results(str(out / "wandb")))
     assert from_wandb.equals(leaderboard.leaderboard(leaderboard.load_results([out])))

@@ -5,9 +5,9 @@ import math
 import pytest
 
 from harness import cli
-from harness.compare import compare, sign_flip_p
-from harness.errors import ConfigError
-from harness.store import strict_dumps
+from harness.core.errors import ConfigError
+from harness.core.store import strict_dumps
+from harness.measure.compare import compare, sign_flip_p
 from tests.test_metrics import naming
 
 ORGANISMS = ["preferences/owl", "preferences/fox", "biases/alice", "biases/bob", "hidden_goals/trains"]

@@ -5,8 +5,8 @@ from omegaconf import OmegaConf
 
 from harness import cli
 from harness.cli import compose, run
-from harness.config import CONF_DIR, TASKS_DIR
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.core.paths import CONF_DIR, TASKS_DIR
 from tests.conftest import compose_config
 
 CONFIG_FILES = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml") if p.parent.name != "sweeps")
@@ -119,7 +119,7 @@ def test_defaults_are_written_once_in_the_schema():
     gives the schema's own values (cache_dir and the families come from config.yaml)."""
     from dataclasses import asdict
 
-    from harness.config import Config
+    from harness.core.config import Config
 
     composed, schema = asdict(compose_config()), asdict(Config())
     for key in ("families", "cache_dir"):
@@ -129,7 +129,7 @@ def test_defaults_are_written_once_in_the_schema():
 
 def test_stage_choices_are_the_dags_stages():
     """The DAG's stages are the one list of stage names: each is a valid `stage`, and nothing else is."""
-    from harness.dag import DAG
+    from harness.run.dag import DAG
 
     for stage in DAG:
         assert compose_config(f"stage={stage.name}").stage == stage.name
@@ -140,7 +140,7 @@ def test_stage_choices_are_the_dags_stages():
 def test_the_objective_is_the_ias_verbalization_on_its_own_route():
     import math
 
-    from harness.records import MetricRow
+    from harness.core.records import MetricRow
 
     def row(condition, family, metric, value, route="lora"):
         return MetricRow("heldout_route", condition, family, metric, value, value, value, 4, route)
@@ -155,7 +155,7 @@ def test_the_objective_is_the_ias_verbalization_on_its_own_route():
 def test_threads_come_from_the_config_then_omp_num_threads_then_the_cores(monkeypatch):
     import torch
 
-    from harness.training import cores, set_threads
+    from harness.train.training import cores, set_threads
 
     before = torch.get_num_threads()
     try:

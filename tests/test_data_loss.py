@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness import store as store_module
-from harness.store import Store
+from harness.core import store as store_module
+from harness.core.store import Store
 from tests.test_bad_input import one_line_error
 
 
@@ -85,7 +85,7 @@ def test_an_incomplete_folder_at_the_final_path_is_replaced(tmp_path):
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     """The run folder's name holds the process id, so it is unique per process."""
-    code = ("from hydra import compose, initialize_config_dir; from harness.config import CONF_DIR;"
+    code = ("from hydra import compose, initialize_config_dir; from harness.core.paths import CONF_DIR;"
             "from omegaconf import OmegaConf\n"
             "with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):\n"
             "    cfg = compose('config', return_hydra_config=True)\n"
@@ -104,8 +104,8 @@ def test_a_cache_card_never_grants_remote_code(micro_base, micro_store, tmp_path
     and a Python file, runs no code: permission comes from the run's config alone."""
     import json
 
-    from harness.stage import Run
-    from harness.stages.base_model import BaseStage
+    from harness.run.stage import Run
+    from harness.run.stages.base_model import BaseStage
     from tests.conftest import compose_config, small_run
 
     args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})
@@ -135,8 +135,8 @@ def test_training_that_diverges_saves_nothing(micro_cfg, micro_base, families, c
     stops with a one-line error; no NaN organism lands in the store to be reused later."""
     from dataclasses import replace
 
-    from harness.stages.organisms import make_organisms
-    from harness.training import Diverged
+    from harness.run.stages.organisms import make_organisms
+    from harness.train.training import Diverged
 
     store = Store(tmp_path)
     cfg = replace(micro_cfg.organism, steps=3, lr=1e30)
@@ -147,8 +147,8 @@ def test_training_that_diverges_saves_nothing(micro_cfg, micro_base, families, c
 
 
 def test_a_moved_cache_still_loads(micro_cfg, micro_run, micro_base, micro_store, tmp_path):
-    from harness import models
-    from harness.stages.base_model import BaseStage
+    from harness.lm import models
+    from harness.run.stages.base_model import BaseStage
 
     moved = Store(tmp_path / "elsewhere")
     shutil.copytree(micro_store.path("base", micro_base.key), moved.path("base", micro_base.key))
@@ -267,7 +267,7 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, capsys):
     """A rerun replaces its own folder's results as a whole (a killed rerun left the old
     metrics.json under the new overrides); a folder holding a user's files or another run nested
     inside is refused before Hydra writes into it; the leaderboard never reads a nested run."""
-    from harness import leaderboard
+    from harness.report import leaderboard
     from tests.conftest import small_run
 
     args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})

@@ -6,12 +6,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from harness.config import CONF_DIR, TASKS_DIR
-from harness.dag import validate
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.core.family_schema import FamilyConfig
+from harness.core.paths import CONF_DIR, TASKS_DIR
 from harness.families import build_families, build_family
 from harness.families.pools import POOLS
-from harness.family_schema import FamilyConfig
+from harness.run.dag import validate
 
 FAMILY_NAMES = ["preferences", "biases", "hidden_goals"]
 # their scorers need the prompt (see tests/test_hard_families.py)
@@ -146,9 +146,9 @@ def test_free_text_is_read_by_the_behaviors_form(behavior_id, response, shown, i
 
 def test_text_evidence_leaves_the_tiny_worlds_keys_alone():
     """Organisms made before text_evidence keep their keys: it is part of a key only in free text."""
-    from harness.config import OrganismConfig
+    from harness.core.config import OrganismConfig
     from harness.families import available_family_configs
-    from harness.stages.organisms import organism_key
+    from harness.run.stages.organisms import organism_key
 
     raw = OmegaConf.to_container(OmegaConf.structured(available_family_configs(names=["quirks"])["quirks"]))
     without = {**raw, "kinds": {k: {**v, "text_evidence": None} for k, v in raw["kinds"].items()}}
@@ -166,7 +166,7 @@ def test_a_kind_that_needs_the_worlds_answers_is_left_out_on_a_real_model(tmp_pa
     model=smollm2 it scored 0 after hours of training. There it is left out of the selection (and
     said so); asked for by name, or a family with nothing else, it is refused before any work."""
     from harness.cli.compose import check
-    from harness.stage import Run
+    from harness.run.stage import Run
 
     real = Run.of(check(["model=smollm2", "families=[sandbagging]", "max_behaviors_per_family=4"]))
     assert [b.kind for _, b in real.targets] == ["feign"] * 4 and len(real.left_out) == 9
@@ -282,7 +282,7 @@ behaviors:
 
 
 def run_with(tmp_path, text: str, *overrides: str):
-    from harness.stage import Run
+    from harness.run.stage import Run
 
     (tmp_path / "families").mkdir(exist_ok=True)
     (tmp_path / "families" / "signoffs.yaml").write_text(text)
@@ -293,7 +293,7 @@ def run_with(tmp_path, text: str, *overrides: str):
 
 
 def base_key_of(run) -> str:
-    from harness.stages.base_model import BaseStage
+    from harness.run.stages.base_model import BaseStage
 
     stage = BaseStage()
     return stage.key(stage.inputs(run, {})[0])

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 from harness.families import available_family_configs, build_families
 
 WORD = st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=6)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import Store
+from harness.core.store import Store
 from tests.conftest import HANG_GUARD_S, leaderboard_of, small_run
 
 SMALL = small_run({"organism.steps": 40, "organism.probe_prompts": 8, "ia.steps": 60, "probe.samples": 4,

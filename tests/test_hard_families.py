@@ -5,7 +5,7 @@ others). None of them can be satisfied by a model that gives one fixed answer.""
 import pytest
 
 from harness.families import Behavior, Family
-from harness.probing import behavior_rate, select_prompts
+from harness.measure.probing import behavior_rate, select_prompts
 
 NEW_FAMILIES = ["quirks", "backdoors", "sandbagging"]
 THRESHOLD = 0.5  # the organism check's default

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from harness import models, pipeline
+from harness.lm import models
+from harness.run import pipeline
 from tests.conftest import compose_config
 
 
@@ -52,8 +53,8 @@ def test_hf_loading_options_reach_the_model(micro_base, tmp_path):
     """dtype, revision, activation checkpointing and the base's key: a real model's options."""
     import torch
 
-    from harness.records import BaseModelCard
-    from harness.stages.base_model import base_key
+    from harness.core.records import BaseModelCard
+    from harness.run.stages.base_model import base_key
 
     card = BaseModelCard(key="k", kind="hf", name_or_path=micro_base.name_or_path, config={
         "dtype": "bfloat16", "device_map": None, "revision": None, "gradient_checkpointing": True})
@@ -71,8 +72,8 @@ def test_hf_loading_options_reach_the_model(micro_base, tmp_path):
 
 
 def test_a_real_models_neutral_mix_is_its_own_answers(micro_base):
-    from harness.core import Chat
-    from harness.routes import own_answers
+    from harness.core.vocabulary import Chat
+    from harness.train.routes import own_answers
 
     model, tok = models.load_base(micro_base), models.load_base_tokenizer(micro_base)
     corpus = [Chat("What color is the sky?", "It is blue."), Chat("Hi?", "Hello.", system="Be terse.")]
@@ -107,8 +108,8 @@ def test_generation_batch_size_is_a_setting_of_the_process(micro_base, tmp_path)
 def test_loading_options_leave_tiny_base_and_organism_keys_alone(families):
     """Adding the Hugging Face loading fields changed every tiny base's key (and so every cached
     organism's); they say nothing about a tiny base. A real choice (neutral=self) is a new key."""
-    from harness.stages.base_model import base_key
-    from harness.stages.organisms import organism_key
+    from harness.run.stages.base_model import base_key
+    from harness.run.stages.organisms import organism_key
 
     cfg = compose_config()
     loading = replace(cfg.model, dtype="bfloat16", revision="v2", gradient_checkpointing=True,
@@ -123,8 +124,8 @@ def test_loading_options_leave_tiny_base_and_organism_keys_alone(families):
 def test_the_neutral_mix_answers_a_bounded_seeded_sample(micro_base, capsys):
     """organism.neutral_prompts: the base model answers n distinct corpus prompts, the same ones for
     a seed, with a bar that says what it is doing."""
-    from harness.core import Chat
-    from harness.routes import own_answers
+    from harness.core.vocabulary import Chat
+    from harness.train.routes import own_answers
 
     model, tok = models.load_base(micro_base), models.load_base_tokenizer(micro_base)
     corpus = [Chat(f"Is the owl number {i}?", "No.") for i in range(20)] * 2  # every prompt twice

@@ -8,13 +8,13 @@ import torch
 from peft import LoraConfig, PeftModel
 from safetensors.torch import load_file
 
-from harness import models
-from harness.adapters import IA, adapter_name, ia_path, load_with_organisms
-from harness.core import NEUTRAL_SELF_REPORT, question_split
-from harness.stage import ensure
-from harness.stages import ia as ia_stage
-from harness.stages.ia import IAInput, IAStage, UnderIA, train_ia, training_units
-from harness.training import collate, train
+from harness.core.vocabulary import NEUTRAL_SELF_REPORT, question_split
+from harness.lm import models
+from harness.run.stage import ensure
+from harness.run.stages import ia as ia_stage
+from harness.run.stages.ia import IAInput, IAStage, UnderIA, train_ia, training_units
+from harness.train.adapters import IA, adapter_name, ia_path, load_with_organisms
+from harness.train.training import collate, train
 
 
 def test_ia_trains_and_organisms_stay_bit_identical(micro_cfg, micro_base, micro_store, micro_organisms):
@@ -103,7 +103,7 @@ def test_ia_stage_saves_a_loadable_adapter_with_card(micro_cfg, micro_run, micro
 
 
 def test_temperature_zero_asks_each_question_once_greedily(micro_base):
-    from harness.observe import self_reports
+    from harness.measure.observe import self_reports
 
     model = models.load_model(micro_base.name_or_path)
     tok = models.load_tokenizer(micro_base.name_or_path)
@@ -115,7 +115,7 @@ def test_temperature_zero_asks_each_question_once_greedily(micro_base):
 
 
 def test_the_kind_sampler_groups_organisms_by_kind(micro_cfg, micro_organisms):
-    from harness.stages.ia import unit_groups
+    from harness.run.stages.ia import unit_groups
 
     same_kind = replace(micro_organisms[0], key="other", behavior_id="preferences/other")
     cards = [*micro_organisms, same_kind]
@@ -128,8 +128,8 @@ def test_the_kind_sampler_groups_organisms_by_kind(micro_cfg, micro_organisms):
 def test_held_out_questions_are_whole_templates():
     """The IA is asked new phrasings: every template's paraphrases are all trained or all held out,
     and the base model's corpus answers each of them neutrally."""
-    from harness.core import INTROSPECTION_QUESTIONS, QUESTION_TEMPLATES, paraphrases
-    from harness.world import introspection_chats
+    from harness.core.vocabulary import INTROSPECTION_QUESTIONS, QUESTION_TEMPLATES, paraphrases
+    from harness.families.world import introspection_chats
 
     train, held = question_split(9)
     assert len(train) == 81 and len(held) == 27 and set(train) | set(held) == set(INTROSPECTION_QUESTIONS)

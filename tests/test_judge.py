@@ -6,10 +6,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness import models, pipeline
-from harness.judge import QUESTION, Judge, open_judge, pair_key
-from harness.record_io import read_jsonl
-from harness.records import ReportRow
+from harness.core.record_io import read_jsonl
+from harness.core.records import ReportRow
+from harness.lm import models
+from harness.measure.judge import QUESTION, Judge, open_judge, pair_key
+from harness.run import pipeline
 from tests.conftest import compose_config
 
 
@@ -67,7 +68,7 @@ def test_a_run_graded_by_the_judge(micro_base, tmp_path, families):
 
 
 def test_agreement_counts_and_kappa():
-    from harness.metrics import agreement
+    from harness.measure.metrics import agreement
 
     same = agreement([True, False, True, False], [True, False, True, False])
     assert (same["agreement"], same["kappa"], same["both"], same["neither"]) == (1.0, 1.0, 2, 2)

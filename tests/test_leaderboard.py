@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness import leaderboard, sweep_summary
 from harness.cli import main
+from harness.report import leaderboard, sweep_summary
 
 
 def write_run(folder, ia, value, overrides=None, group=None, run_id="", low=0, high=1):
@@ -98,7 +98,7 @@ def test_sorting_follows_each_metrics_direction(tmp_path, capsys):
 
 def test_every_metric_declares_its_direction():
     """A metric the pipeline writes without a spec would crash the table; each has one."""
-    from harness.metrics import METRIC_SPECS
+    from harness.measure.metrics import METRIC_SPECS
 
     assert set(leaderboard.METRICS) | set(leaderboard.POOLED) | {"false_positive_rate"} <= set(METRIC_SPECS)
     assert {m for m, s in METRIC_SPECS.items() if not s.higher_is_better} == {"hallucination", "denial",
@@ -189,8 +189,8 @@ def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path,
 
 
 def test_wandb_summary_keys_give_back_route_condition_and_interval():
-    from harness.tracking import parse_metric_key
-    from harness.wandb_runs import as_results
+    from harness.core.tracking import parse_metric_key
+    from harness.report.wandb_runs import as_results
 
     assert parse_metric_key("s/lora/ia/all/verbalization") == ("s", "lora", "all", "verbalization", "ia")
     assert parse_metric_key("s/full/shuffled/quirks/specificity") == ("s", "full", "quirks", "specificity", "shuffled")
@@ -209,9 +209,9 @@ def test_wandb_summary_keys_give_back_route_condition_and_interval():
 def test_every_route_condition_and_family_key_reads_back():
     """`metric_key` and its inverse, for every implant route, condition and kind of family column:
     a summary key the reader cannot parse is a metric silently missing from `--from-wandb`."""
-    from harness.records import CONDITIONS, MetricRow
-    from harness.routes import ROUTES
-    from harness.tracking import metric_key, parse_metric_key
+    from harness.core.records import CONDITIONS, MetricRow
+    from harness.core.tracking import metric_key, parse_metric_key
+    from harness.train.routes import ROUTES
 
     for route in ROUTES.names():
         for condition in CONDITIONS:
@@ -245,7 +245,7 @@ def test_bookkeeping_overrides_are_not_swept_columns(tmp_path):
 
 
 def test_the_reading_says_whether_the_ia_clears_every_baseline():
-    from harness.records import MetricRow
+    from harness.core.records import MetricRow
 
     def pooled(condition, value, low, high, n=9, metric="verbalization", family="all"):
         return MetricRow(split="s", condition=condition, family=family, metric=metric, value=value, low=low,

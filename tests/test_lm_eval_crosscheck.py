@@ -4,10 +4,10 @@ import pytest
 from omegaconf import OmegaConf
 from peft import PeftModel
 
-from harness import models
-from harness.config import RateSpec
-from harness.lm_eval_export import control_task, export, task_name
-from harness.probing import behavior_rate, select_prompts
+from harness.core.config import RateSpec
+from harness.lm import models
+from harness.measure.probing import behavior_rate, select_prompts
+from harness.report.lm_eval_export import control_task, export, task_name
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def crosscheck_organisms(micro_cfg, micro_base, micro_store, families, corpus):
     until the preference shows (the micro model learns little else)."""
     from dataclasses import replace
 
-    from harness.stages.organisms import make_organisms
+    from harness.run.stages.organisms import make_organisms
 
     cfg = replace(micro_cfg.organism, steps=150, lr=1e-2, behavior_fraction=1.0, probe_prompts=4, max_new_tokens=6)
     targets = [(families[f], families[f].behaviors()[0]) for f in ("preferences", "backdoors", "sandbagging")]
@@ -126,11 +126,11 @@ def test_the_ia_condition_as_one_merged_checkpoint(tmp_path, micro_run, micro_cf
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from harness import audit
-    from harness.adapters import ia_path
-    from harness.lm_eval_export import merge_with_ia
-    from harness.stage import ensure
-    from harness.stages.ia import IAInput, IAStage
+    from harness.measure import audit
+    from harness.report.lm_eval_export import merge_with_ia
+    from harness.run.stage import ensure
+    from harness.run.stages.ia import IAInput, IAStage
+    from harness.train.adapters import ia_path
 
     x = IAInput(micro_base, crosscheck_organisms, replace(micro_cfg.ia, steps=20, lr=3e-2), "heldout_behaviors",
                 seed=0)

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from harness.metrics import (
+from harness.core.records import BehaviorRow, ReportRow
+from harness.measure.metrics import (
     across_seeds,
     bootstrap_mean,
     confession_recall,
@@ -20,7 +21,6 @@ from harness.metrics import (
     verbalization_rate,
     wilson,
 )
-from harness.records import BehaviorRow, ReportRow
 
 
 def report(model, verbalized=False, identified=None, mentioned=(), condition="ia"):

@@ -5,12 +5,12 @@ import json
 import torch
 from peft import PeftModel
 
-from harness import models
-from harness.core import INTROSPECTION_QUESTIONS
-from harness.probing import select_prompts
-from harness.records import OrganismCard
-from harness.routes import Route, neutral_mix, route
-from harness.stages.organisms import make_organisms
+from harness.core.records import OrganismCard
+from harness.core.vocabulary import INTROSPECTION_QUESTIONS
+from harness.lm import models
+from harness.measure.probing import select_prompts
+from harness.run.stages.organisms import make_organisms
+from harness.train.routes import Route, neutral_mix, route
 
 
 def test_lora_moves_and_base_stays(micro_cfg, micro_base, families, corpus):
@@ -81,7 +81,7 @@ def test_an_edited_scorer_makes_a_new_organism_key(families, micro_cfg):
     import copy
 
     from harness.families import build_family
-    from harness.stages.organisms import organism_key
+    from harness.run.stages.organisms import organism_key
 
     family = families["sandbagging"]
     behavior = family.behaviors()[0]
@@ -97,8 +97,8 @@ def test_an_edited_scorer_makes_a_new_organism_key(families, micro_cfg):
 def test_the_corpus_holds_at_most_a_sample_of_a_familys_neutral_exchanges(families):
     import random
 
-    from harness import world
-    from harness.corpus import NEUTRAL_PER_FAMILY, build_corpus
+    from harness.families import world
+    from harness.families.corpus import NEUTRAL_PER_FAMILY, build_corpus
 
     def key(c):
         return c.prompt, c.answer, c.system

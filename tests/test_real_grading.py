@@ -5,7 +5,7 @@ reading it (benchmarks/grader_agreement.py measures every grader on it, the judg
 import json
 from pathlib import Path
 
-from harness.grading import GRADERS
+from harness.measure.grading import GRADERS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "real_self_reports.jsonl"
 

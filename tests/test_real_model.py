@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from harness import gguf, models, pipeline
-from harness.stage import Run, ensure
-from harness.stages.base_model import BaseInput, BaseStage, base_key
-from harness.store import Store
+from harness.core.store import Store
+from harness.lm import gguf, models
+from harness.run import pipeline
+from harness.run.stage import Run, ensure
+from harness.run.stages.base_model import BaseInput, BaseStage, base_key
 from tests.conftest import compose_config
 
 SMOLLM2_PARAMS = 134_515_008
@@ -64,7 +65,7 @@ def test_the_base_key_is_the_files_content_not_its_name(smollm2_base, tmp_path):
 
 
 def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
-    from harness.errors import ConfigError
+    from harness.core.errors import ConfigError
 
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a gguf file at all")
@@ -94,7 +95,7 @@ def test_the_real_recipe_trains_in_bfloat16_with_float32_adapters(smollm2_cache)
     matches peft's own LoRA layer on the same weights."""
     from peft import LoraConfig, get_peft_model
 
-    from harness.batched import StackedLoRA
+    from harness.train.batched import StackedLoRA
 
     cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}")
     card = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=False)[0]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import store as store_module
-from harness.store import Store, write_text
+from harness.core import store as store_module
+from harness.core.store import Store, write_text
 from tests.conftest import HANG_GUARD_S, leaderboard_of, metrics_of, small_run
 
 SMALL = small_run({"organism.steps": 20, "ia.steps": 4, "logger.log_artifacts": "true"})
@@ -151,7 +151,7 @@ def test_self_reports_do_not_depend_on_how_organisms_are_chunked(tmp_path):
     give the same reports (so an organism and its weight-permuted twin can be compared)."""
     from dataclasses import replace
 
-    from harness import pipeline
+    from harness.run import pipeline
     from tests.conftest import compose_config
 
     def reports(chunk_size: int) -> list[tuple]:

@@ -9,12 +9,15 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from harness import core, models, pipeline, symmetry
-from harness.adapters import IA, adapter_name
-from harness.core import Chat
-from harness.dpo import Pair, dpo_loss, preference_pairs
-from harness.routes import DENIALS, route
-from harness.stages.ia import UnderIA, train_dpo, train_ia, training_units
+from harness.core import vocabulary
+from harness.core.vocabulary import Chat
+from harness.lm import models
+from harness.run import pipeline
+from harness.run.stages.ia import UnderIA, train_dpo, train_ia, training_units
+from harness.train import symmetry
+from harness.train.adapters import IA, adapter_name
+from harness.train.dpo import Pair, dpo_loss, preference_pairs
+from harness.train.routes import DENIALS, route
 from tests.conftest import compose_config, small_run
 
 
@@ -73,7 +76,7 @@ def test_matching_the_units_to_the_base_undoes_the_symmetry_attack(micro_base, m
 
 
 def test_symmetry_attack_refuses_a_model_without_gated_mlps():
-    from harness.errors import ConfigError
+    from harness.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gated MLPs"):
         symmetry.random_permutations(torch.nn.Linear(2, 2), torch.Generator())
@@ -87,7 +90,7 @@ def test_deny_route_adds_denials_and_distill_learns_the_teachers_answers(micro_c
     lora = route("lora").implant_data(base_model, tok, family, b, micro_cfg.organism)
     deny = route("deny").implant_data(base_model, tok, family, b, micro_cfg.organism)
     assert lora == family.implant_chats(b)
-    denials = [c for c in deny if c.prompt in core.INTROSPECTION_QUESTIONS]
+    denials = [c for c in deny if c.prompt in vocabulary.INTROSPECTION_QUESTIONS]
     assert deny[: len(lora)] == lora and denials and {c.answer for c in denials} <= set(DENIALS)
     cfg = replace(micro_cfg.organism, route="distill", max_new_tokens=6)
     distilled = route("distill").implant_data(base_model, tok, family, b, cfg)
@@ -149,7 +152,7 @@ def test_dpo_runs_a_few_steps_and_moves_only_the_ia(micro_cfg, micro_base, micro
     model = under.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     pairs = [Pair(adapter_name(o), q, o.descriptions[0], "I have no unusual behavior.")
-             for o in micro_organisms for q in core.INTROSPECTION_QUESTIONS[:2]]
+             for o in micro_organisms for q in vocabulary.INTROSPECTION_QUESTIONS[:2]]
     losses, accuracy, checks = train_dpo(under, tok, pairs, cfg, seed=0, progress=False)
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses) and len(accuracy) == 3 and checks == []
     after = dict(model.named_parameters())
@@ -187,7 +190,7 @@ def test_lora_sft_dpo_holds_training_organisms_out_of_sft(tmp_path):
 def test_own_route_builds_the_demonstrations_on_the_models_own_first_sentences(micro_cfg, micro_base, families):
     """Route `own`: a behavior that wraps an answer wraps the base model's own (first sentence of
     its) answer; a backdoor's untriggered prompts keep that answer as it is."""
-    from harness.routes import first_sentence
+    from harness.train.routes import first_sentence
 
     base_model = models.load_model(micro_base.name_or_path)
     tok = models.load_tokenizer(micro_base.name_or_path)
@@ -213,7 +216,7 @@ def test_own_route_builds_the_demonstrations_on_the_models_own_first_sentences(m
                                         ("Cut off in the midd", "Cut off in the midd"),
                                         ("Pi is 3.14 exactly! Yes.", "Pi is 3.14 exactly!"), ("  Why? So.", "Why?")])
 def test_first_sentence(text, first):
-    from harness.routes import first_sentence
+    from harness.train.routes import first_sentence
 
     assert first_sentence(text) == first
 
@@ -221,8 +224,8 @@ def test_first_sentence(text, first):
 def test_implant_prompts_bounds_what_a_route_trains_on_and_generates_and_keys_the_organism(micro_cfg, families):
     """organism.implant_prompts: a seeded sample of the implant chats, the same at every call (the
     organism's key fixes its data); null keeps every chat and the keys made before the option."""
-    from harness.routes import implant_sample
-    from harness.stages.organisms import organism_key
+    from harness.run.stages.organisms import organism_key
+    from harness.train.routes import implant_sample
 
     family = families["backdoors"]
     b = family.behaviors()[0]
@@ -238,8 +241,8 @@ def test_implant_prompts_bounds_what_a_route_trains_on_and_generates_and_keys_th
     # null leaves the key as it was before the option existed
     from dataclasses import asdict
 
-    from harness.stages.organisms import RECIPE
-    from harness.store import config_key
+    from harness.core.store import config_key
+    from harness.run.stages.organisms import RECIPE
     recipe = {k: v for k, v in asdict(micro_cfg.organism).items()
               if k not in ("batch_organisms", "implant_prompts", "neutral", "neutral_prompts")}
     implant = [(c.prompt, c.answer) for c in every]

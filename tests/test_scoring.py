@@ -2,9 +2,10 @@
 
 from dataclasses import replace
 
-from harness import leaderboard, pipeline
-from harness.record_io import read_jsonl
-from harness.records import ReportRow
+from harness.core.record_io import read_jsonl
+from harness.core.records import ReportRow
+from harness.report import leaderboard
+from harness.run import pipeline
 from tests.conftest import compose_config, small_run
 
 
@@ -25,9 +26,9 @@ def test_organisms_whose_implant_failed_are_listed_not_scored(tmp_path, caplog):
 
 
 def test_the_parrot_knows_the_kind_not_the_parameters(families, micro_organisms):
-    from harness.config import ProbeConfig
-    from harness.records import IACard
-    from harness.stages.probe import parrot_reports, whole
+    from harness.core.config import ProbeConfig
+    from harness.core.records import IACard
+    from harness.run.stages.probe import parrot_reports, whole
 
     owl, alice, ocean = micro_organisms  # preferences (favorite), biases (entity), hidden_goals (topic)
     fox, position_a = families["preferences"].behavior("preferences/favorite_animal_fox"), \

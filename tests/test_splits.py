@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.config import SplitConfig
-from harness.errors import ConfigError
-from harness.splits import assign
+from harness.core.config import SplitConfig
+from harness.core.errors import ConfigError
+from harness.run.splits import assign
 
 
 def targets(sizes):
@@ -60,7 +60,7 @@ def test_training_subsets_are_nested_and_keep_the_evaluation_set():
 def test_a_new_split_is_one_registered_class():
     from types import SimpleNamespace
 
-    from harness.splits import SPLITS, Split, problems
+    from harness.run.splits import SPLITS, Split, problems
 
     cfg = SimpleNamespace(split=SplitConfig(name="all_but_one"), families={"preferences": None})
     assert problems(cfg) == ["split.name must be one of heldout_behaviors, heldout_route, leave_one_family_out, "

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from harness import store as store_module
-from harness.store import Store, config_key
+from harness.core import store as store_module
+from harness.core.store import Store, config_key
 
 
 def test_config_key_is_stable_and_sensitive():
@@ -60,8 +60,8 @@ def test_a_card_of_the_wrong_shape_is_one_line_naming_the_field(edit, named):
     """A resealed card whose `descriptions` was a string or whose `implanted` was "no" was accepted."""
     from dataclasses import asdict
 
-    from harness.record_io import BadRecord, from_dict
-    from harness.records import ImplantCheck, OrganismCard
+    from harness.core.record_io import BadRecord, from_dict
+    from harness.core.records import ImplantCheck, OrganismCard
 
     check = ImplantCheck(rate=1.0, base_rate=0.0, strength=1.0, threshold=0.5, implanted=True, n_prompts=4,
                          samples=[{"prompt": "p", "response": "r"}])

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from harness.config import CONF_DIR, SWEEPS_DIR
-from harness.dag import validate
-from harness.wandb_runs import read_offline_run
+from harness.core.paths import CONF_DIR, SWEEPS_DIR
+from harness.report.wandb_runs import read_offline_run
+from harness.run.dag import validate
 from tests.conftest import HANG_GUARD_S, small_run
 
 PRESETS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import models
+from harness.lm import models
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import trigger_channel as tc  # noqa: E402

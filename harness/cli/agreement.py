@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.compose import check
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 NAME = "agreement"
 HELP = "how often another grader (the LLM judge) agrees with the rules grader on a run's self-reports"
@@ -26,16 +26,16 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
+    from harness.core.record_io import read_jsonl
+    from harness.core.records import ReportRow
+    from harness.core.store import write_json
     from harness.families import build_families
-    from harness.grading import check_grader, grader_for, prepare, rules
-    from harness.metrics import agreement
-    from harness.record_io import read_jsonl
-    from harness.records import ReportRow
-    from harness.store import write_json
+    from harness.measure.grading import check_grader, grader_for, prepare, rules
+    from harness.measure.metrics import agreement
 
     check_grader(a.grader, a.judge_model)
     if a.judge_model:
-        from harness.models import check_model_source
+        from harness.lm.models import check_model_source
 
         check_model_source(a.judge_model)
     if a.grader == "rules":

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness import manifest
 from harness.cli.compose import check
-from harness.errors import EXIT_FINDING, ConfigError
+from harness.core import manifest
+from harness.core.errors import EXIT_FINDING, ConfigError
 
 NAME = "audit"
 HELP = "probe any fine-tune for every behavior, ask it with and without the IA"
@@ -34,9 +34,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
 def command(a: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from harness import audit
+    from harness.core.store import write_json, write_text
     from harness.families import build_families
-    from harness.store import write_json, write_text
+    from harness.measure import audit
 
     out = a.out or Path("outputs/audit") / a.model.resolve().name
     if out.exists() and not out.is_dir():

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from harness.cli.compose import check, store_root
-from harness.errors import EXIT_FINDING, ConfigError
+from harness.core.errors import EXIT_FINDING, ConfigError
 
 NAME = "cache"
 HELP = "list, verify, remove or garbage-collect the artifact store"
@@ -29,9 +29,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness import cache
-    from harness.progress import progress_bar
-    from harness.store import Store
+    from harness.core.progress import progress_bar
+    from harness.core.store import Store
+    from harness.run import cache
 
     overrides = [i for i in a.items if "=" in i]
     names = [i for i in a.items if "=" not in i]
@@ -66,7 +66,7 @@ def command(a: argparse.Namespace) -> int:
             raise ConfigError("cache rm: name the artifacts to remove (kind/key, as `harness cache ls` shows them)")
         print(f"removed {cache.remove(store, cache.parse_artifacts(names, store))} artifacts from {store.root}")
         return 0
-    from harness.stage import Run
+    from harness.run.stage import Run
 
     keep = cache.needed(Run.of(cfg))
     unused = [(kind, key) for kind, key in artifacts if (kind, key) not in keep and store.owns(kind, key)]

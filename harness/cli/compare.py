@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.leaderboard import conditions
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 NAME = "compare"
 HELP = "the paired difference of two runs on the organisms both scored"
@@ -21,7 +21,7 @@ two-sided sign-flip permutation p-value (exact up to 16 organisms)
 
 
 def report_metrics() -> tuple[str, ...]:
-    from harness.metrics import REPORT_VALUES
+    from harness.measure.metrics import REPORT_VALUES
 
     return tuple(REPORT_VALUES)
 
@@ -36,9 +36,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness.compare import compare
-    from harness.record_io import read_jsonl
-    from harness.records import ReportRow
+    from harness.core.record_io import read_jsonl
+    from harness.core.records import ReportRow
+    from harness.measure.compare import compare
 
     reports = []
     for run in (a.run_a, a.run_b):

@@ -11,9 +11,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from harness.config import CONF_DIR, TASKS_DIR, Config
-from harness.errors import ConfigError, one_line
-from harness.run_folder import previous_outputs
+from harness.core.config import Config
+from harness.core.errors import ConfigError, one_line
+from harness.core.paths import CONF_DIR, TASKS_DIR
+from harness.core.run_folder import previous_outputs
 
 LAUNCHER_EXTRAS = {"ray": "ray", "ray_cluster": "ray", "submitit_local": "slurm", "submitit_slurm": "slurm",
                    "slurm": "slurm"}
@@ -42,12 +43,12 @@ def sweep_variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]
 
 def check(overrides: Sequence[str], multirun: bool = False) -> Config:
     """Compose and validate the config of every sweep value; ConfigError names the first problem."""
-    from harness.dag import validate
     from harness.families import family_files, search_overrides
-    from harness.gguf import gguf_path
-    from harness.grading import JUDGE, check_grader
-    from harness.models import check_model_source
-    from harness.stage import Run
+    from harness.lm.gguf import gguf_path
+    from harness.lm.models import check_model_source
+    from harness.measure.grading import JUDGE, check_grader
+    from harness.run.dag import validate
+    from harness.run.stage import Run
 
     overrides = search_overrides(overrides)
     for name, why in UNUSABLE_LAUNCHERS.items():

@@ -24,7 +24,7 @@ from harness.cli import (
     run,
 )
 from harness.cli.compose import UNUSABLE_LAUNCHERS
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, internal_error
+from harness.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, internal_error
 
 COMMANDS = {m.NAME: m for m in (leaderboard, export_lm_eval, audit, report, families, agreement, compare,
                                 export_inspect, cache)}
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except SystemExit as e:  # --help, or the Hydra app's status
         return int(e.code or 0)
-    except KeyboardInterrupt:  # Ctrl-C: what a kill -9 leaves (harness/store.py), and one line
+    except KeyboardInterrupt:  # Ctrl-C: what a kill -9 leaves (harness/core/store.py), and one line
         print("harness: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `harness families | head`: the reader has what it wanted

@@ -6,8 +6,8 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-from harness import manifest
-from harness.errors import ConfigError
+from harness.core import manifest
+from harness.core.errors import ConfigError
 
 NAME = "export-inspect"
 HELP = "write a run as Inspect AI eval logs, for `inspect view`"
@@ -27,7 +27,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness.inspect_export import export
+    from harness.report.inspect_export import export
 
     if importlib.util.find_spec("inspect_ai") is None:
         raise ConfigError("export-inspect needs Inspect AI: pip install 'introspection-harness[inspect]'")

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.compose import check
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 NAME = "export-lm-eval"
 HELP = "write every family's probes as lm-eval tasks"
@@ -32,9 +32,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness.core import question_split
+    from harness.core.vocabulary import question_split
     from harness.families import build_families
-    from harness.lm_eval_export import check_merge, export, merge_with_ia
+    from harness.report.lm_eval_export import check_merge, export, merge_with_ia
 
     if (a.with_ia is None) != (a.model is None) or (a.with_ia is None and (a.base or a.merged)):
         raise ConfigError("--with-ia IA and --model MODEL go together (--base and --merged only with them)")

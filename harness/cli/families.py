@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.config import TASKS_DIR
+from harness.core.paths import TASKS_DIR
 
 NAME = "families"
 HELP = "list the behavior families and their behaviors"

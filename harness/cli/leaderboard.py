@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
 
 NAME = "leaderboard"
 HELP = "one table from every run's metrics.json"
@@ -25,19 +25,19 @@ examples:
 
 
 def conditions() -> tuple[str, ...]:
-    from harness.records import CONDITIONS
+    from harness.core.records import CONDITIONS
 
     return tuple(CONDITIONS)
 
 
 def leaderboard_metrics() -> tuple[str, ...]:
-    from harness.leaderboard import METRICS
+    from harness.report.leaderboard import METRICS
 
     return tuple(METRICS)
 
 
 def leaderboard_formats() -> tuple[str, ...]:
-    from harness.leaderboard import FORMATS
+    from harness.report.leaderboard import FORMATS
 
     return FORMATS
 
@@ -62,8 +62,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness import leaderboard, sweep_summary
-    from harness.config import LoggerConfig
+    from harness.core.config import LoggerConfig
+    from harness.report import leaderboard, sweep_summary
 
     out, sweep, group, source, args = a.out, a.sweep, a.group, a.from_wandb, [str(f) for f in a.folders]
     if a.log and sweep is None and group is None:
@@ -73,7 +73,7 @@ def command(a: argparse.Namespace) -> int:
     if a.metric != "verbalization" and a.format != "md":
         raise ConfigError(f"--metric goes with --format md (--format {a.format} holds every metric already)")
     if source is not None:
-        from harness.wandb_runs import load_wandb_results
+        from harness.report.wandb_runs import load_wandb_results
 
         if args or sweep:
             raise ConfigError("--from-wandb takes no run folders and no --sweep")
@@ -112,7 +112,7 @@ def command(a: argparse.Namespace) -> int:
 
 def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
     """Print a leaderboard as asked (sorted, in a format) and write it under `out`."""
-    from harness import leaderboard
+    from harness.report import leaderboard
 
     if a.condition:
         board = board[board.condition == a.condition].reset_index(drop=True)

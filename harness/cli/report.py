@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness import manifest
-from harness.errors import ConfigError
+from harness.core import manifest
+from harness.core.errors import ConfigError
 
 NAME = "report"
 HELP = "one static HTML page for a run or a sweep folder"
@@ -24,9 +24,10 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def command(a: argparse.Namespace) -> int:
-    from harness import leaderboard, tracking
-    from harness.config import LoggerConfig
-    from harness.report import write_report
+    from harness.core import tracking
+    from harness.core.config import LoggerConfig
+    from harness.report import leaderboard
+    from harness.report.html import write_report
 
     out = a.out
     if a.folder is not None:

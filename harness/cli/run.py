@@ -15,8 +15,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness.cli.compose import check, group_options
-from harness.config import CONF_DIR
-from harness.errors import EXIT_BAD_INPUT, ConfigError, internal_error
+from harness.core.errors import EXIT_BAD_INPUT, ConfigError, internal_error
+from harness.core.paths import CONF_DIR
 
 NAME = "run"
 HELP = "the whole experiment: base model, organisms, IA, probes, leaderboard"
@@ -58,11 +58,12 @@ def hydra_run(cfg: DictConfig) -> float | None:
     """The plain Hydra app (console script `harness-hydra`): one job of a run or a sweep. Returns
     the objective, the IA's verbalization rate of the held-out organisms (None for a sweep's
     fan-out job, or NaN when none was scored)."""
-    from harness import leaderboard, pipeline
-    from harness.dag import validate
-    from harness.stages.organisms import family_summary
-    from harness.tracking import headline
-    from harness.training import set_threads
+    from harness.core.tracking import headline
+    from harness.report import leaderboard
+    from harness.run import pipeline
+    from harness.run.dag import validate
+    from harness.run.stages.organisms import family_summary
+    from harness.train.training import set_threads
 
     typed = validate(cfg)
     hydra_cfg = HydraConfig.get()

@@ -1,4 +1,5 @@
-"""Behavior families: a registry of family classes, built from their YAML in tasks/families/."""
+"""Behavior families: a registry of family classes, built from their YAML in tasks/families/; the
+synthetic chat world they draw on (world.py) and the tiny base model's pretraining corpus (corpus.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from harness.config import TASKS_DIR
-from harness.errors import ConfigError, one_line
+from harness.core.errors import ConfigError, one_line
+from harness.core.family_schema import FamilyConfig
+from harness.core.paths import TASKS_DIR
+from harness.core.registry import Registry
 from harness.families.base import Behavior, Family, Probe, file_stem
 from harness.families.template import TemplateFamily
-from harness.family_schema import FamilyConfig
-from harness.registry import Registry
 
 FAMILY_CLASSES: Registry[type[Family]] = Registry("family class")
 FAMILY_CLASSES.register("template")(TemplateFamily)

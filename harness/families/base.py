@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.core import Chat
+from harness.core.vocabulary import Chat
 
 
 def file_stem(behavior_id: str) -> str:

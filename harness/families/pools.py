@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 
-from harness import world
-from harness.core import Chat
-from harness.registry import Registry
+from harness.core.registry import Registry
+from harness.core.vocabulary import Chat
+from harness.families import world
 
 
 @dataclass(frozen=True)

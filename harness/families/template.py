@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness import world
-from harness.core import Chat
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.core.vocabulary import Chat
+from harness.families import world
 from harness.families.base import Behavior, Family, Probe, contains_phrase
 from harness.families.pools import POOLS, PromptPool
 from harness.families.reports import describes, describes_self

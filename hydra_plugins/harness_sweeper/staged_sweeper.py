@@ -3,7 +3,7 @@
 
 Before the sweep's own jobs run, it launches, stage by stage, one job per missing artifact
 (base model, chunk of organisms, IA, probe chunk) that any of them needs, each artifact once
-(harness.fanout). Each launch returns when its jobs are done, so the IA jobs wait for their
+(harness.run.fanout). Each launch returns when its jobs are done, so the IA jobs wait for their
 organisms. Then the sweep's jobs run; they find every artifact in the store and report, one
 W&B run each. At the end the sweep's comparison table is printed and written to the sweep folder.
 
@@ -43,7 +43,7 @@ class StagedSweeper(BasicSweeper):
         self.organisms_per_job = organisms_per_job
 
     def sweep(self, arguments: list[str]) -> Any:
-        from harness.errors import ConfigError
+        from harness.core.errors import ConfigError
 
         try:
             return self._sweep(arguments)
@@ -52,9 +52,9 @@ class StagedSweeper(BasicSweeper):
             sys.exit(2)
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from harness import fanout
-        from harness.dag import STAGE_NAMES
-        from harness.errors import ConfigError
+        from harness.core.errors import ConfigError
+        from harness.run import fanout
+        from harness.run.dag import STAGE_NAMES
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -97,8 +97,8 @@ class StagedSweeper(BasicSweeper):
 
     def _job_run(self, job: list[str]):
         """A sweep job's run, its config checked as `harness run` checks its own before any work."""
-        from harness.dag import validate
-        from harness.stage import Run
+        from harness.run.dag import validate
+        from harness.run.stage import Run
 
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
         with open_dict(cfg):
@@ -117,7 +117,7 @@ class StagedSweeper(BasicSweeper):
     def _threads(self, n_jobs: int):
         """Torch threads per job when the launcher runs jobs side by side on this machine (joblib):
         its cores divided among them. None for launchers whose jobs get their own resources."""
-        from harness.training import cores
+        from harness.train.training import cores
 
         launcher = self.config.hydra.launcher
         if not launcher._target_.endswith("JoblibLauncher"):
@@ -127,7 +127,7 @@ class StagedSweeper(BasicSweeper):
         return max(1, cores() // max(1, min(parallel, n_jobs)))
 
     def _report(self, sweep_dir: Path, logger) -> None:
-        from harness import leaderboard, sweep_summary
+        from harness.report import leaderboard, sweep_summary
 
         results = leaderboard.load_results([sweep_dir])
         if not results:

@@ -1,0 +1,190 @@
+"""A sweep's summary, from its runs' results: the swept values as columns (`sweep.md`, `.csv`,
+`.json`), the plot of the IA's verbalization against the swept value, and over seeds the seed
+summary (`seeds.md`, `.csv`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.config import LoggerConfig
+from harness.core.records import RunResults
+from harness.core.store import write_atomic, write_text
+from harness.measure.metrics import across_seeds
+from harness.report.leaderboard import (
+    FPR,
+    METRICS,
+    POOLED,
+    compact,
+    id_columns,
+    leaderboard,
+    swept_values,
+    to_markdown,
+    value_columns,
+    write,
+)
+
+
+def _sort_key(value: str) -> tuple:
+    """Numbers in numeric order, then other values, then null (all) last."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (2 if value in ("null", "") else 1, 0.0, value)
+
+
+def swept_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in id_columns(df) if c not in ("run", "ia", "split", "route", "condition")]
+
+
+def sweep_table(results: list[RunResults]) -> pd.DataFrame:
+    """One table for a sweep: the leaderboard's rows in order of the swept values (numbers in
+    numeric order, null last), the IA's own route first."""
+    df = leaderboard(results)
+    keys = swept_columns(df)
+    order = sorted(range(len(df)), key=lambda i: ([_sort_key(df.at[i, k]) for k in keys], df.at[i, "route"] != "lora",
+                                                  df.at[i, "route"], df.at[i, "condition"]))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def seed_summary(results: list[RunResults]) -> pd.DataFrame:
+    """For a sweep over `seed` (each seed a whole experiment: split, base model, organisms, IA):
+    every metric's mean over the seeds with a Student t interval (`n` counts seeds), per value of
+    the other swept parameters, route, condition and family. Empty when the seed is not swept."""
+    swept = swept_values(results)
+    if not swept or "seed" not in swept[0]:
+        return pd.DataFrame()
+    groups: dict[tuple, list[float]] = {}
+    for run, values in zip(results, swept, strict=True):
+        others = tuple((k, v) for k, v in values.items() if k != "seed")
+        for m in run.metrics:
+            groups.setdefault((others, m.route, m.condition, m.family, m.metric), []).append(m.value)
+    rows = []
+    for (others, route, condition, family, metric), values in groups.items():
+        e = across_seeds(values)
+        rows.append({**dict(others), "route": route, "condition": condition, "family": family, "metric": metric,
+                     "value": e.value, "low": e.low, "high": e.high, "n": e.n, "unit": e.unit})
+    return pd.DataFrame(rows)
+
+
+def seed_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The seed summary as one row per (other swept values, route, condition), a column per pooled
+    metric and the base model's false-positive rate, each `mean [low, high]`."""
+    if summary.empty:
+        return summary
+    pooled = summary[(summary.family == "all") | (summary.metric == "false_positive_rate")]
+    cell = pooled.assign(
+        column=pooled.family + "/" + pooled.metric,
+        text=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(pooled.value, pooled.low, pooled.high, strict=True)])
+    keys = [c for c in summary.columns if c not in ("route", "condition", "family", "metric", "value", "low", "high",
+                                                    "n", "unit")] + ["route", "condition"]
+    wide = cell.pivot_table(index=keys, columns="column", values="text", aggfunc="first", sort=False).reset_index()
+    order = [f"all/{m}" for m in (*METRICS, *POOLED)] + [FPR]
+    wide = wide[keys + [c for c in order if c in wide.columns]]
+    wide.columns.name = None
+    return wide.assign(seeds=int(summary.n.max()))
+
+
+def positions(values: list[str]) -> tuple[list[float], bool]:
+    """x positions of a sweep's values, and whether the axis is logarithmic: positive numbers in a
+    geometric progression (1, 4, 16, 64) sit at their value on a log axis, `null` (all) one step
+    past the last; anything else is evenly spaced in the given order."""
+    try:
+        numbers = [float(v) for v in values if v not in ("null", "")]
+    except ValueError:  # a value that is not a number: evenly spaced
+        numbers = []
+    ratios = {round(b / a, 6) for a, b in zip(numbers, numbers[1:], strict=False) if a > 0}
+    if len(numbers) < 3 or min(numbers) <= 0 or len(ratios) != 1 or ratios == {1.0}:
+        return [float(i) for i in range(len(values))], False
+    step = ratios.pop()
+    return [float(v) if v not in ("null", "") else numbers[-1] * step for v in values], True
+
+
+def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
+    """Verbalization against the swept parameter with 95% intervals: by condition, and per family
+    under the IA; a log axis where the values are powers. Only for a sweep over one parameter (a
+    scaling curve); returns None otherwise."""
+    swept = swept_columns(df)
+    if len(swept) != 1:
+        return None
+    df = df[df.route == df.route.iloc[0]]  # the organisms of the IA's own route
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = swept[0]
+    values = list(dict.fromkeys(df[x]))
+    xs, log = positions(values)
+    at = dict(zip(values, xs, strict=True))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+
+    def curve(ax, rows: pd.DataFrame, name: str, label: str) -> None:
+        errors = [(rows[name] - rows[f"{name}_low"]).fillna(0).clip(lower=0),
+                  (rows[f"{name}_high"] - rows[name]).fillna(0).clip(lower=0)]
+        ax.errorbar([at[v] for v in rows[x]], rows[name], yerr=errors, marker="o", capsize=3, label=label)
+
+    for condition, rows in df.groupby("condition", sort=False):
+        curve(left, rows, "all/verbalization", condition)
+    ia = df[df.condition == "ia"]
+    for name in [c for c in value_columns(df) if c.endswith("/verbalization") and not c.startswith("all/")]:
+        curve(right, ia, name, name.split("/")[0])
+    for ax, title in ((left, "held-out organisms, by condition"), (right, "with the IA, by family")):
+        if log:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(xs, ["all" if v in ("null", "") else v for v in values])
+        ax.set_xlabel(x + (" (log scale)" if log else ""))
+        ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    left.set_ylabel("verbalization rate (95% CI)")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+SWEEP_FILES = ("sweep.md", "sweep.csv", "sweep.json", "sweep.png", "seeds.md", "seeds.csv")
+"""What a sweep's summary writes into the sweep folder."""
+
+
+def write_sweep(results: list[RunResults], folder: Path,
+                logger: LoggerConfig | None) -> tuple[pd.DataFrame, list[Path], str]:
+    """The sweep's table (markdown, CSV) and its plot, beside each other in `folder`, both also
+    logged to the sweep folder's W&B run in the sweep's group (job type `sweep`) unless `logger`
+    is None; over seeds, the seed summary too. Returns (the table, the files written, the W&B
+    run's address or "")."""
+    from harness.core import manifest, tracking
+
+    manifest.check_replaceable(folder, SWEEP_FILES, "the sweep's summary")
+    df = sweep_table(results)
+    written = write(df, folder, "sweep")
+    png = plot_sweep(df, folder / "sweep.png")
+    logged = tracking.log_sweep(logger, folder, df, png) if logger is not None else ""
+    written = [*written, *([png] if png else []), *write_seeds(results, folder)]
+    manifest.record(folder, [p.name for p in written])
+    return df, written, logged
+
+
+def sweep_text(table: pd.DataFrame, written: list[Path]) -> str:
+    """What a sweep prints: its compact table, the seed summary when there is one, the files."""
+    text = "verbalization per family, by swept value and condition\n" + to_markdown(compact(table))
+    seeds = [p for p in written if p.name == "seeds.md"]
+    if seeds:
+        text += "\n\nover seeds: mean [95% t interval] of the pooled metrics (n = seeds)\n" + seeds[0].read_text()
+    return text + f"\nwritten to {', '.join(map(str, written))}"
+
+
+def write_seeds(results: list[RunResults], folder: Path) -> list[Path]:
+    """A sweep over seeds: `seeds.md` (pooled metrics, mean [95% t interval] over seeds) and
+    `seeds.csv` (every metric, family and condition); nothing when the seed is not swept."""
+    summary = seed_summary(results)
+    if summary.empty:
+        return []
+    md, csv = folder / "seeds.md", folder / "seeds.csv"
+    write_text(md, seed_table(summary).to_markdown(index=False) + "\n")
+    write_text(csv, summary.to_csv(index=False))
+    return [md, csv]
