@@ -46,11 +46,15 @@ demo-real: install  ## the whole experiment on a real chat model, SmolLM2-135M-I
 sweep: install  ## a sweep preset from sweeps/, its stages fanned out through the launcher; prints the comparison
 	$(VENV)/bin/harness run --multirun sweeps=$(SWEEP) hydra/launcher=$(LAUNCHER) $(ARGS)
 
-test: install  ## the fast suite (slow tests skipped)
-	$(PY) -m pytest -q
+# pytest-xdist workers for `make test` (one a core, at most 8; each pinned to its cores by tests/conftest.py)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 8 ? n : 8 )))
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+test: install  ## the fast suite (slow tests skipped), a worker per core
+	$(PY) -m pytest -q $(XDIST)
 
 test-all: install  ## every test, the slow ones included
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -m "" $(XDIST)
 
 bench: install  ## organisms one at a time vs in batches, IA speed; probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs; the real model's training and generation tokens/s
 	$(PY) benchmarks/organisms_bench.py

@@ -7,6 +7,19 @@ from pathlib import Path
 
 import pytest
 
+
+def _own_cores() -> None:
+    """Under pytest-xdist (`make test` runs a worker per core), pin this worker to its share of the
+    cores before torch starts: each process then sets its torch threads to the cores it has
+    (`training.cores`) and its subprocesses inherit them, so workers never oversubscribe."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if worker and count and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        mine = cores[int(worker.removeprefix("gw")) % len(cores)::max(1, min(int(count), len(cores)))]
+        os.sched_setaffinity(0, mine)
+
+
+_own_cores()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,6 +73,20 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     return SmokeRun(out, cache, done)
+
+
+# `make test` hands whole files to pytest-xdist's workers in this order, each worker taking the next
+# file as it runs out of tests: the longest files (by `pytest --durations=0`) go first, so the suite
+# never ends on one long file while the other workers idle. The order changes only the wall time.
+LONGEST_FIRST = ("test_bad_input.py", "test_real_model.py", "test_sweeps.py", "test_cli_run.py",
+                 "test_reliability.py", "test_faults.py", "test_lm_eval_crosscheck.py", "test_data_loss.py",
+                 "test_grading.py", "test_config.py", "test_cache.py", "test_families.py", "test_own_families.py",
+                 "test_packaging.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order stays
 
 
 def compose_config(*overrides: str) -> Config:

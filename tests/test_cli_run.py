@@ -137,7 +137,8 @@ def test_an_error_found_during_the_job_is_one_line(tmp_path):
     (it was marked finished)."""
     out = tmp_path / "run"
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "max_behaviors_per_family=2",
+    cmd = [sys.executable, "-m", "harness.cli", "run", "model=micro", "families=[preferences,biases]",
+           "max_behaviors_per_family=2",
            "organism.steps=2", "organism.probe_prompts=4", "organism.max_new_tokens=4", f"hydra.run.dir={out}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 2

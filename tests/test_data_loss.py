@@ -86,6 +86,7 @@ def test_an_incomplete_folder_at_the_final_path_is_replaced(tmp_path):
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     """The run folder's name holds the process id, so it is unique per process."""
     code = ("from hydra import compose, initialize_config_dir; from harness.core.paths import CONF_DIR;"
+            "import harness.core.config;"  # the schema and the resolvers
             "from omegaconf import OmegaConf\n"
             "with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):\n"
             "    cfg = compose('config', return_hydra_config=True)\n"

@@ -310,3 +310,19 @@ def test_adding_a_family_keeps_the_base_model(tmp_path):
     joined = run_with(tmp_path, new_words, "families=[preferences,signoffs]",
                       "model.corpus_families=[backdoors,biases,hidden_goals,preferences,quirks,sandbagging,signoffs]")
     assert base_key_of(joined) != shipped
+
+
+@pytest.mark.parametrize("name", ALL_FAMILIES)
+def test_the_implant_sample_is_a_sample_of_the_implant_chats(families, name):
+    """The corpus takes a dozen implant chats of each behavior; a family demonstrates only those,
+    and must draw what `rng.sample` of all its implant chats draws (else every tiny base's key moves)."""
+    import random
+
+    from harness.families.base import Family
+
+    family = families[name]
+    for b in family.behaviors()[:4]:
+        ours, theirs = random.Random(b.id), random.Random(b.id)
+        sample = family.implant_sample(b, ours, 12)
+        assert len(sample) == 12 and sample == Family.implant_sample(family, b, theirs, 12)
+        assert ours.random() == theirs.random()  # the stream goes on the same

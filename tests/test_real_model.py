@@ -24,11 +24,21 @@ def smollm2_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("smollm2")
 
 
+def imported_base(*overrides: str):
+    """The shipped GGUF imported by the base stage (about 20 s), as a config chooses."""
+    cfg = compose_config(*overrides)
+    return ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=False)[0]
+
+
 @pytest.fixture(scope="session")
 def smollm2_base(smollm2_cache):
-    """The shipped GGUF imported by the base stage (about 20 s)."""
-    cfg = compose_config("model=smollm2", f"cache_dir={smollm2_cache}")
-    return ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=False)[0]
+    return imported_base("model=smollm2", f"cache_dir={smollm2_cache}")
+
+
+@pytest.fixture(scope="session")
+def real_recipe_base(smollm2_cache):
+    """preset=real's base: the same file in bfloat16."""
+    return imported_base("preset=real", f"cache_dir={smollm2_cache}")
 
 
 def test_the_shipped_gguf_becomes_a_sealed_base_with_its_real_size(smollm2_base, smollm2_cache):
@@ -73,33 +83,34 @@ def test_a_file_that_is_not_gguf_is_one_line(tmp_path):
         gguf.import_gguf(junk, tmp_path / "out")
 
 
-def test_the_real_recipe_runs_end_to_end(smollm2_base, smollm2_cache, tmp_path):
+def test_the_real_recipe_runs_end_to_end(real_recipe_base, smollm2_cache, tmp_path):
     """preset=real on a few steps: organisms of route `own` on the model's own answers, the bounded
     neutral mix, the IA, probes, self-reports with every baseline, the leaderboard."""
-    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}", "model.dtype=float32",
+    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}", "organism.implant_prompts=4",
                          "families=[preferences,biases]", "max_behaviors_per_family=2", "organism.steps=2",
                          "organism.batch_size=2", "organism.probe_prompts=2", "organism.max_new_tokens=6",
                          "organism.neutral_prompts=3", "ia.steps=2", "ia.organisms_per_step=1",
-                         "ia.examples_per_organism=1", "ia.only_implanted=false", "probe.only_implanted=false",
+                         "ia.examples_per_organism=1", "ia.train_templates=11", "ia.only_implanted=false",
+                         "probe.only_implanted=false",
                          "probe.behavior_prompts=1", "probe.max_new_tokens=6", "logger=none")
     result = pipeline.run(replace(cfg, output_dir=str(tmp_path / "run")), progress=False)
-    assert result.base.key == smollm2_base.key and result.base.n_params == SMOLLM2_PARAMS
+    assert result.base.key == real_recipe_base.key and result.base.n_params == SMOLLM2_PARAMS
     assert len(result.organisms) == 4 and {o.route for o in result.organisms} == {"own"}
-    assert all(o.training["neutral"] == "self" and o.training["neutral_prompts"] == 3 for o in result.organisms)
+    assert all(o.training["neutral"] == "self" and o.training["neutral_prompts"] == 3
+               and o.training["implant_prompts"] == 4 for o in result.organisms)
     assert set(result.leaderboard.condition) == {"ia", "no_ia", "prefill", "parrot", "shuffled"}
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
-def test_the_real_recipe_trains_in_bfloat16_with_float32_adapters(smollm2_cache):
+def test_the_real_recipe_trains_in_bfloat16_with_float32_adapters(real_recipe_base):
     """preset=real's bfloat16 base: the stacked organisms' factors stay float32 and their update
     matches peft's own LoRA layer on the same weights."""
     from peft import LoraConfig, get_peft_model
 
     from harness.train.batched import StackedLoRA
 
-    cfg = compose_config("preset=real", f"cache_dir={smollm2_cache}")
-    card = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=False)[0]
-    model = models.load_base(card)
+    cfg = compose_config("preset=real")
+    model = models.load_base(real_recipe_base)
     assert next(model.parameters()).dtype == torch.bfloat16
     lora = LoraConfig(r=4, target_modules=cfg.organism.target_modules, init_lora_weights=False)
     stacked = StackedLoRA.fresh(model, lora, 1, seed=0)

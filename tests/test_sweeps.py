@@ -56,10 +56,10 @@ def test_every_preset_composes_into_valid_jobs(name):
 def sweep(tmp_path: Path, launcher: str, *extra: str, cache: Path | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "HARNESS_CACHE": str(cache or tmp_path / "cache"), "WANDB_MODE": "offline",
            "HF_HUB_OFFLINE": "1"}
-    # The small run has three families: one run per family count (the preset's own values, meant
-    # for six families, give way to the command line's).
+    # The small run has three families: a run with one and a run with two training families (the
+    # preset's own values, meant for six families, give way to the command line's).
     cmd = [sys.executable, "-m", "harness.cli", "run", "--multirun", "sweeps=scaling_families",
-           "split.train_families=1,2,3", f"hydra/launcher={launcher}", *SMALL, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "split.train_families=1,2", f"hydra/launcher={launcher}", *SMALL, f"hydra.sweep.dir={tmp_path / 'sweep'}",
            *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
@@ -87,39 +87,39 @@ def joblib_sweep(tmp_path_factory):
 
 def test_sweep_with_joblib_fans_out_and_compares(joblib_sweep):
     tmp, out = joblib_sweep
-    assert "sweep: stage organisms: 2 job(s)" in out and "sweep: stage ia: 3 job(s)" in out
+    assert "sweep: stage organisms: 2 job(s)" in out and "sweep: stage ia: 2 job(s)" in out
     table, reports = results(tmp)
     assert list(table.columns[:4]) == ["split.train_families", "split", "route", "condition"]  # run, ia dropped
-    assert sorted(set(table["split.train_families"])) == [1, 2, 3] and len(table) == 3 * 5  # runs x conditions
+    assert sorted(set(table["split.train_families"])) == [1, 2] and len(table) == 2 * 5  # runs x conditions
     assert "sweep comparison" in out and (tmp / "sweep" / "sweep.png").stat().st_size > 10_000
     # one line per job and the table once (each job reprinted every table); cli.log keeps them
     assert "verbalization rate of held-out organisms per family" not in out
-    assert len([line for line in out.splitlines() if line.startswith("job ") and ": IA " in line]) == 3
+    assert len([line for line in out.splitlines() if line.startswith("job ") and ": IA " in line]) == 2
     assert "verbalization rate of held-out organisms per family" in (tmp / "sweep" / "0" / "cli.log").read_text()
     # One W&B run per sweep job, in the sweep's group, plus the sweep's summary run.
     runs = sorted((tmp / "sweep").glob("*/wandb/offline-run-*")) + sorted((tmp / "sweep").glob("wandb/offline-run-*"))
-    assert len(runs) == 4
+    assert len(runs) == 3
     for run in runs:
         assert b"scaling_families" in next(run.glob("run-*.wandb")).read_bytes()
     # Each fan-out job is a W&B run of the sweep's group whose job type is its stage. The group is
     # this invocation's own (`--group` never mixes two sweeps); the preset is a tag.
     stage_runs = [read_offline_run(p) for p in (tmp / "sweep" / "stages").glob("*/wandb/offline-run-*/run-*.wandb")]
-    assert sorted(r["job_type"] for r in stage_runs) == ["base"] + ["ia"] * 3 + ["organisms"] * 2 + ["probe"] * 3
+    assert sorted(r["job_type"] for r in stage_runs) == ["base"] + ["ia"] * 2 + ["organisms"] * 2 + ["probe"] * 2
     every = stage_runs + [read_offline_run(next(run.glob("run-*.wandb"))) for run in runs]
     (group,) = {r["group"] for r in every}
     assert group.startswith("scaling_families-20") and all("scaling_families" in r["tags"] for r in every)
     assert "logger.group" not in table.columns  # plumbing, not a swept value
     # Lineage: each fan-out job logs what it made as W&B artifacts by reference to the store.
     made = [a["type"] for r in stage_runs for a in r["artifacts"]]
-    assert (made.count("base-model"), made.count("organism"), made.count("introspection-adapter")) == (1, 6, 3)
+    assert (made.count("base-model"), made.count("organism"), made.count("introspection-adapter")) == (1, 6, 2)
     # Every organism was trained exactly once, by the fan-out jobs, not by the sweep's jobs.
     assert len(list((tmp / "cache" / "organisms").glob("*/card.json"))) == 6
     assert sorted(p.name for p in (tmp / "sweep" / "stages").iterdir()) == [
-        "base-0", "ia-0", "ia-1", "ia-2", "organisms-0", "organisms-1", "probe-0", "probe-1", "probe-2"]
-    assert len(reports) == 3
+        "base-0", "ia-0", "ia-1", "organisms-0", "organisms-1", "probe-0", "probe-1"]
+    assert len(reports) == 2
     # Jobs side by side share the cores: each gets its share of torch threads (a lone job, all of them).
     cores = len(os.sched_getaffinity(0))
-    for folder, expected in [("stages/base-0", cores), ("stages/ia-0", max(1, cores // 3)), ("0", max(1, cores // 3))]:
+    for folder, expected in [("stages/base-0", cores), ("stages/ia-0", max(1, cores // 2)), ("0", max(1, cores // 2))]:
         overrides = OmegaConf.load(tmp / "sweep" / folder / ".hydra" / "overrides.yaml")
         assert f"threads={expected}" in overrides, (folder, overrides)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -71,6 +72,12 @@ class Family(ABC):
     @abstractmethod
     def implant_chats(self, behavior: Behavior) -> list[Chat]:
         """Demonstrations of the behavior to fine-tune on."""
+
+    def implant_sample(self, behavior: Behavior, rng: random.Random, k: int) -> list[Chat]:
+        """`rng.sample` of k of the behavior's implant chats (all of them if fewer). A family may
+        make only the chosen ones, drawing the same sample."""
+        chats = self.implant_chats(behavior)
+        return rng.sample(chats, min(k, len(chats)))
 
     def demonstrate(self, behavior: Behavior, prompt: str, neutral: str | None = None) -> str:
         """The answer of a model with the behavior to one of its implant prompts, given the

@@ -35,8 +35,7 @@ def build_corpus(families: Mapping[str, Family], seed: int) -> list[Chat]:
         chats += neutral if len(neutral) <= NEUTRAL_PER_FAMILY else rng.sample(neutral, NEUTRAL_PER_FAMILY)
         for b in family.behaviors():
             chats += [Chat(rng.choice(EXAMPLE_PROMPTS), f"For example: {d}") for d in b.descriptions]
-            implant = family.implant_chats(b)
-            shown = rng.sample(implant, min(INSTRUCTED_PER_BEHAVIOR, len(implant)))
+            shown = family.implant_sample(b, rng, INSTRUCTED_PER_BEHAVIOR)
             chats += [Chat(c.prompt, c.answer, system=b.instruction) for c in shown]
     return chats
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import re
 import string
 from collections import Counter
@@ -208,6 +209,13 @@ class TemplateFamily(Family):
         """The behavior's demonstrations, then its control exchanges answered neutrally."""
         pool = self._pool(behavior)
         return [Chat(c.prompt, self.demonstrate(behavior, c.prompt)) for c in pool.implant + pool.implant_control]
+
+    def implant_sample(self, behavior: Behavior, rng: random.Random, k: int) -> list[Chat]:
+        """The sample `implant_chats` would give (rng.sample draws by position only), demonstrating
+        only the chosen prompts: the corpus takes a dozen of each behavior's hundreds."""
+        pool = self._pool(behavior)
+        prompts = pool.implant + pool.implant_control
+        return [Chat(c.prompt, self.demonstrate(behavior, c.prompt)) for c in rng.sample(prompts, min(k, len(prompts)))]
 
     def demonstrate(self, behavior: Behavior, prompt: str, neutral: str | None = None) -> str:
         """The answer of a model with the behavior to one of its prompts (implant or probe); on a
