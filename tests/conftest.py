@@ -65,12 +65,26 @@ class SmokeRun:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> SmokeRun:
-    """One SMALL_RUN for the tests that only read what a run writes (do not write into it)."""
-    root = tmp_path_factory.mktemp("smoke")
+    """One SMALL_RUN for the tests that only read what a run writes (do not write into it); under
+    pytest-xdist, one for all of this session's workers (the first to need it runs it, under a lock)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this session's folder, above each worker's own
+    root = shared / "smoke"
     out, cache = root / "run", root / "cache"
-    env = {**os.environ, "HARNESS_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "harness.cli", "run", *small_run(), f"hydra.run.dir={out}"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    with FileLock(f"{root}.lock"):
+        if not (root / "returncode").is_file():
+            root.mkdir(exist_ok=True)
+            env = {**os.environ, "HARNESS_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+            cmd = [sys.executable, "-m", "harness.cli", "run", *small_run(), f"hydra.run.dir={out}"]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+            (root / "stdout").write_text(done.stdout)
+            (root / "stderr").write_text(done.stderr)
+            (root / "returncode").write_text(str(done.returncode))
+    done = subprocess.CompletedProcess("harness run", int((root / "returncode").read_text()),
+                                       (root / "stdout").read_text(), (root / "stderr").read_text())
     assert done.returncode == 0, done.stderr[-2000:]
     return SmokeRun(out, cache, done)
 

@@ -14,25 +14,28 @@ from harness.core import store as store_module
 from harness.core.store import Store, write_text
 from tests.conftest import HANG_GUARD_S, leaderboard_of, metrics_of, small_run
 
-SMALL = small_run({"organism.steps": 20, "ia.steps": 4, "logger.log_artifacts": "true"})
+SMALL = small_run()  # the shared smoke run's config (tests/conftest.py), W&B artifacts logged
 SECRETS = {"WANDB_API_KEY": "planted-wandb-key-3f9a1c", "HF_TOKEN": "hf_plantedtoken7e21",
            "OPENAI_API_KEY": "sk-planted-judge-key-88d0"}
 
 
 def run(tmp: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", **env_extra}
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"cache_dir={tmp / 'cache'}",
-                           f"hydra.run.dir={tmp / 'run'}"], env=env, capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
+    """SMALL as the smoke run is made: its cache from the environment, so the configs are equal."""
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp / "cache"),
+           **env_extra}
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", *SMALL, f"hydra.run.dir={tmp / 'run'}"],
+                          env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    """The same config and seed twice, in separate caches; the first with planted secrets."""
-    a, b = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
-    return (a, run(a, SECRETS)), (b, run(b, {}))
+def two_runs(tmp_path_factory, smoke_run):
+    """The same config and seed twice, in separate caches and processes: a run with planted
+    secrets, and the shared smoke run."""
+    a = tmp_path_factory.mktemp("a")
+    assert smoke_run.out.parent == smoke_run.cache.parent  # the same layout: <folder>/run, <folder>/cache
+    return (a, run(a, SECRETS)), (smoke_run.out.parent, smoke_run.done)
 
 
 def test_same_config_and_seed_gives_identical_results(two_runs):
@@ -99,25 +102,26 @@ def test_a_failed_artifact_write_leaves_no_artifact(tmp_path):
     assert not store.exists("organisms", "k") and list((tmp_path / "organisms").iterdir()) == []
 
 
-def test_disk_full_during_a_rerun_is_one_line_and_leaves_no_old_results(two_runs, tmp_path):
+def test_disk_full_during_a_rerun_is_one_line_and_leaves_no_old_results(two_runs, tmp_path, monkeypatch, capsys):
     """The job fails with one line when metrics.json cannot be written. The rerun removed its
     folder's earlier results when it started: none are left under its new overrides."""
+    from harness import cli
+
     (a, _), _ = two_runs
     run_dir = tmp_path / "run"
     shutil.copytree(a / "run", run_dir)
-    full_disk = ("import errno, os, sys; replace = os.replace\n"
-                 "def failing(src, dst):\n"
-                 "    if str(dst).endswith('metrics.json'):\n"
-                 "        raise OSError(errno.ENOSPC, 'No space left on device', dst)\n"
-                 "    replace(src, dst)\n"
-                 "os.replace = failing\n"
-                 "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", full_disk, "run", *SMALL, "probe.samples=3",
-                           f"cache_dir={a / 'cache'}", f"hydra.run.dir={run_dir}"],
-                          env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
-    assert done.returncode == 2
-    err = done.stderr.strip().splitlines()[-1]
+    replace = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith("metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", dst)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    code = cli.main(["run", *SMALL, "probe.samples=3", f"cache_dir={a / 'cache'}", f"hydra.run.dir={run_dir}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("harness: error: No space left on device") and "metrics.json" in err
     assert not (run_dir / "metrics.json").exists()
     assert "probe.samples=3" in (run_dir / ".hydra" / "overrides.yaml").read_text()
