@@ -109,20 +109,24 @@ def test_harness_run_smoke(smoke_run):
     assert not list(run_dir.glob("artifacts/**/*.safetensors")), "an adapter was copied into the run"
 
 
-def test_the_readme_smoke_run(tmp_path):
+def test_the_readme_smoke_run(tmp_path, monkeypatch, capsys):
     """The README's smoke line, exactly, in an empty folder: every stage runs and the leaderboard is
     printed (it failed after minutes: micro organisms never implant). Its work is bounded by the
-    preset (12 organisms of a micro model, a few steps each), not timed here (see the README)."""
+    preset (12 organisms of a micro model, a few steps each), not timed here (see the README).
+    In this process: the console script itself runs in test_packaging.py and the Ctrl-C tests."""
+    from harness import cli
+
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     (line,) = [line for line in readme.splitlines() if line.startswith(".venv/bin/harness run preset=smoke")]
     args = line.split("#")[0].split()[1:]  # after `.venv/bin/harness`
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    env.pop("HARNESS_CACHE", None)
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=HANG_GUARD_S)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "verbalization rate of held-out organisms per family" in done.stdout and "| lora" in done.stdout
-    assert "implanted: they have no behavior to report, so the self-report figures below measure nothing" in done.stdout
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("HARNESS_CACHE", raising=False)
+    code = cli.main(args)
+    done = capsys.readouterr()
+    assert code == 0, done.err[-2000:]
+    assert "verbalization rate of held-out organisms per family" in done.out and "| lora" in done.out
+    assert "implanted: they have no behavior to report, so the self-report figures below measure nothing" in done.out
     (metrics,) = (tmp_path / "outputs").glob("*/*/metrics.json")
     assert json.loads(metrics.read_text())["metrics"]
     assert len(list((tmp_path / ".cache" / "harness" / "organisms").glob("*/card.json"))) == 12
