@@ -2,15 +2,13 @@
 whether DIR holds `families/<name>.yaml` or is itself a folder named `families`."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from harness import cli
 from harness.cli import compose
 from harness.families import search_overrides
-from tests.conftest import HANG_GUARD_S, small_run
+from tests.conftest import small_run
 
 MINE = """# @package families.mine
 cls: template
@@ -94,16 +92,14 @@ def test_a_folder_of_families_that_cannot_work_is_one_line(case, named, tmp_path
 
 
 def test_an_own_family_reaches_the_leaderboard(tmp_path):
-    """End to end from the command line, the family and the base that knows its words."""
+    """End to end from the command's arguments, the family and the base that knows its words."""
     folder = tmp_path / "families"
     folder.mkdir()
     (folder / "mine.yaml").write_text(MINE)
     corpus = ",".join([*BUILT_IN, "mine"])
-    done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", *small_run({"logger": "none", "families": "[preferences,mine]"}),
-         f"families_dir={folder}", f"model.corpus_families=[{corpus}]", f"cache_dir={tmp_path / 'cache'}",
-         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=HANG_GUARD_S)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert cli.main(["run", *small_run({"logger": "none", "families": "[preferences,mine]"}), f"families_dir={folder}",
+                     f"model.corpus_families=[{corpus}]", f"cache_dir={tmp_path / 'cache'}",
+                     f"hydra.run.dir={tmp_path / 'run'}"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"mine", "preferences"} <= {m["family"] for m in metrics["metrics"]}
     assert "mine" in (tmp_path / "run" / "leaderboard.md").read_text()
