@@ -92,10 +92,9 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
 # `make test` hands whole files to pytest-xdist's workers in this order, each worker taking the next
 # file as it runs out of tests: the longest files (by `pytest --durations=0`) go first, so the suite
 # never ends on one long file while the other workers idle. The order changes only the wall time.
-LONGEST_FIRST = ("test_bad_input.py", "test_real_model.py", "test_sweeps.py", "test_cli_run.py",
-                 "test_reliability.py", "test_faults.py", "test_lm_eval_crosscheck.py", "test_data_loss.py",
-                 "test_grading.py", "test_config.py", "test_cache.py", "test_families.py", "test_own_families.py",
-                 "test_packaging.py")
+LONGEST_FIRST = ("test_bad_input.py", "test_real_model.py", "test_sweeps.py", "test_lm_eval_crosscheck.py",
+                 "test_cli_run.py", "test_data_loss.py", "test_reliability.py", "test_grading.py", "test_faults.py",
+                 "test_config.py", "test_cache.py", "test_families.py", "test_routes.py", "test_packaging.py")
 
 
 def pytest_collection_modifyitems(items):
