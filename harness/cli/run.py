@@ -62,7 +62,6 @@ def hydra_run(cfg: DictConfig) -> float | None:
     from harness.report import leaderboard
     from harness.run import pipeline
     from harness.run.dag import validate
-    from harness.run.stages.organisms import family_summary
     from harness.train.training import set_threads
 
     typed = validate(cfg)
@@ -86,7 +85,7 @@ def hydra_run(cfg: DictConfig) -> float | None:
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
         return None
     lines = ["", result.table.to_markdown(index=False, floatfmt=".2f"), "",
-             family_summary(result.table).to_markdown(index=False, floatfmt=".2f")]
+             leaderboard.family_summary(result.table).to_markdown(index=False, floatfmt=".2f")]
     failed = result.table[~result.table.implanted]
     if len(failed):
         lines.append(f"\n{len(failed)} organism(s) below the implant threshold "

@@ -1,4 +1,5 @@
-"""Leaderboards from the results store alone: one row per adapter and condition."""
+"""Leaderboards from the results store alone: one row per adapter and condition; the organisms
+table summed per family for the console."""
 
 from __future__ import annotations
 
@@ -267,3 +268,13 @@ def reading(rows: Iterable[MetricRow], route: str) -> list[str]:
                        "which neither the question, the family's typical answer nor another organism's report does."]
     return [first, f"Its interval reaches the {best} baseline's {baselines[best]:.2f}: this run does not show "
                    "that the IA beats it."]
+
+
+def family_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per family and route: organisms, how many implanted, their mean strength and base rate."""
+    return table.groupby(["family", "route"]).agg(
+        organisms=("behavior", "count"),
+        implanted=("implanted", "sum"),
+        mean_strength=("strength", "mean"),
+        mean_base_rate=("base_rate", "mean"),
+    ).reset_index()

@@ -230,13 +230,3 @@ def organisms_table(cards: Sequence[OrganismCard]) -> pd.DataFrame:
             for c in cards
         ]
     )
-
-
-def family_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per family and route: organisms, how many implanted, their mean strength and base rate."""
-    return table.groupby(["family", "route"]).agg(
-        organisms=("behavior", "count"),
-        implanted=("implanted", "sum"),
-        mean_strength=("strength", "mean"),
-        mean_base_rate=("base_rate", "mean"),
-    ).reset_index()
