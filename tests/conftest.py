@@ -15,7 +15,7 @@ def _own_cores() -> None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if worker and count and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
-        mine = cores[int(worker.removeprefix("gw")) % len(cores)::max(1, min(int(count), len(cores)))]
+        mine = cores[int(worker.removeprefix("gw")) % len(cores)::min(int(count), len(cores))]
         os.sched_setaffinity(0, mine)
 
 
