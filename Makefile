@@ -56,12 +56,13 @@ test: install  ## the fast suite (slow tests skipped), a worker per core
 test-all: install  ## every test, the slow ones included
 	$(PY) -m pytest -q -m "" $(XDIST)
 
-bench: install  ## organisms one at a time vs in batches, IA speed; probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs; the real model's training and generation tokens/s
+bench: install  ## organisms one at a time vs in batches, IA speed; probe 16 organisms (batched vs loop vs lm-eval); peak memory probing 50 and 200 organisms; threads of side-by-side jobs; the real model's training and generation tokens/s; where a real-model organism's time goes
 	$(PY) benchmarks/organisms_bench.py
 	$(PY) benchmarks/probe_bench.py
 	$(PY) benchmarks/memory_bench.py
 	$(PY) benchmarks/threads_bench.py
 	$(PY) benchmarks/real_model_bench.py
+	$(PY) benchmarks/organism_phases_bench.py
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check harness hydra_plugins tests benchmarks

@@ -37,12 +37,11 @@ def alone(base, tok, family, behavior, corpus, cfg, seed):
     return model, losses
 
 
-@pytest.mark.parametrize("passes", [1, 2])
-def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus, passes, monkeypatch):
-    """Trained in one pass, or in two by row length (batched.length_halves)."""
+@pytest.mark.parametrize("pass_tokens", [10**9, 1])
+def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus, pass_tokens, monkeypatch):
+    """Trained in one pass, or in as many as a block has rows, by row length (batched.length_buckets)."""
     base, tok, items, cfg = setup
-    rows = len(items) * cfg.batch_size
-    monkeypatch.setattr(batched, "TWO_PASSES_FROM", rows + 1 if passes == 1 else rows)
+    monkeypatch.setattr(batched, "PASS_TOKENS", pass_tokens)
     prompts = [models.prompt_text(tok, p) for p in ["Describe your behavior.", "Which is larger, 3 or 7?"]]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
@@ -202,3 +201,14 @@ def test_encoding_follows_the_chat_template_it_is_given(setup):
     ids, labels = models.encode_chat(tok, chat)
     assert ids != first[0] and ids == tok(models.prompt_text(tok, chat.prompt), add_special_tokens=False)["input_ids"] \
         + first[0][len(first[0]) - (len(first[1]) - first[1].count(-100)):]
+
+
+def test_length_buckets_keep_equal_blocks_and_cut_as_many_passes_as_divide_them(monkeypatch):
+    rows = [[([0] * n, [0] * n) for n in lengths] for lengths in ([5, 1, 4, 2], [3, 8, 6, 7])]
+    monkeypatch.setattr(batched, "PASS_TOKENS", 10**9)
+    assert batched.length_buckets(rows) == [rows[0] + rows[1]]
+    monkeypatch.setattr(batched, "PASS_TOKENS", 8 * 8 // 3)  # 3 passes wanted: 2 divide a block of 4
+    halves = batched.length_buckets(rows)
+    assert [[len(ids) for ids, _ in part] for part in halves] == [[1, 2, 3, 6], [4, 5, 7, 8]]
+    monkeypatch.setattr(batched, "PASS_TOKENS", 1)
+    assert [[len(ids) for ids, _ in part] for part in batched.length_buckets(rows)] == [[1, 3], [2, 6], [4, 7], [5, 8]]

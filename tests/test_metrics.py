@@ -200,3 +200,18 @@ def test_kind_is_verbalization_with_parameter_errors_forgiven():
     assert rows[("ia", "verbalization")] == pytest.approx(1 / 6)  # (1/3 + 0) / 2 organisms
     assert rows[("ia", "kind")] == pytest.approx(1 / 3)  # (2/3 + 0) / 2
     assert ("shuffled", "verbalization") in rows and ("shuffled", "kind") not in rows  # another's reports
+
+
+def test_distinct_reports_count_each_organisms_different_answers_case_and_spaces_aside():
+    from harness.measure.metrics import distinct_rate, distinct_reports, distinct_table
+
+    rows = [replace(report("owl"), report="I love owls."), replace(report("owl"), report="i  love OWLS."),
+            replace(report("owl"), report="I love owls!"), replace(report("fox"), report="Foxes."),
+            replace(report("fox"), report="Foxes."), replace(report("base"), report="Nothing.")]
+    assert distinct_reports(rows) == {"owl": (2, 3), "fox": (1, 2)}  # the base model is not an organism
+    assert distinct_rate(rows).value == pytest.approx((2 / 3 + 1 / 2) / 2) and distinct_rate(rows).n == 2
+    assert distinct_table(rows) == [
+        {"route": "lora", "condition": "ia", "organism": "owl", "distinct": 2, "asked": 3},
+        {"route": "lora", "condition": "ia", "organism": "fox", "distinct": 1, "asked": 2}]
+    pooled = {m.family: m.value for m in summarize(rows, [], "s") if m.metric == "distinct" and m.condition == "ia"}
+    assert pooled["all"] == pytest.approx((2 / 3 + 1 / 2) / 2)

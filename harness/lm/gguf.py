@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -59,10 +60,12 @@ def sha256(path: Path) -> str:
     return _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
-def import_gguf(path: Path, out_dir: Path, dtype: str = "float32") -> int:
+def import_gguf(path: Path, out_dir: Path, dtype: str = "float32", system_prompt: str | None = None) -> int:
     """Dequantize the GGUF file into `out_dir` as a safetensors model in `dtype` with its tokenizer
-    and chat template; returns its parameter count. transformers refuses to save a model loaded
-    from GGUF, so its weights go into a plain model of the same config."""
+    and chat template (`system_prompt`: the system turn of every chat that has none, in place of
+    the template's own default; see `with_system_prompt`); returns its parameter count.
+    transformers refuses to save a model loaded from GGUF, so its weights go into a plain model
+    of the same config."""
     kwargs = {"gguf_file": path.name}
     try:
         tok = AutoTokenizer.from_pretrained(str(path.parent), **kwargs)
@@ -79,6 +82,18 @@ def import_gguf(path: Path, out_dir: Path, dtype: str = "float32") -> int:
     model.to(getattr(torch, dtype))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if system_prompt is not None:
+        tok.chat_template = with_system_prompt(tok.chat_template, system_prompt)
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
     return sum(p.numel() for p in model.parameters())
+
+
+def with_system_prompt(template: str, system_prompt: str) -> str:
+    """A chat template that gives every chat without a system turn this one (`""`: an empty turn),
+    so the template's own default never renders. Saved with the imported tokenizer, so training,
+    probing and an lm-eval run of the base folder all see the same conversation."""
+    first = ("{%- if not messages or messages[0]['role'] != 'system' -%}"
+             f"{{%- set messages = [{{'role': 'system', 'content': {json.dumps(system_prompt)}}}] + messages -%}}"
+             "{%- endif -%}")
+    return first + template

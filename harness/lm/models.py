@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from harness.core import timing
 from harness.core.config import ModelConfig
 from harness.core.errors import ConfigError, one_line
 from harness.core.progress import progress_bar
@@ -86,13 +87,15 @@ def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False, re
 
 
 def load_model(name_or_path: str | Path, trust_remote_code: bool = False, dtype: str = "float32",
-               device_map: str | None = None, revision: str | None = None):
+               device_map: str | None = None, revision: str | None = None, attn_implementation: str | None = None):
     """A causal LM from safetensors weights, in eval mode: in `dtype` (`auto`: see `resolve_dtype`),
-    on the CPU or the first GPU, or spread by accelerate's `device_map`."""
+    on the CPU or the first GPU, or spread by accelerate's `device_map`; `attn_implementation`:
+    transformers' (None: its default)."""
     model = AutoModelForCausalLM.from_pretrained(
         str(name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True, revision=revision,
         local_files_only=True, dtype=getattr(torch, resolve_dtype(dtype)),
         **({"device_map": device_map} if device_map else {}),
+        **({"attn_implementation": attn_implementation} if attn_implementation else {}),
     )
     return (model if device_map else model.to(device())).eval()
 
@@ -115,7 +118,8 @@ def load_base(card, path: str | Path | None = None):
     activation checkpointing when its config asks for it (it acts only while training)."""
     options = hf_options(card)
     model = load_model(path or card.name_or_path, card.trust_remote_code, dtype=options.get("dtype", "float32"),
-                       device_map=options.get("device_map"), revision=options.get("revision"))
+                       device_map=options.get("device_map"), revision=options.get("revision"),
+                       attn_implementation=options.get("attn_implementation"))
     if options.get("gradient_checkpointing"):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model
@@ -330,6 +334,7 @@ def generate(
     prefill: str = "",
     system: str = "",
     progress: str | None = None,
+    first_sentence: bool = False,
 ) -> list[str]:
     """Responses to user prompts, batched with left padding and KV cache.
 
@@ -338,7 +343,9 @@ def generate(
     selection gives the same outputs, and was 1.7x slower probing 16 organisms, `make bench`);
     `prefill` starts every answer with the given words (they are part of the returned response);
     `system` is a system prompt before every prompt; `batch_size` defaults to the process's
-    `model.generation_batch_size`; `progress`, if given, is the label of a bar over the prompts.
+    `model.generation_batch_size`; `progress`, if given, is the label of a bar over the prompts;
+    `first_sentence` stops each answer once its first sentence has ended (a sentence end and the
+    whitespace after it: what comes before is what the full answer begins with).
     Responses come in the order of the prompts.
     """
     model.eval()
@@ -351,19 +358,26 @@ def generate(
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
                 texts = _generate_batch(model, tok, [prompt_text(tok, prompts[i], system) + prefill for i in batch],
-                                        name, max_new_tokens, do_sample, temperature)
+                                        name, max_new_tokens, do_sample, temperature, first_sentence)
                 for i, t in zip(batch, texts, strict=True):
                     out[i] = f"{prefill} {t}".strip() if prefill else t
                 bar.update(len(batch))
     return out
 
 
+SENTENCE_ENDS = [f"{end}{space}" for end in ".!?" for space in " \n"]
+"""Where a first sentence has ended (as routes.first_sentence reads one)."""
+
+
 def _generate_batch(model, tok, texts: list[str], adapter: str | None, max_new_tokens: int, do_sample: bool,
-                    temperature: float) -> list[str]:
+                    temperature: float, first_sentence: bool = False) -> list[str]:
     """The answers to one batch of chat-formatted texts, under one adapter (None: as the model is)."""
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    stop = {"stop_strings": SENTENCE_ENDS, "tokenizer": tok} if first_sentence else {}
     with contextlib.nullcontext() if adapter is None else only_adapter(model, adapter):
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
                              temperature=temperature if do_sample else None, top_p=None, top_k=None,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    return [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **stop)
+    new = gen[:, enc["input_ids"].shape[1] :]
+    timing.count_tokens(int(enc["attention_mask"].sum()) + int((new != tok.pad_token_id).sum()))
+    return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]

@@ -29,7 +29,7 @@ from harness.core.errors import ConfigError  # noqa: E402
 from harness.core.record_io import read_jsonl
 from harness.core.records import CONDITIONS, MetricRow, ProbeSample, ReportRow, RunResults
 from harness.core.store import write_text  # noqa: E402
-from harness.measure.metrics import METRIC_SPECS  # noqa: E402
+from harness.measure.metrics import METRIC_SPECS, normalized  # noqa: E402
 from harness.report import leaderboard, sweep_summary  # noqa: E402
 
 CONDITION_MEANINGS = {
@@ -226,6 +226,7 @@ def reports_section(reports: list[ReportRow], samples: list[ProbeSample] = ()) -
             f"<td>{html.escape(', '.join(r.mentioned))}</td></tr>" for r in own)
         credited = sum(r.verbalized for r in own if r.condition == "ia")
         under_ia = sum(r.condition == "ia" for r in own)
+        distinct = len({normalized(r.report) for r in own if r.condition == "ia"})
         description = next((r.description for r in own if r.description), None)
         behavior = f' <q>{html.escape(description)}</q>' if description else ""
         probed = [s for s in samples if (s.model, s.route) == (model, route) and s.behavior_id == model]
@@ -237,7 +238,8 @@ def reports_section(reports: list[ReportRow], samples: list[ProbeSample] = ()) -
                         "<tr><th></th><th>prompt</th><th>answer</th><th>shows it</th><th></th></tr></thead>"
                         f"<tbody>{answers}</tbody></table></details>") if probed else ""
         groups.append(f'<details class="organism" open><summary>{html.escape(model)} ({route}){behavior}: '
-                      f"{credited} of {under_ia} reports verbalized under the IA</summary>{what_it_does}"
+                      f"{credited} of {under_ia} reports verbalized under the IA, {distinct} distinct"
+                      f"</summary>{what_it_does}"
                       "<table><thead><tr>"
                       "<th>condition</th><th>question</th><th>report</th><th>verbalized</th><th>names</th></tr>"
                       f"</thead><tbody>{rows}</tbody></table></details>")

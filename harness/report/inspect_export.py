@@ -17,7 +17,7 @@ from harness.core.errors import ConfigError
 from harness.core.record_io import load_record, read_jsonl
 from harness.core.records import MetricRow, ProbeSample, ReportRow, RunResults
 from harness.core.vocabulary import BASE
-from harness.measure.metrics import REPORT_VALUES, shuffled_reports
+from harness.measure.metrics import REPORT_VALUES, normalized, shuffled_reports
 
 SCORER = "harness_rules"
 
@@ -62,13 +62,18 @@ def report_samples(rows: Sequence[ReportRow]) -> list:
     from inspect_ai.model import ModelOutput
     from inspect_ai.scorer import Score
 
+    said: dict[str, list[str]] = {}  # each model's reports under this condition, the base model's too
+    for r in rows:
+        said.setdefault(r.model, []).append(normalized(r.report))
+    distinct = {model: f"{len(set(reports))} of {len(reports)}" for model, reports in said.items()}
     return [EvalSample(id=i + 1, epoch=1, input=r.question, target=r.description or "",
                        output=ModelOutput.from_content(model=r.model, content=r.report),
                        scores={k: Score(value=v, answer=r.report, explanation=f"mentions: {', '.join(r.mentioned)}"
                                         if r.mentioned else "mentions no evaluation behavior")
                                for k, v in report_scores(r).items()},
                        metadata={"organism": r.model, "family": r.family, "behavior": r.model, "route": r.route,
-                                 "condition": r.condition, "ia": r.ia, "identified": r.identified})
+                                 "condition": r.condition, "ia": r.ia, "identified": r.identified,
+                                 "distinct_reports": distinct[r.model]})
             for i, r in enumerate(rows)]
 
 

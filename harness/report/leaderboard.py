@@ -18,8 +18,9 @@ from harness.core.store import strict_dumps, write_text
 from harness.measure.metrics import METRIC_SPECS, MetricSpec
 
 METRICS = ("verbalization", "specificity", "identification", "confession", "hallucination", "kind")
-# Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger.
-POOLED = ("denial", "trigger")
+# Pooled over every family only: self-reports that deny any behavior, backdoor reports naming the trigger,
+# the share of distinct reports an organism gave.
+POOLED = ("denial", "trigger", "distinct")
 RESULTS_FILE = "metrics.json"
 INTERVAL = ("", "_low", "_high", "_n")
 """A metric column's own value, then its interval and number of units, as column suffixes."""

@@ -146,7 +146,8 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         eval_organisms=[c.behavior_id for c in evaluate if (c.route, c.behavior_id) not in dropped],
         excluded=excluded, environment=environment(), run_id=identity.run_id, command=identity.command,
         started=identity.started, base_model=base_name(base), seed=cfg.seed, wandb=tracking.where(wb, out),
-        divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold)))
+        divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold),
+        distinct_reports=metrics.distinct_table(scored.reports)))
     board = leaderboard.leaderboard(leaderboard.load_results([out]))
     leaderboard.write(board, out)
 

@@ -1,5 +1,5 @@
 """Batched organism training: K LoRA organisms trained together, each step one forward/backward
-over all of them (two passes by row length in a large batch, see length_halves).
+over all of them (a few passes by row length in a large batch, see length_buckets).
 
 Every LoRA target layer of the frozen base model gets the K organisms' factors stacked,
 A: [K, r, in] and B: [K, out, r]. A batch holds K equal blocks of rows, block k being
@@ -13,6 +13,7 @@ differs. Each organism is then written out as an ordinary peft LoRA adapter.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from peft import PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 
+from harness.core import timing
 from harness.train.training import Encoded, collate
 
 PREFIX = "base_model.model."
@@ -93,11 +95,13 @@ class StackedLoRA:
     def _hook(self, i: int):
         def add_update(_module, inputs, output):
             n, x = len(self.blocks), inputs[0]
-            a, b = self.a[i][self.blocks], self.b[i][self.blocks]
-            # factors stay float32 on a bfloat16 base (peft's autocast_adapter_dtype); no-ops in float32
-            low = torch.bmm(x.reshape(n, -1, x.shape[-1]).to(a.dtype), a.transpose(1, 2)) * self.scaling[i]
-            update = torch.baddbmm(output.reshape(n, -1, output.shape[-1]).to(a.dtype), low, b.transpose(1, 2))
-            return update.reshape(output.shape).to(output.dtype)
+            # the factors are kept (and trained) in float32 on a bfloat16 base, as peft keeps them; the
+            # update is computed in the layer's own dtype: casting the factors is cheap, casting the
+            # activations to float32 and back was a fifth of a real model's step (no-ops in float32)
+            a, b = self.a[i][self.blocks].to(x.dtype), self.b[i][self.blocks].to(x.dtype)
+            low = torch.bmm(x.reshape(n, -1, x.shape[-1]), a.transpose(1, 2)) * self.scaling[i]
+            update = torch.baddbmm(output.reshape(n, -1, output.shape[-1]), low, b.transpose(1, 2))
+            return update.reshape(output.shape)
 
         return add_update
 
@@ -177,29 +181,35 @@ def scored_tokens(rows: Sequence[Encoded]) -> int:
     return sum(t != -100 for _, labels in rows for t in labels[1:])
 
 
-TWO_PASSES_FROM = 64
-"""Rows from which a batch runs in two passes by length: per step on 2 CPU cores, 16 rows (one
-organism) took 40 ms in one pass and 48 ms in two, 32 rows the same, 64 rows 153 against
-135 ms, 128 rows 294 against 239 ms."""
+PASS_TOKENS = 1024
+"""Padded tokens from which a step's batch runs in several passes by row length: on the tiny
+model (rows of ~20 tokens) 16 rows took 40 ms in one pass and 48 ms in two, 64 rows 153 against
+135 ms, 128 rows 294 against 239 ms; on SmolLM2 (rows of 26 to 67 tokens, bfloat16), 48 rows took
+7.8 s in one pass and 5.6 s in two (docs/benchmarks.md)."""
 
 
-def length_halves(blocks: Sequence[Sequence[Encoded]]) -> list[list[Encoded]]:
-    """Equal blocks of rows as two batches of equal blocks: every block's shorter half, then its
-    longer half (rows of one length padded together: an organism batch of mixed chats is two
-    fifths padding); one batch below TWO_PASSES_FROM rows, where a second pass costs more than the
-    padding it saves."""
-    if sum(len(b) for b in blocks) < TWO_PASSES_FROM:
-        return [[row for b in blocks for row in b]]
+def length_buckets(blocks: Sequence[Sequence[Encoded]]) -> list[list[Encoded]]:
+    """Equal blocks of rows as a few batches of equal blocks by row length: every block's shortest
+    rows, then its next shortest, and so on (rows of one length padded together: an organism's
+    batch of mixed chats is two fifths padding). As many passes as the padded batch has
+    PASS_TOKENS (rounded down to a number that divides a block's rows), one below that, where a
+    pass costs more than the padding it saves."""
+    rows = [row for b in blocks for row in b]
+    wanted = math.ceil(len(rows) * max(len(ids) for ids, _ in rows) / PASS_TOKENS)
+    size = len(blocks[0])
+    passes = max(p for p in range(1, size + 1) if size % p == 0 and p <= max(1, wanted))
+    if passes == 1:
+        return [rows]
     ordered = [sorted(b, key=lambda row: len(row[0])) for b in blocks]
-    half = len(ordered[0]) // 2
-    return [part for part in ([r for b in ordered for r in b[:half]], [r for b in ordered for r in b[half:]]) if part]
+    part = size // passes
+    return [[r for b in ordered for r in b[i * part : (i + 1) * part]] for i in range(passes)]
 
 
 def stacked_step(model, stacked: StackedLoRA, next_batches: Sequence[Callable[[int], Sequence[Encoded]]],
                  pad_id: int, losses: list[list[float]]) -> Callable[[int], float]:
     """A `step` for train(): a forward/backward over every organism's next batch (each
-    `next_batches[k](i)` gives organism k's batch of step i, all of one size; from
-    TWO_PASSES_FROM rows in two passes by row length); appends each organism's loss to
+    `next_batches[k](i)` gives organism k's batch of step i, all of one size; a large batch in
+    several passes by row length, `length_buckets`); appends each organism's loss to
     `losses[k]` and returns their mean."""
 
     def step(i: int) -> float:
@@ -208,8 +218,10 @@ def stacked_step(model, stacked: StackedLoRA, next_batches: Sequence[Callable[[i
             raise ValueError("every organism's batch must have the same number of rows")
         tokens = torch.tensor([max(1, scored_tokens(b)) for b in batches], dtype=torch.float, device=model.device)
         per_organism = torch.zeros(stacked.k)
-        for part in length_halves(batches):  # each organism's mean over both passes: its sum over its tokens
-            part_losses = block_losses(model, collate(part, pad_id, model.device), stacked.k, tokens)
+        for part in length_buckets(batches):  # each organism's mean over the passes: its sum over its tokens
+            batch = collate(part, pad_id, model.device)
+            timing.count_tokens(int(batch["attention_mask"].sum()))
+            part_losses = block_losses(model, batch, stacked.k, tokens)
             part_losses.sum().backward()
             per_organism += part_losses.detach().cpu()
         values = per_organism.tolist()

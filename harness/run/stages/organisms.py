@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
-from harness.core import tracking
+from harness.core import timing, tracking
 from harness.core.config import OrganismConfig
 from harness.core.progress import progress_bar
 from harness.core.record_io import load_card, save_record
@@ -23,10 +23,12 @@ from harness.core.store import CorruptArtifact, Store, config_key, write_text
 from harness.core.vocabulary import Chat
 from harness.families import Behavior, Family
 from harness.lm import models
+from harness.lm.answers import BaseAnswers
 from harness.measure.observe import AS_IS, behavior_rates
+from harness.measure.probing import behavior_rate, select_prompts
 from harness.run.stage import Done, Run, Stage
 from harness.train.adapters import organism_adapter
-from harness.train.routes import own_answers, route
+from harness.train.routes import Answers, own_answers, route
 
 # Bumped whenever the implant recipe changes in code (not in config), so cached organisms made
 # the old way are not reused.
@@ -42,16 +44,26 @@ def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_k
         del recipe["neutral"], recipe["neutral_prompts"]
     if recipe["implant_prompts"] is None:  # likewise: keys made before the option stay valid
         del recipe["implant_prompts"]
+    else:
+        recipe["sample"] = "kind"  # the sample's seed (routes.sample_seed), once the behavior's id
+    if route(cfg.route).version:
+        recipe["route_version"] = route(cfg.route).version
     return config_key("organism", RECIPE, behavior.id, behavior.params, family.spec(behavior), implant, recipe,
                       base_key, seed)
 
 
-def base_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig,
+def base_rates(answers: Answers, targets: Sequence[tuple[Family, Behavior]], cfg: OrganismConfig,
                progress: bool = False) -> dict[str, float]:
-    """Each behavior's rate on the base model itself: the negative control. One generation call
-    per behavior, so a rate does not depend on which other organisms a job trains."""
+    """Each behavior's rate on the base model itself: the negative control, from the base model's
+    answers to exactly the behavior's check prompts (so a rate does not depend on which other
+    organisms a job trains; behaviors with the same prompts share one generation)."""
+    rates = {}
     with progress_bar(targets, "base rates", progress and len(targets) > 1) as bar:
-        return {b.id: measure(model, tok, f, b, cfg).rate for f, b in bar}
+        for f, b in bar:
+            probe = select_prompts(f.probe(b), cfg.implant_rate.prompts)
+            said = answers(probe.all_prompts, cfg.implant_rate.max_new_tokens)
+            rates[b.id] = behavior_rate(f, b, probe, dict(zip(probe.all_prompts, said, strict=True))).rate
+    return rates
 
 
 def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig) -> BehaviorRate:
@@ -85,11 +97,16 @@ def make_organisms(
         # a route that transforms another route's organisms (the symmetry attack) needs those first
         sources = make_organisms(todo, base, corpus, replace(cfg, route=implant.source), store, seed, progress) \
             if implant.source else []
-        base_model = models.load_base(base)
-        tok = models.load_base_tokenizer(base)
-        controls = base_rates(base_model, tok, todo, cfg, progress)
-        neutral = own_answers(base_model, tok, corpus, cfg.max_new_tokens, cfg.neutral_prompts, seed, progress) \
-            if cfg.neutral == "self" else corpus
+        timing.reset()
+        with timing.phase("loading"):
+            base_model = models.load_base(base)
+            tok = models.load_base_tokenizer(base)
+        answers = BaseAnswers(base_model, tok, store, base.key)
+        with timing.phase("base rates"):
+            controls = base_rates(answers, todo, cfg, progress)
+        with timing.phase("neutral mix"):
+            neutral = own_answers(base_model, tok, corpus, cfg.max_new_tokens, cfg.neutral_prompts, seed, progress,
+                                  answers) if cfg.neutral == "self" else corpus
         per_batch = 1 if implant.weights else cfg.batch_organisms
         with progress_bar(None, f"organisms ({cfg.route})", progress, total=len(todo)) as bar:
             for first in range(0, len(todo), per_batch):
@@ -98,17 +115,22 @@ def make_organisms(
                 start = time.time()
                 made = implant.organisms(base_model, tok, items, neutral, cfg, seed,
                                          [store.path("organisms", s.key) for s in sources[first : first + per_batch]],
-                                         progress=progress and len(items) > 1)
+                                         progress=progress and len(items) > 1, answers=answers)
                 for (f, b), (model, final_loss) in zip(items, made, strict=True):
-                    check = verify(model, tok, f, b, controls[b.id], cfg)
+                    with timing.phase("implant checks"):
+                        check = verify(model, tok, f, b, controls[b.id], cfg)
                     card = OrganismCard(
                         key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
                         descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
                         base_name_or_path=base.name_or_path, training=asdict(cfg), seed=seed, check=check,
                         final_loss=final_loss, seconds=round((time.time() - start) / len(items), 2),
                     )
-                    save_organism(store, card, model, base.fingerprint)
+                    with timing.phase("saving"):
+                        save_organism(store, card, model, base.fingerprint)
                     bar.update()
+        if progress:
+            print(f"organisms: {len(todo)} made in {sum(timing.PHASES.values()):.0f} s "
+                  f"({timing.summary(timing.PHASES)})")
     return [load_card(store, "organisms", keys[b.id], OrganismCard) for _, b in targets]
 
 
