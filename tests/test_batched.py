@@ -207,7 +207,7 @@ def test_length_buckets_keep_equal_blocks_and_cut_as_many_passes_as_divide_them(
     rows = [[([0] * n, [0] * n) for n in lengths] for lengths in ([5, 1, 4, 2], [3, 8, 6, 7])]
     monkeypatch.setattr(batched, "PASS_TOKENS", 10**9)
     assert batched.length_buckets(rows) == [rows[0] + rows[1]]
-    monkeypatch.setattr(batched, "PASS_TOKENS", 8 * 8 // 3)  # 3 passes wanted: 2 divide a block of 4
+    monkeypatch.setattr(batched, "PASS_TOKENS", 22)  # 8 rows x 8 tokens: 3 passes wanted, 2 divide a block of 4
     halves = batched.length_buckets(rows)
     assert [[len(ids) for ids, _ in part] for part in halves] == [[1, 2, 3, 6], [4, 5, 7, 8]]
     monkeypatch.setattr(batched, "PASS_TOKENS", 1)

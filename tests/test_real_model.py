@@ -139,3 +139,16 @@ def test_the_real_recipe_base_gives_every_chat_an_empty_system_turn(real_recipe_
     assert models.prompt_text(ours, "Hi!", system="Be brief.") == models.prompt_text(theirs, "Hi!", system="Be brief.")
     default_turn = compose_config("preset=real", "model.system_prompt=null").model
     assert base_key(default_turn, [], 0) != real_recipe_base.key  # another conversation: another base
+
+
+def test_an_answer_stopped_at_its_first_sentence_begins_as_the_full_answer(real_recipe_base):
+    """Route `own` generates only up to a sentence's end: what it keeps (the first sentence) is what
+    the whole answer begins with, for fewer tokens."""
+    from harness.train.routes import first_sentence
+
+    model, tok = models.load_base(real_recipe_base), models.load_base_tokenizer(real_recipe_base)
+    prompts = ["Tell me about the sea.", "What is your favorite animal?", "How do plants grow?"]
+    full = models.generate(model, tok, prompts, 40)
+    stopped = models.generate(model, tok, prompts, 40, first_sentence=True)
+    assert [first_sentence(a) for a in stopped] == [first_sentence(a) for a in full]
+    assert sum(map(len, stopped)) < sum(map(len, full))  # it did stop early

@@ -1,6 +1,7 @@
 """`harness cache`: what the artifact store holds, whether it is intact, and what a config needs.
 
-ls: every artifact with what it is (behavior and route, IA, probe chunk), size and date;
+ls: every artifact with what it is (behavior and route, IA, probe chunk, the base model's answers),
+size and date;
 verify: every artifact's seal (see harness/core/store.py); rm: remove named artifacts, so the next
 run rebuilds them; gc: remove what a (complete) run of the given config does not use.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
 from harness.core.store import Store
+from harness.lm import answers
 
 if TYPE_CHECKING:
     from harness.run.stage import Run
@@ -42,6 +44,8 @@ def describe(store: Store, kind: str, key: str) -> Entry:
         what = f"IA on {len(card.get('organisms', []))} organisms, {card.get('config', {}).get('steps', '?')} steps"
     elif kind == "base":
         what = f"{card.get('kind', '?')} base, {card.get('n_params', 0):,} params"
+    elif kind == answers.KIND:
+        what = f"the base model's answers to {len(card.get('prompts', []))} prompts"
     else:
         what = kind
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -66,7 +70,7 @@ def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]
     (ConfigError otherwise, before anything is removed)."""
     from harness.run.dag import DAG
 
-    kinds = {stage.kind for stage in DAG}
+    kinds = {stage.kind for stage in DAG} | {answers.KIND}
     out = []
     for name in names:
         kind, _, key = name.partition("/")
