@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 SCHEMA_VERSION = 2
 
@@ -88,6 +88,8 @@ class AnswersCard:
     """The base model's own greedy answers to a set of prompts (store kind `answers`), shared by
     every organism that asks them."""
 
+    kind: ClassVar[str] = "answers"
+    """Its store kind."""
     key: str
     """Content key: hash of the base model's key, the decoding settings and the prompts."""
     base_key: str

@@ -16,7 +16,7 @@ from harness.core.records import AnswersCard
 from harness.core.store import Store, config_key
 from harness.lm import models
 
-KIND = "answers"
+KIND = AnswersCard.kind
 
 
 class BaseAnswers:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
+from harness.core.records import AnswersCard
 from harness.core.store import Store
-from harness.lm import answers
 
 if TYPE_CHECKING:
     from harness.run.stage import Run
@@ -44,7 +44,7 @@ def describe(store: Store, kind: str, key: str) -> Entry:
         what = f"IA on {len(card.get('organisms', []))} organisms, {card.get('config', {}).get('steps', '?')} steps"
     elif kind == "base":
         what = f"{card.get('kind', '?')} base, {card.get('n_params', 0):,} params"
-    elif kind == answers.KIND:
+    elif kind == AnswersCard.kind:
         what = f"the base model's answers to {len(card.get('prompts', []))} prompts"
     else:
         what = kind
@@ -70,7 +70,7 @@ def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]
     (ConfigError otherwise, before anything is removed)."""
     from harness.run.dag import DAG
 
-    kinds = {stage.kind for stage in DAG} | {answers.KIND}
+    kinds = {stage.kind for stage in DAG} | {AnswersCard.kind}
     out = []
     for name in names:
         kind, _, key = name.partition("/")

@@ -95,13 +95,11 @@ class StackedLoRA:
     def _hook(self, i: int):
         def add_update(_module, inputs, output):
             n, x = len(self.blocks), inputs[0]
-            # the factors are kept (and trained) in float32 on a bfloat16 base, as peft keeps them; the
-            # update is computed in the layer's own dtype: casting the factors is cheap, casting the
-            # activations to float32 and back was a fifth of a real model's step (no-ops in float32)
-            a, b = self.a[i][self.blocks].to(x.dtype), self.b[i][self.blocks].to(x.dtype)
-            low = torch.bmm(x.reshape(n, -1, x.shape[-1]), a.transpose(1, 2)) * self.scaling[i]
-            update = torch.baddbmm(output.reshape(n, -1, output.shape[-1]), low, b.transpose(1, 2))
-            return update.reshape(output.shape)
+            a, b = self.a[i][self.blocks], self.b[i][self.blocks]
+            # factors stay float32 on a bfloat16 base (peft's autocast_adapter_dtype); no-ops in float32
+            low = torch.bmm(x.reshape(n, -1, x.shape[-1]).to(a.dtype), a.transpose(1, 2)) * self.scaling[i]
+            update = torch.baddbmm(output.reshape(n, -1, output.shape[-1]).to(a.dtype), low, b.transpose(1, 2))
+            return update.reshape(output.shape).to(output.dtype)
 
         return add_update
 
