@@ -26,7 +26,7 @@ from harness.lm import models
 from harness.lm.answers import BaseAnswers
 from harness.measure.observe import AS_IS, behavior_rates
 from harness.measure.probing import behavior_rate, select_prompts
-from harness.run.stage import Done, Run, Stage
+from harness.run.stage import Done, Run, Stage, log
 from harness.train.adapters import organism_adapter
 from harness.train.routes import Answers, own_answers, route
 
@@ -128,9 +128,8 @@ def make_organisms(
                     with timing.phase("saving"):
                         save_organism(store, card, model, base.fingerprint)
                     bar.update()
-        if progress:
-            print(f"organisms: {len(todo)} made in {sum(timing.PHASES.values()):.0f} s "
-                  f"({timing.summary(timing.PHASES)})")
+        log.info(f"organisms: {len(todo)} made in {sum(timing.PHASES.values()):.0f} s "
+                 f"({timing.summary(timing.PHASES)})")
     return [load_card(store, "organisms", keys[b.id], OrganismCard) for _, b in targets]
 
 
