@@ -77,6 +77,7 @@ COMMAND_LINES = [
     (["run", "model.dtype=bfloat16"], "model.dtype=bfloat16 is not used by model.kind=tiny"),
     (["run", "model.gguf_file=/x.gguf"], "model.gguf_file=/x.gguf is not used by model.kind=tiny"),
     (["run", "model.system_prompt=Hi"], "model.system_prompt=Hi is not used by model.kind=tiny"),
+    (["run", "model=smollm2", "model.attn_implementation=fast"], "model.attn_implementation must be one of eager"),
     (["run", "model=hf", "model.name_or_path=x", "model.hidden_size=64"], "model.hidden_size=64 is not used"),
     (["run", "model=smollm2", "model.name_or_path=x"], "model.name_or_path=x is not used by model.kind=gguf"),
     (["run", "model=smollm2", "model.pretrain_steps=5"], "model.pretrain_steps=5 is not used by model.kind=gguf"),

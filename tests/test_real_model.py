@@ -152,3 +152,13 @@ def test_an_answer_stopped_at_its_first_sentence_begins_as_the_full_answer(real_
     stopped = models.generate(model, tok, prompts, 40, first_sentence=True)
     assert [first_sentence(a) for a in stopped] == [first_sentence(a) for a in full]
     assert sum(map(len, stopped)) < sum(map(len, full))  # it did stop early
+
+
+def test_a_base_loads_with_the_attention_its_config_names(real_recipe_base):
+    """preset=real's `model.attn_implementation=eager` reaches the loaded model (the card carries the
+    run's loading settings); null keeps transformers' default."""
+    from dataclasses import replace as with_config
+
+    assert models.load_base(real_recipe_base).config._attn_implementation == "eager"
+    default = with_config(real_recipe_base, config=real_recipe_base.config | {"attn_implementation": None})
+    assert models.load_base(default).config._attn_implementation != "eager"

@@ -117,6 +117,9 @@ class ModelConfig:
             k = ignored[0]
             out.append(f"model.{k}={getattr(self, k)} is not used by model.kind={self.kind} "
                        f"(only by {' and '.join(MODEL_FIELD_KINDS[k])}): remove it, or choose that model")
+        if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
+            out.append(f"model.attn_implementation must be one of {', '.join(ATTENTION)} (or null), "
+                       f"got {self.attn_implementation!r}")
         if self.dtype not in DTYPES:
             out.append(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.kind == ModelKind.tiny and self.hidden_size % self.num_heads:
@@ -125,6 +128,8 @@ class ModelConfig:
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flex_attention")
+"""transformers' attention implementations (`model.attn_implementation`)."""
 
 _TINY = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size", "max_positions",
          "pretrain_steps", "batch_size", "lr", "warmup_steps")

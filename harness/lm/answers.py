@@ -38,12 +38,13 @@ class BaseAnswers:
 
     def _answers(self, key: str, prompts: list[str], max_new_tokens: int, first_sentence: bool,
                  progress: str | None) -> dict[str, str]:
-        if not self.store.exists(KIND, key):
-            answers = models.generate(self.model, self.tok, prompts, max_new_tokens, progress=progress,
-                                      first_sentence=first_sentence)
-            card = AnswersCard(key=key, base_key=self.base_key, max_new_tokens=max_new_tokens,
-                               first_sentence=first_sentence, prompts=prompts, answers=answers)
-            with self.store.writing(KIND, key) as tmp:
-                save_record(tmp / Store.MARKER, card)
-        card = load_card(self.store, KIND, key, AnswersCard)
-        return dict(zip(card.prompts, card.answers, strict=True))
+        if self.store.exists(KIND, key):
+            card = load_card(self.store, KIND, key, AnswersCard)
+            return dict(zip(card.prompts, card.answers, strict=True))
+        answers = models.generate(self.model, self.tok, prompts, max_new_tokens, progress=progress,
+                                  first_sentence=first_sentence)
+        with self.store.writing(KIND, key) as tmp:
+            save_record(tmp / Store.MARKER, AnswersCard(key=key, base_key=self.base_key, max_new_tokens=max_new_tokens,
+                                                        first_sentence=first_sentence, prompts=prompts,
+                                                        answers=answers))
+        return dict(zip(prompts, answers, strict=True))

@@ -45,9 +45,10 @@ def organism_key(behavior: Behavior, family: Family, cfg: OrganismConfig, base_k
     if recipe["implant_prompts"] is None:  # likewise: keys made before the option stay valid
         del recipe["implant_prompts"]
     else:
-        recipe["sample"] = "kind"  # the sample's seed (routes.sample_seed), once the behavior's id
-    if route(cfg.route).version:
-        recipe["route_version"] = route(cfg.route).version
+        recipe["sample"] = "kind"  # how the sample is seeded (routes.sample_seed); keys from before had none
+    version = route(cfg.route).version
+    if version:
+        recipe["route_version"] = version
     return config_key("organism", RECIPE, behavior.id, behavior.params, family.spec(behavior), implant, recipe,
                       base_key, seed)
 
