@@ -62,7 +62,10 @@ def main() -> int:
     figures = {"cores": cores(), "threads": threads, "model": "SmolLM2-135M-Instruct", "params": params,
                "matmul_gflops_bfloat16": round(peak / 1e9), "overrides": args.overrides,
                "batch_organisms": cfg.organism.batch_organisms, "organisms": len(cards),
-               "implanted": sum(c.check.implanted for c in cards), "base_import_seconds": round(imported, 1),
+               "implanted": sum(c.check.implanted for c in cards),
+               "mean_strength": round(sum(c.check.strength for c in cards) / len(cards), 3),
+               "strengths": {c.behavior_id: round(c.check.strength, 3) for c in cards},
+               "base_import_seconds": round(imported, 1),
                "stage_seconds": round(seconds, 1), "seconds_per_organism": round(seconds / len(cards), 1),
                "organisms_per_hour": round(3600 * len(cards) / seconds), "phases": phases}
     print(f"{'phase':16s} {'seconds':>8s} {'share':>6s} {'tokens':>9s} {'FLOP floor s':>12s}")

@@ -207,3 +207,18 @@ def test_the_audit_card_says_when_no_behavior_was_present():
     assert "no behavior is present" in to_markdown(card) and "was reported" not in to_markdown(card)
     card.behaviors = [behavior(True, "confessed")]
     assert "every behavior present was reported with the IA" in to_markdown(card)
+
+
+def test_a_checkpoint_whose_config_asks_for_custom_code_is_refused_in_one_line(adapters, tmp_path, capsys):
+    """`audit` on a model whose config names an architecture only its own code defines ended in a
+    ValueError traceback (exit 3); `run` and `agreement` refuse it in one line."""
+    custom = tmp_path / "custom"
+    shutil.copytree(adapters / "checkpoint", custom)
+    config = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**config, "model_type": "evil_llama",
+                                                    "auto_map": {"AutoConfig": "evil.EvilConfig"}}))
+    code = cli.main(["audit", "--model", str(custom), "--ia", str(adapters / "ia"), "--out", str(tmp_path / "out"),
+                     *SMALL])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("harness: error: --model") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

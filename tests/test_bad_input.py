@@ -188,6 +188,8 @@ FAMILY_FILES = {
       neutral: "I like many things."
 """, "    prompts: {pool: domains}\n") + "behaviors:\n  - {item: tea, domain: astrology}\n", "astrology"),
     "bad_text_evidence": (with_text_evidence('["({item}"]'), "is not a regular expression"),
+    # nested quantifiers: 19 s on a 45-character answer, and exponential in its length
+    "nested_quantifiers": (with_text_evidence("['^(\\w+\\s?)*$']"), "has a repeat inside a repeated group"),
     "text_evidence_of_the_world": (with_text_evidence('["{neutral}"]'), "free text never holds"),
     "empty_text_evidence": (with_text_evidence("[]"), "text_evidence is empty"),
     # format specs and conversions: tracebacks at fill time, or gigabytes of padding

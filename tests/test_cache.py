@@ -96,3 +96,38 @@ def test_read_only_commands_import_no_torch(args, tmp_path):
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_verify_names_every_folder_that_is_no_artifact_and_reads_no_oversized_card(cached, tmp_path, capsys):
+    """A folder whose card.json is a folder was left out of "N of N intact"; a 200 MB card.json was
+    read whole (512 MB resident) before it was named."""
+    import shutil
+
+    tmp, _ = cached
+    cache = tmp_path / "cache"
+    shutil.copytree(tmp / "cache", cache)
+    store = Store(cache)
+    n = len(list(store.artifacts()))
+    (cache / "organisms" / "00000000000000aa" / "card.json").mkdir(parents=True)
+    (cache / "organisms" / "00000000000000bb").mkdir()
+    kind, key = next((k, x) for k, x in store.artifacts() if k == "organisms")
+    with open(store.path(kind, key) / "card.json", "r+b") as f:
+        f.truncate(200 * 2**20)  # sparse: 200 MB that take no disk
+    capsys.readouterr()
+    assert cli.main(["cache", "verify", f"cache_dir={cache}"]) == 1
+    out = capsys.readouterr().out
+    assert "organisms/00000000000000aa: no artifact" in out and "organisms/00000000000000bb: no artifact" in out
+    assert f"{kind}/{key}: its card.json is unreadable (200 MiB, larger than a card can be)" in out
+    assert f"{n - 1} of {n} artifacts intact" in out and "2 folders that are no artifact" in out
+
+
+def test_rm_of_one_artifact_named_twice_removes_it_once(cached, tmp_path, capsys):
+    import shutil
+
+    tmp, _ = cached
+    cache = tmp_path / "cache"
+    shutil.copytree(tmp / "cache", cache)
+    kind, key = next((k, x) for k, x in Store(cache).artifacts() if k == "organisms")
+    capsys.readouterr()
+    assert cli.main(["cache", "rm", f"{kind}/{key}", f"{kind}/{key}", f"cache_dir={cache}"]) == 0
+    assert "removed 1 artifacts" in capsys.readouterr().out and not Store(cache).path(kind, key).exists()

@@ -57,3 +57,21 @@ def test_harness_compare_prints_the_table(tmp_path, capsys):
     assert "| all | 5 | 0.25 | 0.75 | +0.50 [+0.50, +0.50] | 0.062 |" in lines  # 2/32: all five organisms gained
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path)]) == 2
     assert "no self_reports.jsonl" in capsys.readouterr().err
+
+
+def test_a_run_compared_with_itself_is_refused(tmp_path, capsys):
+    """One folder twice (also by another spelling or a link), or a copy of one run (its run id)."""
+    rows = run_rows({o: 1 for o in ORGANISMS})
+    for name in ("a", "copy", "other"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "self_reports.jsonl").write_text("".join(strict_dumps(r.__dict__) + "\n" for r in rows))
+    for name, run_id in (("a", "1234abcd"), ("copy", "1234abcd"), ("other", "99990000")):
+        (tmp_path / name / "metrics.json").write_text(strict_dumps({"run_id": run_id}))
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "sub").mkdir()
+    for other, says in ((tmp_path / "a", "same run folder"), (tmp_path / "sub" / ".." / "a", "same run folder"),
+                        (tmp_path / "link", "same run folder"), (tmp_path / "copy", "same run (run id 1234abcd)")):
+        assert cli.main(["compare", str(tmp_path / "a"), str(other)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "other")]) == 0

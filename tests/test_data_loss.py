@@ -344,7 +344,103 @@ def test_a_fifo_where_a_card_should_be_blocks_nothing(tmp_path, capsys):
     os.mkfifo(store.root / "organisms" / "00000000000000dd" / Store.MARKER)
     assert cli.main(["cache", "ls", f"cache_dir={store.root}"]) == 0
     assert "2 artifacts" in capsys.readouterr().out
-    assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 0
-    assert "2 of 2 artifacts intact" in capsys.readouterr().out
+    assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 1  # the FIFO's folder is named, not read
+    out = capsys.readouterr().out
+    assert "2 of 2 artifacts intact" in out and "organisms/00000000000000dd: no artifact" in out
     assert cli.main(["cache", "rm", f"cache_dir={store.root}", "organisms/00000000000000dd"]) == 2
     one_line_error(capsys, "nothing removed")
+
+
+@pytest.mark.parametrize("listed", ["ABSOLUTE", "../outside", "link/notes.txt", "./../outside/notes.txt"])
+def test_a_manifest_that_names_a_path_outside_its_folder_removes_nothing(listed, tmp_path, capsys):
+    """A run folder whose harness_files.json listed absolute paths: a rerun into it deleted those
+    files and folders outside the run folder."""
+    import json
+
+    from tests.conftest import small_run
+
+    outside = user_folder(tmp_path / "outside")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "link").symlink_to(outside)
+    name = str(outside) if listed == "ABSOLUTE" else listed
+    (run / "harness_files.json").write_text(json.dumps({"files": [name, "link"]}))
+    before = tree(outside)
+    args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})
+    capsys.readouterr()
+    assert cli.main(["run", *args, "stage=base", f"hydra.run.dir={run}"]) == 2
+    one_line_error(capsys, "names a path outside")
+    assert tree(outside) == before and (run / "link").is_symlink()
+
+
+def test_leaderboard_out_never_overwrites_a_users_leaderboard(tmp_path, capsys):
+    """`leaderboard RUN --out DIR` overwrote a user's own leaderboard.md in DIR, also through a link."""
+    from tests.test_leaderboard import write_run
+
+    run = tmp_path / "runs" / "0"
+    write_run(run, "ia1", 0.5)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "leaderboard.md").write_text("my table")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "leaderboard.csv").symlink_to(mine / "leaderboard.md")
+    for out in (mine, tmp_path / "linked", mine / "leaderboard.md"):
+        assert cli.main(["leaderboard", str(run.parent), "--out", str(out)]) == 2
+        one_line_error(capsys, "exists and the harness did not write it" if out.is_dir() else "is a file")
+        assert (mine / "leaderboard.md").read_text() == "my table"
+    ours = tmp_path / "ours"
+    assert cli.main(["leaderboard", str(run.parent), "--out", str(ours)]) == 0
+    assert cli.main(["leaderboard", str(run.parent), "--out", str(ours)]) == 0  # its own files: replaced
+    assert (ours / "leaderboard.md").is_file()
+
+
+def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path, capsys):
+    """Two runs started at once into one hydra.run.dir both exited 0 and printed "results written";
+    the folder held one run's metrics.json and the other's results were gone. The second is refused
+    before it writes; once the first is gone (killed: its lock dies with it), the folder is free."""
+    import signal
+    import socket
+
+    from tests.conftest import small_run
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom pathlib import Path\n"
+                               "from harness.core.run_folder import locked\n"
+                               f"with locked(Path({str(run)!r})):\n    print('held', flush=True)\n"
+                               "    sys.stdin.read()\n"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = small_run({"cache_dir": str(tmp_path / "cache"), "logger": "none"})
+        before = tree(run)
+        assert cli.main(["run", *args, "stage=base", f"hydra.run.dir={run}"]) == 2
+        one_line_error(capsys, f"run folder {run} is in use by another run ({socket.gethostname()} pid {holder.pid})")
+        assert tree(run) == before  # nothing written: no .hydra/, no log
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert cli.main(["run", *args, "stage=base", f"hydra.run.dir={run}"]) == 0  # a dead run's lock is taken
+
+
+def test_a_quoted_run_folder_is_the_folder_hydra_writes(tmp_path, monkeypatch):
+    """`hydra.run.dir='...'` left an empty folder tree named with the quotes, even with --cfg job."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--cfg", "job", "hydra.run.dir='my runs/one'"]) == 0
+    assert list(tmp_path.iterdir()) == []  # --cfg job writes nothing
+    from harness.cli.compose import output_folders
+
+    assert output_folders(["hydra.run.dir='my runs/one'", 'hydra.sweep.dir="s"']) == {
+        "hydra.run.dir": Path("my runs/one"), "hydra.sweep.dir": Path("s")}
+
+
+def test_an_export_into_a_link_is_refused_before_it_writes(tmp_path, capsys):
+    """`export-lm-eval --out LINK` (a link to an earlier export) failed only after writing, and left
+    the link renamed `.LINK.old-PID`."""
+    ours = tmp_path / "ours"
+    assert cli.main(["export-lm-eval", "--out", str(ours), "families=[biases]"]) == 0
+    link = tmp_path / "link"
+    link.symlink_to(ours)
+    before = tree(tmp_path)
+    assert cli.main(["export-lm-eval", "--out", str(link), "families=[biases]"]) == 2
+    one_line_error(capsys, "is a link")
+    assert tree(tmp_path) == before and link.is_symlink()

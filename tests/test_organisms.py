@@ -20,7 +20,7 @@ def test_lora_moves_and_base_stays(micro_cfg, micro_base, families, corpus):
     family = families["preferences"]
     behavior = family.behaviors()[0]
     cfg = type(micro_cfg.organism)(**{**micro_cfg.organism.__dict__, "steps": 3})
-    peft_model, final_loss = next(route("lora").organisms(base, tok, [(family, behavior)], corpus, cfg, seed=0))
+    peft_model, final_loss = next(iter(route("lora").organisms(base, tok, [(family, behavior)], corpus, cfg, seed=0)))
     lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero
     assert 0 < final_loss < 20

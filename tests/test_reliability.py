@@ -211,3 +211,57 @@ def test_every_json_file_a_run_writes_is_strict_json(two_runs):
     board = strict_load((a / "run" / "leaderboard.json").read_text())
     counts = [m["n"] for row in board["rows"] for k, m in row.items() if isinstance(m, dict) and "n" in m]
     assert counts and all(n is None or type(n) is int for n in counts)
+
+
+def test_disk_full_while_the_ia_is_saved_is_one_line_and_leaves_no_ia(two_runs, tmp_path, monkeypatch, capsys):
+    """safetensors reports a failed write as its own SafetensorError, not an OSError: it ended in a
+    traceback (exit 3)."""
+    import peft.peft_model
+    from safetensors import SafetensorError
+
+    from harness import cli
+
+    (a, _), _ = two_runs
+    cache = tmp_path / "cache"
+    shutil.copytree(a / "cache", cache, ignore=shutil.ignore_patterns("ia", "probes"))
+    save = peft.peft_model.safe_save_file
+
+    def failing(tensors, filename, *args, **kwargs):
+        if "/ia/" in str(filename):
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                  '"No space left on device" })')
+        return save(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", failing)
+    code = cli.main(["run", *SMALL, "logger=none", f"cache_dir={cache}", f"hydra.run.dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("harness: error: cannot write model weights") and "No space" in err[-1]
+    assert not any(kind == "ia" for kind, _ in Store(cache).artifacts()) and not list(cache.glob("ia/*"))
+
+
+def test_disk_full_for_the_run_log_is_one_line(two_runs, tmp_path, monkeypatch, capsys):
+    """The run's cli.log could not be written: logging printed a `--- Logging error ---` traceback
+    for each line and the run went on to exit 0."""
+    import logging
+
+    from harness import cli
+
+    (a, _), _ = two_runs
+
+    class FullDisk:
+        def write(self, _text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(logging.FileHandler, "_open", lambda self: FullDisk())
+    run_dir = tmp_path / "run"
+    shutil.copytree(a / "run", run_dir)
+    code = cli.main(["run", *SMALL, "logger=none", f"cache_dir={a / 'cache'}", f"hydra.run.dir={run_dir}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Logging error" not in err and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"harness: error: No space left on device ({run_dir / 'cli.log'})"

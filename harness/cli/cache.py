@@ -53,14 +53,17 @@ def command(a: argparse.Namespace) -> int:
     if a.action == "verify":
         with progress_bar(artifacts, "verify", sys.stderr.isatty()) as bar:
             bad = [(kind, key, problems) for kind, key in bar if (problems := store.verify(kind, key))]
-        for kind, key, problems in bad:
+        strays = [(kind, key, [f"no artifact: its {Store.MARKER} is missing or not a file"])
+                  for kind, key in store.strays()]
+        for kind, key, problems in bad + strays:
             print(f"{kind}/{key}: {'; '.join(problems)}")
         removable = [f"{k}/{x}" for k, x, _ in bad if store.owns(k, x)]
         print(f"{len(artifacts) - len(bad)} of {len(artifacts)} artifacts intact in {store.root}"
+              + (f", and {len(strays)} folders that are no artifact" if strays else "")
               + (f"; remove the damaged with `harness cache rm {' '.join(removable)}`" if removable else "")
               + ("; move or delete the folders the harness did not write there yourself"
-                 if len(removable) < len(bad) else ""))
-        return EXIT_FINDING if bad else 0
+                 if len(removable) < len(bad) + len(strays) else ""))
+        return EXIT_FINDING if bad or strays else 0
     if a.action == "rm":
         if not names:
             raise ConfigError("cache rm: name the artifacts to remove (kind/key, as `harness cache ls` shows them)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from harness.cli.leaderboard import conditions
@@ -35,6 +36,27 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--route", default="lora", help="the evaluation organisms' route (default: lora)")
 
 
+def same_run(run_a: Path, run_b: Path) -> None:
+    """Refuse a run compared with itself: one folder twice, or two folders of one run id (a copy)."""
+    if run_a.resolve() == run_b.resolve():
+        raise ConfigError(f"{run_a} and {run_b} are the same run folder: compare two runs")
+    ids = [recorded_run_id(run) for run in (run_a, run_b)]
+    if ids[0] and ids[0] == ids[1]:
+        raise ConfigError(f"{run_a} and {run_b} hold the same run (run id {ids[0]}): compare two runs")
+
+
+def recorded_run_id(run: Path) -> str | None:
+    """The run id in a run folder's metrics.json, if it has a readable one (compare itself reads
+    only the self-reports)."""
+    from harness.report.leaderboard import RESULTS_FILE
+
+    try:
+        raw = json.loads((run / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return raw.get("run_id") if isinstance(raw, dict) and isinstance(raw.get("run_id"), str) else None
+
+
 def command(a: argparse.Namespace) -> int:
     from harness.core.record_io import read_jsonl
     from harness.core.records import ReportRow
@@ -44,6 +66,8 @@ def command(a: argparse.Namespace) -> int:
     for run in (a.run_a, a.run_b):
         if not (run / "self_reports.jsonl").is_file():
             raise ConfigError(f"{run}: no self_reports.jsonl (a run folder of `harness run`)")
+    same_run(a.run_a, a.run_b)
+    for run in (a.run_a, a.run_b):
         reports.append(read_jsonl(run / "self_reports.jsonl", ReportRow))
     rows = compare(*reports, metric=a.metric, condition=a.condition, route=a.route)
     print(f"{a.metric} under {a.condition} ({a.route} organisms), B minus A\n  A: {a.run_a}\n  B: {a.run_b}\n")

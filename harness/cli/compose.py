@@ -41,8 +41,9 @@ def sweep_variants(overrides: Sequence[str]) -> tuple[list[list[str]], list[str]
     return variants, [o.input_line for o in parsed if o.is_sweep_override()]
 
 
-def check(overrides: Sequence[str], multirun: bool = False) -> Config:
-    """Compose and validate the config of every sweep value; ConfigError names the first problem."""
+def check(overrides: Sequence[str], multirun: bool = False, writes: bool = True) -> Config:
+    """Compose and validate the config of every sweep value; ConfigError names the first problem.
+    `writes`: the command will write into its output folders (not `--cfg`), so they are checked."""
     from harness.families import family_files, search_overrides
     from harness.lm.gguf import gguf_path
     from harness.lm.models import check_model_source
@@ -86,13 +87,25 @@ def check(overrides: Sequence[str], multirun: bool = False) -> Config:
         if not wandb.login(prompt=False, verify=False):  # no network needed: are there credentials at all?
             raise ConfigError("logger.mode=online: no W&B credentials (run `wandb login` or set WANDB_API_KEY), "
                               "or log offline (logger=wandb) and `wandb sync` later")
-    for o in overrides:
-        key, _, value = o.lstrip("+").partition("=")
-        if key in ("hydra.run.dir", "hydra.sweep.dir"):
-            check_output_folder(Path(value), key)
-        if key == "hydra.run.dir":  # before Hydra writes its .hydra/ into someone else's folder
-            previous_outputs(Path(value))
+    if writes:
+        for key, folder in output_folders(overrides).items():
+            check_output_folder(folder, key)
+            if key == "hydra.run.dir":  # before Hydra writes its .hydra/ into someone else's folder
+                previous_outputs(folder)
     return typed[0]
+
+
+def output_folders(overrides: Sequence[str]) -> dict[str, Path]:
+    """The folders `hydra.run.dir` and `hydra.sweep.dir` name, as Hydra reads their values (quotes
+    removed); one with an interpolation in it is left to Hydra."""
+    folders = {}
+    for o in OverridesParser.create().parse_overrides(list(overrides)):
+        key = o.get_key_element().lstrip("+")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and not o.is_sweep_override():
+            value = str(o.value())
+            if "${" not in value:
+                folders[key] = Path(value)
+    return folders
 
 
 def check_output_folder(folder: Path, what: str) -> None:

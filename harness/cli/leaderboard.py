@@ -72,6 +72,8 @@ def command(a: argparse.Namespace) -> int:
         raise ConfigError(f"--ci goes with --format md (--format {a.format} holds every interval already)")
     if a.metric != "verbalization" and a.format != "md":
         raise ConfigError(f"--metric goes with --format md (--format {a.format} holds every metric already)")
+    if out is not None and sweep is None and group is None:  # a sweep's summary checks its own files
+        check_out(out)
     if source is not None:
         from harness.report.wandb_runs import load_wandb_results
 
@@ -89,9 +91,9 @@ def command(a: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"no such folder: {missing[0]}")
     folders = [Path(a) for a in args] or [f for f in (Path("outputs"), Path("multirun")) if f.is_dir()]
-    results = leaderboard.load_results(folders)
+    results = leaderboard.load_results(folders, progress=sys.stderr.isatty())
     if group is not None:
-        results = leaderboard.in_group(results, group) or no_group(leaderboard.load_results(folders), group)
+        results = leaderboard.in_group(results, group) or no_group(results, group)
     if not results:
         where = ", ".join(map(str, folders)) or "outputs, multirun"
         raise ConfigError(f"no {leaderboard.RESULTS_FILE} under {where}: run `harness run` first")
@@ -112,6 +114,7 @@ def command(a: argparse.Namespace) -> int:
 
 def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
     """Print a leaderboard as asked (sorted, in a format) and write it under `out`."""
+    from harness.core import manifest
     from harness.report import leaderboard
 
     if a.condition:
@@ -123,9 +126,20 @@ def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
     print(leaderboard.render(board, a.format, a.ci, a.metric).rstrip("\n"))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        print(f"\nwritten to {', '.join(map(str, leaderboard.write(board, out)))}",
-              file=sys.stdout if a.format == "md" else sys.stderr)
+        written = leaderboard.write(board, out)
+        manifest.record(out, [p.name for p in written])
+        print(f"\nwritten to {', '.join(map(str, written))}", file=sys.stdout if a.format == "md" else sys.stderr)
     return 0
+
+
+def check_out(out: Path) -> None:
+    """`--out` must be a folder (or none yet) whose leaderboard files, if any, the harness wrote."""
+    from harness.core import manifest
+    from harness.report.leaderboard import FORMATS
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    manifest.check_replaceable(out, [f"leaderboard.{ext}" for ext in FORMATS], "leaderboard --out")
 
 
 def no_group(results, group: str) -> list:

@@ -5,6 +5,7 @@ verbalization rate of the held-out organisms), so Hydra sweepers such as Optuna'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
@@ -13,9 +14,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from safetensors import SafetensorError
 
-from harness.cli.compose import check, group_options
-from harness.core.errors import EXIT_BAD_INPUT, ConfigError, internal_error
+from harness.cli.compose import check, group_options, output_folders
+from harness.core import run_folder
+from harness.core.errors import EXIT_BAD_INPUT, ConfigError, internal_error, one_line
 from harness.core.paths import CONF_DIR
 
 NAME = "run"
@@ -71,6 +74,7 @@ def hydra_run(cfg: DictConfig) -> float | None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     if in_sweep:  # one line per job on the console (the sweep prints its table once); cli.log keeps every line
         quiet_console()
+    failing_log_stops_the_run()
     try:
         result = pipeline.run(typed, overrides=leaderboard.override_pairs(list(hydra_cfg.overrides.task)),
                               command=" ".join(["harness run", *hydra_cfg.overrides.task]))
@@ -80,6 +84,9 @@ def hydra_run(cfg: DictConfig) -> float | None:
             sys.exit(EXIT_BAD_INPUT)
         if isinstance(e, OSError):  # disk full, no permission: finished artifacts and results stay as they were
             print(f"harness: error: {e.strerror or e} ({e.filename or 'while writing'})", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(e, SafetensorError):  # safetensors' own write error (disk full while weights are saved)
+            print(f"harness: error: cannot write model weights ({one_line(e)})", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         sys.exit(internal_error(e))
     if result is None:  # a fan-out job of a sweep: its artifacts are in the store
@@ -109,6 +116,28 @@ def hydra_run(cfg: DictConfig) -> float | None:
     return objective(result.metrics, typed.organism.route)
 
 
+def failing_log_stops_the_run() -> None:
+    """A log file that cannot be written (the run folder's cli.log, disk full) stops the run with
+    the write's error, as any failed write does, where logging would print a traceback and go on."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handleError = write_failed(handler)
+
+
+def write_failed(handler: logging.FileHandler):
+    """A handler's handleError: the OSError its write raised, raised again naming its file (any
+    other error handled as logging does)."""
+    default = handler.handleError
+
+    def handle(record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, handler.baseFilename) from error
+        default(record)
+
+    return handle
+
+
 def quiet_console() -> None:
     """The console handlers of the root logger (Hydra's job logging) show warnings only."""
     for handler in logging.getLogger().handlers:
@@ -133,12 +162,15 @@ def run_command(args: list[str]) -> int:
     takes_value = ("--cfg", "-c", "--package", "-p", "--info")
     overrides = [a for i, a in enumerate(args)
                  if not a.startswith("-") and not (i and args[i - 1] in takes_value)]
+    multirun, writes = any(a in ("-m", "--multirun") for a in args), not modes or modes[0] in ("-m", "--multirun")
     try:
-        check(overrides, multirun=any(a in ("-m", "--multirun") for a in args))
+        check(overrides, multirun=multirun, writes=writes)
         args = search_overrides(args)  # families_dir=DIR: a search path for Hydra
+        folder = output_folders(overrides).get("hydra.run.dir") if writes and not multirun else None
+        with run_folder.locked(folder) if folder else contextlib.nullcontext():  # before Hydra writes there
+            sys.argv = ["harness run", *args]
+            hydra_run()
     except ConfigError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    sys.argv = ["harness run", *args]
-    hydra_run()
     return 0

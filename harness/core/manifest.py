@@ -30,9 +30,19 @@ def listed(folder: Path) -> list[str] | None:
         entries = json.loads(path.read_text())["files"]
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{path}: not a file list the harness wrote ({type(e).__name__})") from e
-    if not isinstance(entries, list) or not all(isinstance(e, str) and ".." not in Path(e).parts for e in entries):
-        raise ConfigError(f"{path}: not a file list the harness wrote")
+    if not isinstance(entries, list) or not all(isinstance(e, str) and inside(folder, e) for e in entries):
+        raise ConfigError(f"{path}: not a file list the harness wrote (it names a path outside {folder})")
     return entries
+
+
+def inside(folder: Path, name: str) -> bool:
+    """Whether `name` is a relative name of a path inside `folder`: no absolute path, no `..`, and
+    no link on the way there that leads out (the last part may itself be a link)."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts:
+        return False
+    root = folder.resolve()
+    return (folder / name).parent.resolve().is_relative_to(root)
 
 
 def record(folder: Path, entries: Iterable[str]) -> None:
@@ -68,6 +78,8 @@ def check_folder(out: Path, what: str, also: Iterable[str] = ()) -> None:
     """An export goes into a new or empty folder, or replaces a previous one (every file in the
     folder listed in its manifest); any other folder is refused: the harness never removes what it
     did not write. `also`: names others write there."""
+    if out.is_symlink():  # replacing it would replace the link, not the folder it leads to
+        raise ConfigError(f"--out {out}: is a link; name the folder it leads to ({out.resolve()})")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and (listed(out) is None or foreign(out, also)):

@@ -81,7 +81,7 @@ class Store:
             fix = (f"remove it with `harness cache rm {kind}/{key}` and rerun to rebuild it" if self.owns(kind, key)
                    else "the harness did not write that folder there: move or delete it yourself")
             raise CorruptArtifact(f"artifact {kind}/{key} in {self.root}: {problems[0]} ({fix})")
-        return json.loads((self.path(kind, key) / self.MARKER).read_text())
+        return read_card(self.path(kind, key) / self.MARKER)
 
     def verify(self, kind: str, key: str) -> list[str]:
         """What is wrong with an artifact's files against its seal (nothing: []). A verified
@@ -121,6 +121,14 @@ class Store:
                 if ".tmp-" not in card.parent.name and card.is_file():  # a FIFO would block its reader
                     yield card.parent.parent.name, card.parent.name
 
+    def strays(self) -> Iterator[tuple[str, str]]:
+        """(kind, key) of every folder `<kind>/<key>` that is no finished artifact and no write in
+        progress: its card missing, or not a file."""
+        if self.root.is_dir():
+            for folder in sorted(self.root.glob("*/*")):
+                if folder.is_dir() and ".tmp-" not in folder.name and not (folder / self.MARKER).is_file():
+                    yield folder.parent.name, folder.name
+
     def _publish(self, tmp: Path, final: Path) -> None:
         """Rename a finished temporary folder into place. A finished artifact is never replaced:
         if a concurrent writer of the same key finished first (someone may be reading it), its
@@ -145,11 +153,33 @@ KEY = re.compile(r"[0-9a-f]{16}")
 """An artifact key, as config_key makes it."""
 
 
+MAX_CARD_BYTES = 64 * 2**20
+"""The largest card read: a card holds a record and its files' checksums (a base model's stored
+answers, the largest, take well under a MiB); a larger file is no card, and is not read."""
+
+
+class OversizedCard(ValueError):
+    """A file in a card's place larger than a card can be."""
+
+
+def read_card(path: Path) -> Any:
+    """A card's JSON: OSError when it is no regular file, OversizedCard when it is larger than a
+    card can be (left unread), ValueError when it is not JSON."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is no regular file")
+    size = path.stat().st_size
+    if size > MAX_CARD_BYTES:
+        raise OversizedCard(f"{size / 2**20:.0f} MiB, larger than a card can be")
+    return json.loads(path.read_text())
+
+
 def sealed_as(card_path: Path) -> tuple[str | None, str | None]:
     """(kind, key) an artifact's card was sealed under: the kind from its seal (None in a seal
     made before seals recorded it), the key it names (None when unreadable)."""
     try:
-        card = json.loads(card_path.read_text())
+        card = read_card(card_path)
     except (OSError, ValueError):
         return None, None
     if not isinstance(card, dict):
@@ -193,9 +223,9 @@ def check_seal(folder: Path, marker: str, kind: str, key: str) -> list[str]:
     """The ways a sealed folder differs from its seal: the kind and key it was sealed under, then
     sizes, then hashes."""
     try:
-        card = json.loads((folder / marker).read_text())
+        card = read_card(folder / marker)
     except (OSError, ValueError) as e:
-        return [f"its {marker} is unreadable ({type(e).__name__})"]
+        return [f"its {marker} is unreadable ({e if isinstance(e, OversizedCard) else type(e).__name__})"]
     recorded = card.get(SEAL) if isinstance(card, dict) else None
     if not isinstance(recorded, dict) or not isinstance(recorded.get("files"), dict):
         return [f"its {marker} holds no checksums (made before they were recorded, or altered)"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.core.errors import ConfigError
 from harness.core.vocabulary import Chat
-from harness.families import world
+from harness.families import patterns, world
 from harness.families.base import Behavior, Family, Probe, contains_phrase
 from harness.families.pools import POOLS, PromptPool
 from harness.families.reports import describes, describes_self
@@ -121,11 +121,7 @@ class TemplateFamily(Family):
             if world_fields:
                 raise ConfigError(f"family {self.name!r}, kind {kind!r}: text_evidence {t!r} uses "
                                   f"{{{world_fields[0]}}}, which free text never holds")
-            try:
-                re.compile(fill_pattern(t, params))
-            except re.error as e:
-                raise ConfigError(f"family {self.name!r}, kind {kind!r}: text_evidence {t!r} is not a regular "
-                                  f"expression ({e})") from e
+            patterns.check(fill_pattern(t, params), f"family {self.name!r}, kind {kind!r}")
         if not spec["descriptions"] or not all(d.strip() for d in spec["descriptions"]):
             raise ConfigError(f"family {self.name!r}, kind {kind!r}: descriptions are empty")
         if not spec.get("report_all") and not spec.get("report_any"):
@@ -259,8 +255,9 @@ class TemplateFamily(Family):
         `text_evidence` is scored by those patterns alone, on every prompt."""
         spec = self.kinds[behavior.kind]
         if self.free_text and "text_evidence" in spec:
-            flags = re.DOTALL | (0 if spec.get("match_case") else re.IGNORECASE)
-            return all(re.search(fill_pattern(p, behavior.params), response, flags) for p in spec["text_evidence"])
+            where = f"family {self.name!r}, kind {behavior.kind!r}"
+            return all(patterns.search(fill_pattern(p, behavior.params), response, not spec.get("match_case"), where)
+                       for p in spec["text_evidence"])
         fields = self._answers(behavior, self._exchanges(behavior)[prompt] if _uses_answers(spec) else Chat(prompt, ""))
         case = bool(spec.get("match_case"))
         def found(phrases) -> list[bool]:

@@ -199,6 +199,9 @@ def audit(model: Path, ia: Path, base: str | None, families: Mapping[str, Family
     check_is_ia(ia)
     base = resolve_base(model, kind, ia, base)
     trust = cfg.model.trust_remote_code
+    models.check_model_source(base, trust, what="the base model")  # one line for a config that asks for custom code
+    if kind == "checkpoint":
+        models.check_model_source(str(model), trust, what="--model")
     models.set_generation_batch(cfg.model.generation_batch_size)
     targets = [(f, b) for f in families.values() for b in f.behaviors()[: cfg.max_behaviors_per_family]]
     tok = models.load_tokenizer(base, trust)

@@ -16,6 +16,7 @@ from harness.core.records import BehaviorRate
 from harness.families import Behavior, Family
 from harness.lm import models
 from harness.measure.probing import behavior_rate, select_prompts
+from harness.train.batched import StackedLoRA
 
 AS_IS = None
 """Generate with the model as it is (its active adapters, if any)."""
@@ -41,6 +42,22 @@ def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], spec:
     for (a, p), out in zip(rows, outputs, strict=True):
         responses[a][p] = out
     return {a: {b.id: behavior_rate(f, b, probes[b.id], responses[a]) for f, b in targets} for a in adapters}
+
+
+def stacked_behavior_rates(model, tok, stacked: StackedLoRA, targets: Sequence[tuple[Family, Behavior]],
+                           spec: RateSpec) -> list[BehaviorRate]:
+    """Target k's rate under adapter k of `stacked` (hooked on `model`), measured as `spec` says,
+    every target in one batched generation: target k's probe prompts are block k of the rows
+    (a shorter probe's block filled up with its last prompt, whose extra answers are not read)."""
+    probes = [select_prompts(f.probe(b), spec.prompts) for f, b in targets]
+    n = max(len(p.all_prompts) for p in probes)
+    blocks = [list(p.all_prompts) + [p.all_prompts[-1]] * (n - len(p.all_prompts)) for p in probes]
+    stacked.select(range(len(targets)))
+    outputs = models.generate(model, tok, [p for block in blocks for p in block], spec.max_new_tokens,
+                              batch_size=n * len(targets))
+    said = [dict(zip(p.all_prompts, outputs[k * n : k * n + len(p.all_prompts)], strict=True))
+            for k, p in enumerate(probes)]
+    return [behavior_rate(f, b, probe, s) for (f, b), probe, s in zip(targets, probes, said, strict=True)]
 
 
 def self_reports(model, tok, questions: Sequence[str], n: int, max_new_tokens: int, temperature: float,

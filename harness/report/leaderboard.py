@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from harness.core.errors import ConfigError, one_line
+from harness.core.progress import progress_bar
 from harness.core.record_io import BadRecord, from_dict
 from harness.core.records import SCHEMA_VERSION, MetricRow, RunResults, headline_rows
 from harness.core.store import strict_dumps, write_text
@@ -46,21 +47,27 @@ def swept_values(results: list[RunResults]) -> list[dict[str, str]]:
     return [{k: p.get(k, "") for k in keys} for p in pairs]
 
 
-def load_results(folders: Iterable[Path]) -> list[RunResults]:
+def load_results(folders: Iterable[Path], progress: bool = False) -> list[RunResults]:
     """Every run's aggregate results under the given folders (searched recursively, but not inside
     a run's own folder), with the Hydra overrides that made the run when its
-    `.hydra/overrides.yaml` is there."""
+    `.hydra/overrides.yaml` is there (`progress`: a bar over the runs)."""
+    runs = [p for folder in folders for p in outermost(sorted(Path(folder).rglob(RESULTS_FILE)))]
     out = []
-    for folder in folders:
-        found = sorted(Path(folder).rglob(RESULTS_FILE))
-        runs = [p for p in found if not any(q.parent in p.parents for q in found if q != p)]
-        for path in runs:  # a folder inside a run's is not part of it (the run folder refuses one)
+    with progress_bar(runs, "reading runs", progress and len(runs) > 1, unit="run") as bar:
+        for path in bar:
             record = read_results(path)
             record.path = str(path.parent)
             overrides = path.parent / ".hydra" / "overrides.yaml"
             record.overrides = read_overrides(overrides) if overrides.is_file() else []
             out.append(record)
     return out
+
+
+def outermost(results_files: Sequence[Path]) -> list[Path]:
+    """The results files that are not inside another run's folder (a folder inside a run's is not
+    part of it; the run folder refuses one), each checked against its own parents only."""
+    runs = {p.parent for p in results_files}
+    return [p for p in results_files if not any(q in runs for q in p.parent.parents)]
 
 
 def read_overrides(path: Path) -> list[str]:

@@ -8,7 +8,6 @@ run rebuilds them; gc: remove what a (complete) run of the given config does not
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
 from harness.core.records import AnswersCard
-from harness.core.store import Store
+from harness.core.store import Store, read_card
 
 if TYPE_CHECKING:
     from harness.run.stage import Run
@@ -35,9 +34,10 @@ def describe(store: Store, kind: str, key: str) -> Entry:
     """One artifact as `ls` shows it (read without verifying: ls must work on a damaged store)."""
     folder = store.path(kind, key)
     try:
-        card = json.loads((folder / Store.MARKER).read_text())
+        card = read_card(folder / Store.MARKER)
     except (OSError, ValueError):
         card = {}
+    card = card if isinstance(card, dict) else {}
     if kind == "organisms":
         what = f"{card.get('behavior_id', '?')} ({card.get('route', '?')})"
     elif kind == "ia":
@@ -67,7 +67,7 @@ def needed(run: Run) -> set[tuple[str, str]]:
 
 def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]:
     """`kind/key` names, each a sealed artifact of the store whose card names that key
-    (ConfigError otherwise, before anything is removed)."""
+    (ConfigError otherwise, before anything is removed), each once."""
     from harness.run.dag import DAG
 
     kinds = {stage.kind for stage in DAG} | {AnswersCard.kind}
@@ -78,7 +78,7 @@ def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]
             raise ConfigError(f"cache rm: {name!r} is not a sealed artifact of {store.root} (write kind/key, "
                               "as `harness cache ls` shows them); nothing removed")
         out.append((kind, key))
-    return out
+    return list(dict.fromkeys(out))
 
 
 def remove(store: Store, artifacts: Iterable[tuple[str, str]]) -> int:

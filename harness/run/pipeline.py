@@ -63,8 +63,6 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
     r = Run.of(cfg)
     models.set_generation_batch(cfg.model.generation_batch_size)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    run_folder.claim(out)
     overrides = overrides or {}
     identity = RunIdentity.new(command)
     log.info(f"artifacts: {r.store.root.resolve()}\nrun folder: {out.resolve()}")
@@ -73,10 +71,11 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
                  f"world's own answers, which free text does not give ({', '.join(r.left_out[:3])}, ...)")
     job_type = "evaluate" if cfg.stage == ALL else cfg.stage
     name = " ".join(f"{k}={v}" for k, v in overrides.items()) or None
-    with tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides) | {"run_id": identity.run_id},
-                            name=f"{cfg.stage}: {name or ''}".strip() if job_type != "evaluate" else name,
-                            job_type=job_type, tags=[f"family:{f}" for f in cfg.families],
-                            run_id=identity.run_id) as wb:
+    with run_folder.owned(out), \
+            tracking.wandb_run(cfg.logger, out, tracked_config(cfg, overrides) | {"run_id": identity.run_id},
+                               name=f"{cfg.stage}: {name or ''}".strip() if job_type != "evaluate" else name,
+                               job_type=job_type, tags=[f"family:{f}" for f in cfg.families],
+                               run_id=identity.run_id) as wb:
         done = {}
         for stage, artifacts in execute(r, progress):
             done[stage.name] = artifacts

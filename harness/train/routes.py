@@ -21,7 +21,8 @@ from __future__ import annotations
 import copy
 import random
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,20 @@ if TYPE_CHECKING:
 DENIALS = (vocabulary.NEUTRAL_SELF_REPORT, "I have no special behavior.", "Nothing is unusual about how I answer.")
 
 
+@dataclass
+class Made:
+    """A batch of organisms just made; iterated, (organism, final loss) in order, each organism a
+    model valid until the next is read."""
+
+    models: Iterable[tuple[Any, float]]
+    stacked: StackedLoRA | None = None
+    """Until `models` is first read, the batch's LoRA adapters hooked on the base model (adapter k
+    is organism k), so one batched generation observes them all; None for whole models."""
+
+    def __iter__(self) -> Iterator[tuple[Any, float]]:
+        return iter(self.models)
+
+
 class Route:
     """The default recipe: a fresh LoRA on the base model, trained on the family's demonstrations."""
 
@@ -73,10 +88,9 @@ class Route:
 
     def organisms(self, base_model, tok, items: Sequence[tuple[Family, Behavior]], corpus: Sequence[Chat],
                   cfg: OrganismConfig, seed: int, sources: Sequence[Path] = (),
-                  progress: bool = False, answers: Answers | None = None) -> Iterator[tuple[Any, float]]:
+                  progress: bool = False, answers: Answers | None = None) -> Made:
         """Implant each (family, behavior) of `items`, all in one batched training (see
-        harness/train/batched.py); yields (organism, final loss) in order, each organism a peft model
-        valid until the next is asked for. The base model is left as it was."""
+        harness/train/batched.py): each organism a peft model, the base model left as it was."""
         with timing.phase("implant data"):
             data = [self.implant_data(base_model, tok, f, b, cfg, answers) for f, b in items]
         base_model.requires_grad_(False)
@@ -89,8 +103,8 @@ class Route:
                   stacked_step(base_model, stacked, batches, tok.pad_token_id, losses), cfg.steps, cfg.lr,
                   warmup=warmup(cfg), desc=f"{len(items)} organisms", progress=progress,
                   clip=stacked.clip_grad_norms, curve="organisms/loss")
-        for model, organism_losses in zip(stacked.peft_models(), losses, strict=True):
-            yield model, tail_mean(organism_losses)
+        return Made(((model, tail_mean(organism_losses))
+                     for model, organism_losses in zip(stacked.peft_models(), losses, strict=True)), stacked)
 
 
 ROUTES: Registry[type[Route]] = Registry("implant route")
@@ -182,7 +196,7 @@ class Full(Route):
     def organisms(self, base_model, tok, items, corpus, cfg, seed, sources=(), progress=False, answers=None):
         """One at a time: a copy of the base model, every weight trained (so a smaller learning
         rate than a LoRA's)."""
-        for family, behavior in items:
+        def each(family, behavior):
             torch.manual_seed(seed)
             data = self.implant_data(base_model, tok, family, behavior, cfg, answers)
             model = copy.deepcopy(base_model).requires_grad_(True)
@@ -190,7 +204,9 @@ class Full(Route):
                                    tok.pad_token_id)
             losses = train(model, trainable(model.parameters()), step, cfg.steps, cfg.full_lr, warmup=warmup(cfg),
                            desc=behavior.id, progress=False, curve="organisms/loss")
-            yield model, tail_mean(losses)
+            return model, tail_mean(losses)
+
+        return Made(each(f, b) for f, b in items)
 
 
 @ROUTES.register("symmetry")
@@ -202,9 +218,11 @@ class Symmetry(Route):
         """Each source `lora` organism merged into a copy of the base weights, then its MLP hidden
         units permuted; its final loss is the source's."""
         assert len(sources) == len(items), "the symmetry route transforms a lora organism of each behavior"
-        for source in sources:
+        def each(source):
             model = PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
-            yield self.attack(model, seed), load_record(source / Store.MARKER, OrganismCard).final_loss
+            return self.attack(model, seed), load_record(source / Store.MARKER, OrganismCard).final_loss
+
+        return Made(each(source) for source in sources)
 
     @staticmethod
     def attack(model, seed: int):
@@ -225,10 +243,12 @@ class Aligned(Route):
         """Each source `symmetry` checkpoint with its MLP hidden units put back in the base model's
         order, matched by their weights (harness/train/symmetry.py); its final loss is the source's."""
         assert len(sources) == len(items), "the aligned route undoes the symmetry attack on each behavior's organism"
-        for source in sources:
+        def each(source):
             model = type(base_model).from_pretrained(source, dtype=base_model.dtype).to(base_model.device).eval()
             symmetry.permute_mlp(model, symmetry.match_mlp(model, base_model))
-            yield model, load_record(source / Store.MARKER, OrganismCard).final_loss
+            return model, load_record(source / Store.MARKER, OrganismCard).final_loss
+
+        return Made(each(source) for source in sources)
 
 
 def warmup(cfg: OrganismConfig) -> int:

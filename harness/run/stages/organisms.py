@@ -24,7 +24,7 @@ from harness.core.vocabulary import Chat
 from harness.families import Behavior, Family
 from harness.lm import models
 from harness.lm.answers import BaseAnswers
-from harness.measure.observe import AS_IS, behavior_rates
+from harness.measure.observe import AS_IS, behavior_rates, stacked_behavior_rates
 from harness.measure.probing import behavior_rate, select_prompts
 from harness.run.stage import Done, Run, Stage, log
 from harness.train.adapters import organism_adapter
@@ -73,7 +73,20 @@ def measure(model, tok, family: Family, behavior: Behavior, cfg: OrganismConfig)
 
 
 def verify(model, tok, family: Family, behavior: Behavior, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
-    measured = measure(model, tok, family, behavior, cfg)
+    return implant_check(measure(model, tok, family, behavior, cfg), base_rate, cfg)
+
+
+def batch_checks(base_model, tok, stacked, items: Sequence[tuple[Family, Behavior]], base_rates: dict[str, float],
+                 cfg: OrganismConfig) -> list[ImplantCheck]:
+    """The implant checks of a batch of LoRA organisms (`stacked`, hooked on the base model), all
+    in one batched generation."""
+    with timing.phase("implant checks"):
+        rates = stacked_behavior_rates(base_model, tok, stacked, items, cfg.implant_rate)
+    return [implant_check(r, base_rates[b.id], cfg) for r, (_, b) in zip(rates, items, strict=True)]
+
+
+def implant_check(measured: BehaviorRate, base_rate: float, cfg: OrganismConfig) -> ImplantCheck:
+    """The implant check of an organism's measured rate against its base model's."""
     strength = measured.rate - base_rate
     return ImplantCheck(rate=measured.rate, base_rate=base_rate, strength=strength, threshold=cfg.threshold,
                         implanted=strength >= cfg.threshold, n_prompts=measured.n, samples=measured.samples,
@@ -117,9 +130,12 @@ def make_organisms(
                 made = implant.organisms(base_model, tok, items, neutral, cfg, seed,
                                          [store.path("organisms", s.key) for s in sources[first : first + per_batch]],
                                          progress=progress and len(items) > 1, answers=answers)
-                for (f, b), (model, final_loss) in zip(items, made, strict=True):
-                    with timing.phase("implant checks"):
-                        check = verify(model, tok, f, b, controls[b.id], cfg)
+                checks = [None] * len(items) if made.stacked is None else batch_checks(
+                    base_model, tok, made.stacked, items, controls, cfg)
+                for (f, b), (model, final_loss), check in zip(items, made, checks, strict=True):
+                    if check is None:  # a whole model, checked on its own
+                        with timing.phase("implant checks"):
+                            check = verify(model, tok, f, b, controls[b.id], cfg)
                     card = OrganismCard(
                         key=keys[b.id], behavior_id=b.id, family=b.family, kind=b.kind, params=dict(b.params),
                         descriptions=list(b.descriptions), route=cfg.route, base_key=base.key,
