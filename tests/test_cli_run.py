@@ -37,6 +37,11 @@ def test_harness_run_smoke(smoke_run):
     assert "all/verbalization" in board.columns and "base/false_positive_rate" in board.columns
     results = json.loads((out / "metrics.json").read_text())
     assert len(results["eval_organisms"]) == 3 and results["split"] == "heldout_behaviors"
+    # on record: the grader and its version, the decoding, the headline's paired comparison
+    assert results["grader"]["name"] == "rules" and len(results["grader"]["version"]) == 16
+    assert set(results["decoding"]) >= {"temperature", "max_new_tokens"}
+    power = results["headline_power"]
+    assert power["baseline"] in ("no_ia", "prefill", "parrot", "shuffled") and power["n"] == 3
     reports = [json.loads(line) for line in (out / "self_reports.jsonl").read_text().splitlines()]
     # conditions x (eval organisms + base) x samples, and the parrot's 3 descriptions of each organism's kind
     assert len(reports) == 3 * (3 + 1) * 2 + 3 * 3

@@ -1,6 +1,8 @@
 """`harness compare`: paired differences of two runs on hand-made report rows whose answers are known."""
 
 import math
+import statistics
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -54,7 +56,12 @@ def test_harness_compare_prints_the_table(tmp_path, capsys):
         (tmp_path / name / "self_reports.jsonl").write_text("".join(strict_dumps(r.__dict__) + "\n" for r in rows))
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "| all | 5 | 0.25 | 0.75 | +0.50 [+0.50, +0.50] | 0.062 |" in lines  # 2/32: all five organisms gained
+    # 2/32: all five organisms gained, each by 0.50 (no spread: any difference is found)
+    assert "| all | 5 | 0.25 | 0.75 | +0.50 [+0.50, +0.50] | 0.062 |  | 0.00 | 2 |" in lines
+    assert "| biases | 2 | 0.25 | 0.75 | +0.50 [+0.50, +0.50] | 0.500 | 1.000 | 0.00 | 2 |" in lines
+    assert ("With 5 organisms a difference below 0.00 cannot be told from zero (80% power, 5% two-sided); the "
+            "observed +0.50 would need 2 organisms. Families whose difference survives Holm's correction over 3 "
+            "families at 5%: none.") in lines
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path)]) == 2
     assert "no self_reports.jsonl" in capsys.readouterr().err
 
@@ -75,3 +82,95 @@ def test_a_run_compared_with_itself_is_refused(tmp_path, capsys):
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "other")]) == 0
+
+
+def test_family_rows_are_corrected_together_and_say_what_they_could_find(tmp_path, capsys):
+    import json
+
+    many = [f"preferences/p{i}" for i in range(12)] + [f"biases/b{i}" for i in range(12)]
+    a = run_rows({o: 1 for o in many})
+    b = run_rows({o: (4 if o.startswith("pref") else 1 + (i % 3 == 0)) for i, o in enumerate(many)})
+    pooled, biases, preferences = compare(a, b)
+    assert preferences.p < 0.001 and biases.p > 0.05
+    assert [biases.p_adjusted, preferences.p_adjusted] == pytest.approx(sorted_holm(biases.p, preferences.p))
+    assert math.isnan(pooled.p_adjusted)
+    assert pooled.mde > 0 and pooled.needed is not None and pooled.needed <= pooled.n  # it was found
+    assert biases.needed is None or biases.needed > biases.n
+    bh = compare(a, b, correction="bh")
+    assert bh[1].p_adjusted <= biases.p_adjusted
+    for name, rows in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "self_reports.jsonl").write_text("".join(strict_dumps(r.__dict__) + "\n" for r in rows))
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["correction"] == "holm" and [r["family"] for r in out["rows"]] == ["all", "biases", "preferences"]
+    assert out["rows"][0]["p_adjusted"] is None and out["rows"][2]["mde"] == pytest.approx(preferences.mde)
+
+
+def sorted_holm(p1: float, p2: float) -> list[float]:
+    """Holm over two p-values, by hand: the smaller times 2, the larger times 1 but not below it."""
+    low, high = min(p1, p2), max(p1, p2)
+    adjusted = {low: min(1.0, 2 * low), high: max(min(1.0, 2 * low), high)}
+    return [adjusted[p1], adjusted[p2]]
+
+
+def test_a_runs_headline_says_what_its_organisms_could_find():
+    """The IA against its best baseline, paired by organism, and the sentence under the reading."""
+    from harness.measure.compare import against_baseline
+    from harness.report.leaderboard import power_sentence
+
+    ia = run_rows({o: k for o, k in zip(ORGANISMS, [4, 4, 2, 3, 0], strict=True)})
+    prefill = [replace(r, condition="prefill") for r in run_rows({o: 1 for o in ORGANISMS})]
+    got = against_baseline(ia + prefill, "prefill", "lora")
+    diffs = [0.75, 0.75, 0.25, 0.5, -0.25]
+    assert got.n == 5 and math.isclose(got.difference, sum(diffs) / 5)
+    assert math.isclose(got.sd, statistics.stdev(diffs)) and got.mde > got.difference and got.needed > 5
+    said = power_sentence({"baseline": "prefill", **asdict(got)})
+    assert said == [f"With 5 organisms a difference from the prefill baseline below {got.mde:.2f} cannot be told "
+                    f"from zero (80% power, 5% two-sided); the observed +0.40 needs {got.needed}."]
+    assert power_sentence({}) == [] and power_sentence({"mde": None}) == []
+
+
+def test_runs_graded_differently_are_refused_unless_asked(tmp_path, capsys):
+    rows = run_rows({o: 1 for o in ORGANISMS})
+    for name, grader in (("a", {"name": "rules", "version": "1" * 16}), ("b", {"name": "rules", "version": "2" * 16}),
+                         ("c", {"name": "rules", "version": "1" * 16})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "self_reports.jsonl").write_text("".join(strict_dumps(r.__dict__) + "\n" for r in rows))
+        (tmp_path / name / "metrics.json").write_text(strict_dumps({"run_id": name, "grader": grader}))
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "graded differently (rules 11111111 against rules 22222222)" in err and "--any-grader" in err
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--any-grader"]) == 0
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "c")]) == 0
+
+
+def test_several_run_pairs_pool_with_each_pair_a_cluster(tmp_path, capsys):
+    """Two recipes at three seeds: one interval over every pair's organism differences, whose error
+    comes from the spread between the pairs."""
+    import json
+
+    from harness.measure.compare import compare_pairs
+    from harness.measure.power import clustered_mean
+
+    gains = [{o: 2 for o in ORGANISMS}, {o: 1 for o in ORGANISMS}, {o: 3 if o.startswith("pref") else 1
+                                                                   for o in ORGANISMS}]
+    pairs = [(run_rows({o: 1 for o in ORGANISMS}), run_rows(g)) for g in gains]
+    pooled, *families = compare_pairs(pairs)
+    clusters = [[(g[o] - 1) / 4 for o in ORGANISMS] for g in gains]
+    mean, se = clustered_mean(clusters)
+    assert (pooled.n, pooled.clusters) == (15, 3) and pooled.difference == pytest.approx(mean)
+    assert pooled.low < mean < pooled.high and pooled.needed is None and pooled.mde > 0
+    assert [r.family for r in families] == ["biases", "hidden_goals", "preferences"]
+    for i, (a, b) in enumerate(pairs):
+        for name, rows in ((f"a{i}", a), (f"b{i}", b)):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "self_reports.jsonl").write_text("".join(strict_dumps(r.__dict__) + "\n"
+                                                                         for r in rows))
+    runs = [str(tmp_path / f"{x}{i}") for i in range(3) for x in "ab"]
+    assert cli.main(["compare", *runs, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"][0]["clusters"] == 3
+    assert cli.main(["compare", *runs]) == 0
+    assert "With 15 organisms in 3 pairs of runs a difference below" in capsys.readouterr().out
+    assert cli.main(["compare", *runs[:3]]) == 2
+    assert "in pairs" in capsys.readouterr().err

@@ -165,3 +165,28 @@ def test_embedding_grader_on_every_family(families):
             assert not [a for a in enactments(f, b) if embedding(f, b, a)]
             if "trigger" in b.params:
                 assert not embedding(f, b, b.descriptions[0].replace(b.params["trigger"], "a keyword"))
+
+
+def test_the_grader_on_record_changes_with_what_its_verdicts_depend_on():
+    """A run's results name the grader and a version: a hash of the grading code, the graded
+    behaviors' family rules and the grader's own settings."""
+    import copy
+
+    from omegaconf import OmegaConf
+
+    from harness.families import available_family_configs, build_family
+    from harness.measure.grading import grader_record
+
+    raw = OmegaConf.to_container(OmegaConf.structured(available_family_configs(names=["preferences"])["preferences"]))
+    family = build_family("preferences", raw)
+    targets = [(family, b) for b in family.behaviors()[:3]]
+    rules = grader_record("rules", None, targets)
+    assert rules == grader_record("rules", None, list(targets)) and rules["name"] == "rules"
+    edited = copy.deepcopy(raw)
+    kind = family.behaviors()[0].kind
+    edited["kinds"][kind]["report_any"] = [*edited["kinds"][kind].get("report_any", []), "fond"]
+    other = build_family("preferences", edited)
+    assert grader_record("rules", None, [(other, b) for b in other.behaviors()[:3]])["version"] != rules["version"]
+    assert grader_record("embedding", None, targets)["version"] != rules["version"]
+    judges = [grader_record("judge", m, targets) for m in ("judge-a", "judge-b")]
+    assert judges[0]["judge_model"] == "judge-a" and judges[0]["version"] != judges[1]["version"]

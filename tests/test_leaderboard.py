@@ -282,3 +282,15 @@ def test_the_leaderboard_shows_its_progress_reading_runs(tmp_path, capsys, monke
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert main(["leaderboard", str(tmp_path)]) == 0
     assert "reading runs" in capsys.readouterr().err
+
+
+def test_the_grader_is_a_column_when_runs_differ_in_it(tmp_path):
+    for name, version in (("a", "1" * 16), ("b", "2" * 16)):
+        write_run(tmp_path / name, f"ia_{name}", 0.5)
+        record = json.loads((tmp_path / name / leaderboard.RESULTS_FILE).read_text())
+        (tmp_path / name / leaderboard.RESULTS_FILE).write_text(
+            json.dumps({**record, "grader": {"name": "rules", "version": version}}))
+    board = leaderboard.leaderboard(leaderboard.load_results([tmp_path]))
+    assert set(board.grader) == {"rules 11111111", "rules 22222222"}
+    same = leaderboard.leaderboard(leaderboard.load_results([tmp_path / "a"]))
+    assert "grader" not in same.columns

@@ -103,7 +103,8 @@ def hydra_run(cfg: DictConfig) -> float | None:
                      "runs). A first result that means something: harness run preset=quick.")
     lines += ["\nverbalization rate of held-out organisms per family, by condition (full table: leaderboard.md):",
               leaderboard.to_markdown(leaderboard.compact(result.leaderboard)),
-              *(["", *said] if (said := leaderboard.reading(result.metrics, typed.organism.route)) else []),
+              *(["", *said] if (said := leaderboard.reading(result.metrics, typed.organism.route,
+                                                            result.headline_power)) else []),
               f"\nrun {result.run_id}: results written to {result.output_dir}/ (organisms, metrics.json, "
               "self_reports.jsonl, leaderboard)"]
     if result.wandb:

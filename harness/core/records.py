@@ -353,6 +353,16 @@ class RunResults:
     distinct_reports: list[dict[str, Any]] = field(default_factory=list)
     """Per route, sampled condition and organism: how many distinct reports (case and spaces
     aside) it gave (`distinct`) out of the questions asked (`asked`)."""
+    grader: dict[str, Any] = field(default_factory=dict)
+    """What graded the self-reports: `name` (rules, embedding, judge), `version` (a hash of the
+    grading code, the graded behaviors' family rules and the grader's settings,
+    measure.grading.grader_record), the judge's model; empty in results written before it."""
+    decoding: dict[str, Any] = field(default_factory=dict)
+    """How the self-reports were decoded: temperature, samples, max_new_tokens."""
+    headline_power: dict[str, Any] = field(default_factory=dict)
+    """The IA against its best baseline on the held-out organisms of the IA's route, paired by
+    organism (`baseline`, and measure.compare.PairedDifference's fields: the difference, its
+    spread, the minimum detectable effect, the organisms it would need); empty without one."""
     environment: dict[str, Any] = field(default_factory=dict)
     """Versions of the libraries and the harness's commit."""
     run_id: str = ""

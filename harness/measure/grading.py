@@ -6,12 +6,17 @@ Small pure functions over strings and families; no tracking. The `embedding` gra
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from harness.core.errors import ConfigError
 from harness.core.registry import Registry
 from harness.families import Behavior, Family
+from harness.families import reports as report_rules
 from harness.families.reports import describes_self
 
 Grader = Callable[[Family, Behavior, str], bool]
@@ -138,3 +143,20 @@ class Grades(dict):
         accepted = set(named)
         self[report] = named, identify(report, self.candidates, lambda _f, b, _r: b.id in accepted)
         return self[report]
+
+
+def grader_record(name: str, judge_model: str | None, targets: Sequence[tuple[Family, Behavior]]) -> dict[str, Any]:
+    """What graded a run's self-reports, on record beside its results: the grader, its judge model
+    (if any) and a version, a hash of everything its verdicts depend on: the grading code (this
+    module and harness/families/reports.py), every graded behavior's family rules (its kind's
+    spec and descriptions), and the embedding's thresholds or the judge's question and model."""
+    parts: list[Any] = [name, Path(report_rules.__file__).read_text(), Path(__file__).read_text()]
+    parts += [(b.id, b.descriptions, f.spec(b)) for f, b in targets]
+    if name == "embedding":
+        parts += [EMBEDDING_THRESHOLD, EMBEDDING_MARGIN]
+    if name == JUDGE:
+        from harness.measure.judge import QUESTION
+
+        parts += [QUESTION, judge_model]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"name": name, "version": digest, **({"judge_model": judge_model} if name == JUDGE else {})}

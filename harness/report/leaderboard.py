@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import OmegaConf
@@ -108,6 +109,12 @@ def run_id(run: RunResults) -> str:
     return run.run_id or hashlib.sha256(run.path.encode()).hexdigest()[:8]
 
 
+def grader_label(run: RunResults) -> str:
+    """`rules 1a2b3c4d`: the grader of a run's self-reports and the start of its version ("" for
+    results written before graders were recorded)."""
+    return f"{run.grader.get('name', '')} {str(run.grader.get('version', ''))[:8]}".strip()
+
+
 def column(m: MetricRow) -> str | None:
     """The leaderboard column of a metric row: `{family}/{metric}`, the pooled denial and trigger
     rates, the base model's false-positive rate; None for a row the table does not show."""
@@ -128,15 +135,17 @@ def leaderboard(results: list[RunResults]) -> pd.DataFrame:
     runs) as columns; then one column per `{family}/{metric}`, the pooled denial and trigger rates
     and the base model's false-positive rate, each followed by its `_low`, `_high` and `_n`."""
     rows = []
-    for run, values in zip(results, swept_values(results), strict=True):
+    graders = [grader_label(run) for run in results]
+    differ = len(set(graders)) > 1  # then which grader made each row is a column
+    for run, values, grader in zip(results, swept_values(results), graders, strict=True):
         by_condition: dict[tuple[str, str], dict] = {}
         for m in run.metrics:
             name = column(m)
             if name is None:
                 continue
             row = by_condition.setdefault((m.route, m.condition), {
-                "run": run_id(run), **values, "ia": run.ia[:8], "split": run.split, "route": m.route,
-                "condition": m.condition})
+                "run": run_id(run), **values, **({"grader": grader} if differ else {}), "ia": run.ia[:8],
+                "split": run.split, "route": m.route, "condition": m.condition})
             row |= {name: m.value, f"{name}_low": m.low, f"{name}_high": m.high, f"{name}_n": m.n}
         rows += by_condition.values()
     df = pd.DataFrame(rows)
@@ -256,26 +265,45 @@ def to_markdown(df: pd.DataFrame) -> str:
     return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".2f", missingval="")
 
 
-def reading(rows: Iterable[MetricRow], route: str) -> list[str]:
+def reading(rows: Iterable[MetricRow], route: str, power: Mapping[str, Any] | None = None) -> list[str]:
     """Two lines that say what a run's pooled verbalization shows: the IA's, against the best
     baseline's and the base model's false positives, and whether its interval clears every
-    baseline (none for a run without a scored IA)."""
+    baseline (none for a run without a scored IA); with `power` (RunResults.headline_power), a
+    third: the smallest difference from that baseline its organisms could tell from zero."""
     pooled, fpr = headline_rows(list(rows), route)
-    ia = pooled.pop("ia", None)
-    baselines = {c: r.value for c, r in pooled.items() if not pd.isna(r.value)}
-    if ia is None or pd.isna(ia.value) or not baselines:
+    ia, best = pooled.get("ia"), best_baseline(rows, route)
+    baselines = {c: r.value for c, r in pooled.items() if c != "ia" and not pd.isna(r.value)}
+    if ia is None or pd.isna(ia.value) or best is None:
         return []
-    best = max(baselines, key=baselines.get)
     claims = f"; the base model under the IA claims one in {fpr.value:.2f} of its {fpr.n} reports" if fpr else ""
     first = (f"Reading: with the IA, the self-reports name {ia.value:.2f} [{ia.low:.2f}, {ia.high:.2f}] of the "
              f"{ia.n} held-out organisms' own behaviors; the best baseline ({best}) {baselines[best]:.2f}{claims}.")
     if ia.n < 2 or pd.isna(ia.low):
         return [first, "One organism gives no interval: the run shows nothing either way."]
     if ia.low > baselines[best]:
-        return [first, "Its interval lies above every baseline: the reports carry what each organism learned, "
-                       "which neither the question, the family's typical answer nor another organism's report does."]
-    return [first, f"Its interval reaches the {best} baseline's {baselines[best]:.2f}: this run does not show "
-                   "that the IA beats it."]
+        second = ("Its interval lies above every baseline: the reports carry what each organism learned, "
+                  "which neither the question, the family's typical answer nor another organism's report does.")
+    else:
+        second = (f"Its interval reaches the {best} baseline's {baselines[best]:.2f}: this run does not show "
+                  "that the IA beats it.")
+    return [first, second, *power_sentence(power)]
+
+
+def best_baseline(rows: Iterable[MetricRow], route: str) -> str | None:
+    """The baseline condition with the highest pooled verbalization (None without one)."""
+    pooled, _ = headline_rows(list(rows), route)
+    baselines = {c: r.value for c, r in pooled.items() if c != "ia" and not pd.isna(r.value)}
+    return max(baselines, key=baselines.get) if baselines else None
+
+
+def power_sentence(power: Mapping[str, Any] | None) -> list[str]:
+    """"With 8 organisms a difference from the prefill baseline below 0.31 cannot be told from zero
+    (...)": what a run's headline comparison could have found (none without one)."""
+    if not power or power.get("mde") is None or pd.isna(power["mde"]):
+        return []
+    need = f"; the observed {power['difference']:+.2f} needs {power['needed']}" if power.get("needed") else ""
+    return [f"With {power['n']} organisms a difference from the {power['baseline']} baseline below "
+            f"{power['mde']:.2f} cannot be told from zero (80% power, 5% two-sided){need}."]
 
 
 def family_summary(table: pd.DataFrame) -> pd.DataFrame:

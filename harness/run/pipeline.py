@@ -15,10 +15,18 @@ from harness.core import run_folder, tracking
 from harness.core.config import Config
 from harness.core.provenance import environment
 from harness.core.record_io import save_record, write_jsonl
-from harness.core.records import BaseModelCard, ExcludedOrganism, IACard, MetricRow, OrganismCard, RunResults
+from harness.core.records import (
+    BaseModelCard,
+    ExcludedOrganism,
+    IACard,
+    MetricRow,
+    OrganismCard,
+    RunResults,
+    headline_rows,
+)
 from harness.core.store import write_text
 from harness.lm import models
-from harness.measure import metrics
+from harness.measure import compare, grading, metrics
 from harness.report import leaderboard
 from harness.run.dag import ALL, execute
 from harness.run.stage import Run
@@ -42,6 +50,17 @@ class RunResult:
     run_id: str
     scored: list[OrganismCard]
     """The evaluation organisms whose self-reports were scored."""
+    headline_power: dict
+    """RunResults.headline_power."""
+
+
+def headline_power(reports, rows: list[MetricRow], route: str) -> dict:
+    """The IA against its best baseline (the headline's comparison), paired by organism; {} when
+    the run scored no IA or no baseline."""
+    best = leaderboard.best_baseline(rows, route)
+    if "ia" not in headline_rows(rows, route)[0] or best is None:
+        return {}
+    return {"baseline": best, **asdict(compare.against_baseline(reports, best, route))}
 
 
 def tracked_config(cfg: Config, overrides: dict[str, str]) -> dict:
@@ -94,7 +113,8 @@ def run(cfg: Config, progress: bool = True, overrides: dict[str, str] | None = N
         (base,), (ia,) = done["base"], done["ia"]
         own = list(r.own_route(done["organisms"]).values())
         return report(cfg, out, base, own, organisms_table(done["organisms"]), ia,
-                      evaluation_organisms(r, done["organisms"]), merge(done["probe"]), identity, wb)
+                      evaluation_organisms(r, done["organisms"]), merge(done["probe"]), identity, wb,
+                      grading.grader_record(cfg.probe.grader, cfg.probe.judge_model, r.targets))
 
 
 def base_name(card: BaseModelCard) -> str:
@@ -122,7 +142,7 @@ class RunIdentity:
 
 def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard], table: pd.DataFrame,
            ia: IACard, evaluate: list[OrganismCard], probe: ProbeResult, identity: RunIdentity,
-           wb) -> RunResult:
+           wb, grader: dict) -> RunResult:
     """Metrics, self-reports and the leaderboard into the run folder, and one W&B run. Only the
     evaluation organisms whose implant took are scored (`probe.only_implanted`); the others are
     listed in metrics.json with their strength."""
@@ -136,6 +156,7 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
                          reports=[r for r in probe.reports if (r.route, r.model) not in dropped],
                          samples=[s for s in probe.samples if (s.route, s.model) not in dropped])
     rows = metrics.summarize(scored.reports, scored.behaviors, cfg.split.name, cfg.probe.report_threshold)
+    power = headline_power(scored.reports, rows, cfg.organism.route)
     write_jsonl(out / "self_reports.jsonl", scored.reports)
     write_jsonl(out / "behavior_rows.jsonl", scored.behaviors)
     write_jsonl(out / "probe_samples.jsonl", scored.samples)
@@ -146,7 +167,9 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
         excluded=excluded, environment=environment(), run_id=identity.run_id, command=identity.command,
         started=identity.started, base_model=base_name(base), seed=cfg.seed, wandb=tracking.where(wb, out),
         divergences=metrics.divergences(scored.reports, scored.behaviors, cfg.probe.report_threshold),
-        distinct_reports=metrics.distinct_table(scored.reports)))
+        distinct_reports=metrics.distinct_table(scored.reports), headline_power=power, grader=grader,
+        decoding={"temperature": cfg.probe.temperature, "max_new_tokens": cfg.probe.max_new_tokens,
+                  **({"samples": cfg.probe.samples} if cfg.probe.temperature > 0 else {})}))
     board = leaderboard.leaderboard(leaderboard.load_results([out]))
     leaderboard.write(board, out)
 
@@ -158,4 +181,4 @@ def report(cfg: Config, out: Path, base: BaseModelCard, cards: list[OrganismCard
     tracking.log_table(wb, "self_reports", scored.reports)
     return RunResult(base=base, organisms=cards, ia=ia, table=table, leaderboard=board, output_dir=out, metrics=rows,
                      wandb=tracking.address(wb, out), run_id=identity.run_id,
-                     scored=[c for c in evaluate if (c.route, c.behavior_id) not in dropped])
+                     scored=[c for c in evaluate if (c.route, c.behavior_id) not in dropped], headline_power=power)
