@@ -24,15 +24,18 @@ _REPEATS = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, sre_parse.POSSESSIVE_REP
 
 
 def nested_repeat(pattern: str, flags: int = 0) -> str | None:
-    """The first repeated part of `pattern` that holds another repeat (None: none does), as
-    written in the pattern's parse; the pattern must compile."""
-    def walk(items, inside_repeat: bool) -> str | None:
+    """What makes `pattern`'s matching time exponential, if anything: a repeated part of it that
+    holds another repeat, one of the two unbounded (None: none does); the pattern must compile."""
+    def walk(items, inside_repeat: str | None) -> str | None:
         for op, arg in items:
             if op in _REPEATS:
                 low, high, body = arg
-                if inside_repeat and high > 1:
+                # an unbounded repeat inside any repeat, or any repeat inside an unbounded one;
+                # bounded in bounded ((x{2}){3}) is a fixed number of ways
+                if inside_repeat and high > 1 and (inside_repeat == "unbounded" or high == sre_parse.MAXREPEAT):
                     return "a repeat inside a repeated group"
-                found = walk(body, inside_repeat or high > 1)
+                kind = "unbounded" if high == sre_parse.MAXREPEAT else "bounded" if high > 1 else inside_repeat
+                found = walk(body, "unbounded" if inside_repeat == "unbounded" else kind)
                 if found:
                     return found
             elif op == sre_parse.SUBPATTERN:
@@ -50,7 +53,7 @@ def nested_repeat(pattern: str, flags: int = 0) -> str | None:
                     return found
         return None
 
-    return walk(sre_parse.parse(pattern, flags), False)
+    return walk(sre_parse.parse(pattern, flags), None)
 
 
 def check(pattern: str, where: str) -> None:
