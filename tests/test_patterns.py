@@ -30,10 +30,10 @@ def test_every_shipped_pattern_passes():
 def test_a_slow_match_stops_within_its_budget_and_names_the_pattern(monkeypatch):
     """An alternation of overlapping branches under a repeat passes the check and still backtracks
     exponentially ((\\w|\\w\\w)*: the Fibonacci numbers of paths); the budget stops it."""
-    monkeypatch.setattr(patterns, "MATCH_BUDGET_S", 0.05)
+    monkeypatch.setattr(patterns, "MATCH_BUDGET_S", 1.0)  # the slow match needs hours, the fast microseconds
     slow = r"^(\w|\w\w)*$"
     assert patterns.nested_repeat(slow) is None
-    with pytest.raises(ConfigError, match=r"family 'quirks', kind 'x': text_evidence .* took over 0.05 s"):
+    with pytest.raises(ConfigError, match=r"family 'quirks', kind 'x': text_evidence .* took over 1 s"):
         patterns.search(slow, "a" * 60 + "!", True, "family 'quirks', kind 'x'")
     assert patterns.search(slow, "a" * 60, True, "w")  # a match is still found
 

@@ -154,8 +154,8 @@ KEY = re.compile(r"[0-9a-f]{16}")
 
 
 MAX_CARD_BYTES = 64 * 2**20
-"""The largest card read: a card holds a record and its files' checksums (a base model's stored
-answers, the largest, take well under a MiB); a larger file is no card, and is not read."""
+"""The largest card read: a card holds a record and its files' checksums (the largest of a full
+`preset=real` run's store is 13 KB); a larger file is no card, and is not read."""
 
 
 class OversizedCard(ValueError):
