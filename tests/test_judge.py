@@ -67,6 +67,41 @@ def test_a_run_graded_by_the_judge(micro_base, tmp_path, families):
         assert r.verbalized == judge(family, family.behavior(r.model), r.report), r
 
 
+def test_regrading_with_the_rules_gives_back_the_runs_own_grades(micro_base, tmp_path):
+    """grading.regrade with the grader that graded the run reproduces every report's grades
+    (what it names, identifies, and whether it names its own behavior) against the run's
+    evaluation behaviors."""
+    import json
+
+    from harness.families import build_families
+    from harness.measure.grading import regrade, rules
+
+    cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases]",
+                         "max_behaviors_per_family=3", "organism.steps=2", "organism.probe_prompts=4",
+                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
+                         "probe.only_implanted=false", "probe.behavior_prompts=2",
+                         "probe.max_new_tokens=4", "logger=none")
+    run = tmp_path / "run"
+    pipeline.run(replace(cfg, output_dir=str(run)), progress=False)
+    reports = read_jsonl(run / "self_reports.jsonl", ReportRow)
+    families = build_families(cfg.families, cfg.model.free_text)
+    evaluated = json.loads((run / "metrics.json").read_text())["eval_organisms"]
+    candidates = [(families[i.split("/")[0]], families[i.split("/")[0]].behavior(i)) for i in evaluated]
+    again = regrade(reports, candidates, rules)
+    assert [(r.verbalized, r.identified, set(r.mentioned)) for r in again] == \
+        [(r.verbalized, r.identified, set(r.mentioned)) for r in reports]
+    # reports that describe an evaluation behavior: their own organism's, or another's
+    organisms = [r for r in reports if r.model != "base"]
+    other = {r.model: next(b for _, b in candidates if b.id != r.model) for r in organisms}
+    said = [replace(r, report=(families[r.family].behavior(r.model) if i % 2 else other[r.model]).descriptions[0])
+            for i, r in enumerate(organisms)]
+    graded = regrade(said, candidates, rules)
+    assert [r.verbalized for r in graded] == [bool(i % 2) for i in range(len(graded))]
+    assert all(r.identified == (r.model if i % 2 else other[r.model].id) for i, r in enumerate(graded))
+    never = regrade(reports, candidates, lambda _f, _b, _r: False)
+    assert not any(r.verbalized or r.mentioned for r in never)
+
+
 def test_agreement_counts_and_kappa():
     from harness.measure.metrics import agreement
 
@@ -96,6 +131,11 @@ def test_harness_agreement_on_a_run(micro_base, tmp_path, capsys):
     pipeline.run(replace(cfg, output_dir=str(run)), progress=False)
     own = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
     own = [r for r in own if r["model"] != "base"]
+    (run / "metrics_judge.json").write_text("a user's file")
+    assert main(["agreement", str(run), "--judge-model", micro_base.name_or_path]) == 2  # not the harness's: kept
+    assert "the harness did not write it" in capsys.readouterr().err
+    assert (run / "metrics_judge.json").read_text() == "a user's file"
+    (run / "metrics_judge.json").unlink()
     assert main(["agreement", str(run), "--judge-model", micro_base.name_or_path]) == 0
     figures = json.loads((run / "agreement_judge.json").read_text())
     evaluated = len({r["model"] for r in own})
@@ -104,5 +144,18 @@ def test_harness_agreement_on_a_run(micro_base, tmp_path, capsys):
     assert figures["n"] == len(own) + evaluated * base
     assert figures["both"] + figures["only_a"] + figures["only_b"] + figures["neither"] == figures["n"]
     assert "Cohen's kappa" in capsys.readouterr().out
+    # the run's metrics as the judge scores them, beside the rules' (never over them): a leaderboard row each
+    rules_results = (run / "metrics.json").read_text()
+    regraded = json.loads((run / "metrics_judge.json").read_text())
+    assert regraded["grader"]["name"] == "judge" and json.loads(rules_results)["grader"]["name"] == "rules"
+    assert regraded["run_id"] == json.loads(rules_results)["run_id"]
+    judged = [json.loads(line) for line in (run / "self_reports_judge.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["report"]) for r in judged] == [(r["model"], r["report"]) for r in
+                                                          map(json.loads, (run / "self_reports.jsonl").read_text().splitlines())]
+    assert main(["leaderboard", str(run), "--format", "json"]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out)["rows"] if r["condition"] == "ia"]
+    assert sorted(r["grader"].split()[0] for r in rows) == ["judge", "rules"]
+    assert main(["agreement", str(run), "--judge-model", micro_base.name_or_path]) == 0  # its own files: replaced
+    assert (run / "metrics.json").read_text() == rules_results
     assert main(["agreement", str(run), "--grader", "rules"]) == 2
     assert main(["agreement", str(tmp_path), "--judge-model", micro_base.name_or_path]) == 2

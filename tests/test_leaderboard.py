@@ -8,14 +8,14 @@ from harness.cli import main
 from harness.report import leaderboard, sweep_summary
 
 
-def write_run(folder, ia, value, overrides=None, group=None, run_id="", low=0, high=1):
+def write_run(folder, ia, value, overrides=None, group=None, run_id="", low=0, high=1, **fields):
     folder.mkdir(parents=True)
     metrics = [{"split": "s", "condition": c, "family": f, "metric": m, "value": value, "low": low, "high": high,
                 "n": 4} for c in ("ia", "no_ia") for f in ("preferences", "all") for m in leaderboard.METRICS]
     metrics += [{"split": "s", "condition": c, "family": "base", "metric": "false_positive_rate", "value": 0.0,
                  "low": 0, "high": 1, "n": 4} for c in ("ia", "no_ia")]
     record = {"schema_version": leaderboard.SCHEMA_VERSION, "split": "s", "ia": ia, "metrics": metrics,
-              "group": group, "run_id": run_id}
+              "group": group, "run_id": run_id, **fields}
     (folder / leaderboard.RESULTS_FILE).write_text(json.dumps(record))
     if overrides:
         (folder / ".hydra").mkdir()
@@ -186,6 +186,47 @@ def test_a_sweep_over_seeds_reports_the_mean_and_interval_across_seeds(tmp_path,
     assert "over seeds" in capsys.readouterr().out
     assert "0.20 [-0.05, 0.45]" in (tmp_path / "sweep" / "seeds.md").read_text()
     assert sweep_summary.seed_summary(results[:1]).empty  # one run: nothing swept
+
+
+def test_the_leaderboard_pools_runs_over_their_seeds(tmp_path, capsys):
+    """`harness leaderboard --over-seeds`: runs that differ in seed (made one by one, not as a
+    sweep) are one row per condition, the mean with a t interval over the seeds; runs of one seed
+    are refused, and so are options it would ignore."""
+    for seed, value in enumerate([0.1, 0.2, 0.3]):
+        write_run(tmp_path / "runs" / str(seed), f"ia{seed}", value, [f"seed={seed}", "preset=real"])
+    assert main(["leaderboard", str(tmp_path / "runs"), "--over-seeds", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 runs over 3 seeds" in printed and "0.20 [-0.05, 0.45]" in printed
+    assert "0.20 [-0.05, 0.45]" in (tmp_path / "out" / "seeds.md").read_text()
+    assert main(["leaderboard", str(tmp_path / "runs"), "--over-seeds", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    ia = next(r for r in rows if (r["condition"], r["family"], r["metric"]) == ("ia", "all", "verbalization"))
+    assert (ia["n"], ia["unit"]) == (3, "seeds") and ia["value"] == pytest.approx(0.2)
+    assert main(["leaderboard", str(tmp_path / "runs" / "0"), "--over-seeds"]) == 2
+    assert "do not differ in seed" in capsys.readouterr().err
+    assert main(["leaderboard", str(tmp_path / "runs"), "--over-seeds", "--sort", "quirks"]) == 2
+    assert "--over-seeds takes" in capsys.readouterr().err
+
+
+def test_a_sweep_tables_each_runs_headline_power_with_holm_over_the_runs(tmp_path, capsys):
+    """Each run's IA against its best baseline (metrics.json's headline_power) is a row of the
+    sweep's power table, in the swept values' order, its p Holm-corrected over the sweep's runs
+    (p 0.01, 0.04, 0.03 -> 0.03, 0.06, 0.06: worked by hand); a run without one has no row."""
+    for i, (rank, p) in enumerate([(16, 0.04), (4, 0.01), (64, 0.03)]):
+        power = {"baseline": "no_ia", "family": "all", "n": 20, "a": 0.05, "b": 0.5, "difference": 0.45,
+                 "low": 0.3, "high": 0.6, "p": p, "sd": 0.4, "mde": 0.27 + i / 100, "needed": 8, "p_adjusted": None,
+                 "clusters": 1}
+        write_run(tmp_path / "sweep" / str(i), f"ia{i}", 0.5, [f"ia.rank={rank}"], headline_power=power)
+    write_run(tmp_path / "sweep" / "3", "ia3", 0.5, ["ia.rank=8"])  # no headline: no row
+    table = sweep_summary.power_table(leaderboard.load_results([tmp_path / "sweep"]))
+    assert list(table["ia.rank"]) == ["4", "16", "64"]
+    assert list(table["p holm"]) == pytest.approx([0.03, 0.06, 0.06])
+    assert list(table.mde) == pytest.approx([0.28, 0.27, 0.29]) and list(table.needed) == [8, 8, 8]
+    assert main(["leaderboard", "--sweep", str(tmp_path / "sweep")]) == 0
+    printed = capsys.readouterr().out
+    assert "Holm-corrected over the runs" in printed and "+0.45 [+0.30, +0.60]" in printed
+    assert "0.060" in (tmp_path / "sweep" / "power.md").read_text()
+    assert sweep_summary.power_table(leaderboard.load_results([tmp_path / "sweep" / "3"])).empty
 
 
 def test_wandb_summary_keys_give_back_route_condition_and_interval():

@@ -19,6 +19,7 @@ examples:
   harness leaderboard --ci --sort quirks               # values with 95% intervals and n, best quirks first
   harness leaderboard --condition ia --sort verbalization          # the IA's rows, best first
   harness leaderboard --format json > board.json       # every column (csv, json): intervals, n, direction
+  harness leaderboard multirun/seeds --over-seeds      # runs that differ in seed: one row, mean [t interval over seeds]
   harness leaderboard --group ia_rank-2026-11-27_10-00-00-4321    # the runs of one sweep's W&B group
   harness leaderboard --from-wandb me/introspection-harness          # from W&B (the API, or offline files)
 """
@@ -57,6 +58,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sort", metavar="METRIC", help="best first by a metric column (all/verbalization), a "
                    "metric (hallucination: all/hallucination) or a family (quirks: quirks/verbalization); "
                    "lower is better for hallucination, denial and the base FPR")
+    p.add_argument("--over-seeds", action="store_true",
+                   help="runs that differ only in seed as one row: each metric's mean over the seeds with a t "
+                   "interval over them (the spread between seeds counts); csv/json: every metric and family")
     p.add_argument("--log", action="store_true",
                    help="with --sweep or --group: also log the table and plot as a W&B run (job type sweep)")
 
@@ -72,8 +76,12 @@ def command(a: argparse.Namespace) -> int:
         raise ConfigError(f"--ci goes with --format md (--format {a.format} holds every interval already)")
     if a.metric != "verbalization" and a.format != "md":
         raise ConfigError(f"--metric goes with --format md (--format {a.format} holds every metric already)")
+    if a.over_seeds and (sweep is not None or group is not None or source is not None or a.condition or a.sort
+                         or a.ci or a.metric != "verbalization"):
+        raise ConfigError("--over-seeds takes run folders and --format, --out only (it pools the runs' seeds; "
+                          "--sweep writes a sweep's seeds.md itself)")
     if out is not None and sweep is None and group is None:  # a sweep's summary checks its own files
-        check_out(out)
+        check_out(out, seeds=a.over_seeds)
     if source is not None:
         from harness.report.wandb_runs import load_wandb_results
 
@@ -91,7 +99,9 @@ def command(a: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"no such folder: {missing[0]}")
     folders = [Path(a) for a in args] or [f for f in (Path("outputs"), Path("multirun")) if f.is_dir()]
-    results = leaderboard.load_results(folders, progress=sys.stderr.isatty())
+    # a plain table shows a run's results as every grader scored them (`harness agreement`), each its own row
+    plain = sweep is None and group is None
+    results = leaderboard.load_results(folders, progress=sys.stderr.isatty(), regraded=plain)
     if group is not None:
         results = leaderboard.in_group(results, group) or no_group(results, group)
     if not results:
@@ -109,7 +119,34 @@ def command(a: argparse.Namespace) -> int:
         if logged:
             print(f"W&B run (job type sweep): {logged}", file=sys.stdout if a.format == "md" else sys.stderr)
         return 0
+    if a.over_seeds:
+        return show_seeds(results, a.format, out)
     return show(leaderboard.leaderboard(results), a, "by run and condition", out)
+
+
+def show_seeds(results, fmt: str, out: Path | None) -> int:
+    """Print the runs pooled over their seeds (the seed summary) and write it under `out`."""
+    from harness.core import manifest
+    from harness.core.store import strict_dumps
+    from harness.report import sweep_summary
+
+    summary = sweep_summary.seed_summary(results)
+    if summary.empty:
+        raise ConfigError(f"--over-seeds: the {len(results)} runs do not differ in seed (their overrides name "
+                          "no seed=...): nothing to pool")
+    if fmt == "md":
+        print(f"{len(results)} runs over {int(summary.n.max())} seeds: mean [95% t interval over seeds] of the "
+              "pooled metrics")
+        print(sweep_summary.seed_table(summary).to_markdown(index=False))
+    else:
+        print(summary.to_csv(index=False) if fmt == "csv" else
+              strict_dumps(summary.to_dict("records"), indent=1))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        written = sweep_summary.write_seeds(results, out)
+        manifest.record(out, [p.name for p in written])
+        print(f"\nwritten to {', '.join(map(str, written))}", file=sys.stdout if fmt == "md" else sys.stderr)
+    return 0
 
 
 def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
@@ -132,14 +169,16 @@ def show(board, a: argparse.Namespace, rows: str, out: Path | None) -> int:
     return 0
 
 
-def check_out(out: Path) -> None:
-    """`--out` must be a folder (or none yet) whose leaderboard files, if any, the harness wrote."""
+def check_out(out: Path, seeds: bool = False) -> None:
+    """`--out` must be a folder (or none yet) whose leaderboard files (`seeds`: seed summary), if
+    any, the harness wrote."""
     from harness.core import manifest
     from harness.report.leaderboard import FORMATS
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
-    manifest.check_replaceable(out, [f"leaderboard.{ext}" for ext in FORMATS], "leaderboard --out")
+    names = ["seeds.md", "seeds.csv"] if seeds else [f"leaderboard.{ext}" for ext in FORMATS]
+    manifest.check_replaceable(out, names, "leaderboard --out")
 
 
 def no_group(results, group: str) -> list:

@@ -10,10 +10,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import ConfigError
+from harness.core.records import ReportRow
 from harness.core.registry import Registry
 from harness.families import Behavior, Family
 from harness.families import reports as report_rules
@@ -143,6 +145,18 @@ class Grades(dict):
         accepted = set(named)
         self[report] = named, identify(report, self.candidates, lambda _f, b, _r: b.id in accepted)
         return self[report]
+
+
+def regrade(reports: Sequence[ReportRow], candidates: Sequence[tuple[Family, Behavior]],
+            grader: Grader) -> list[ReportRow]:
+    """A run's self-reports graded again by `grader` against `candidates` (the run's evaluation
+    behaviors): the behaviors each names, the one it identifies, whether it names its own
+    organism's. Whether it names a backdoor's trigger, or its organism's kind, stays as the
+    family's rules read it (those two are the rules' own measures)."""
+    prepare(grader, list(dict.fromkeys(r.report for r in reports)), candidates)
+    grades = Grades(candidates, grader)
+    return [replace(r, verbalized=r.model in grades[r.report][0], identified=grades[r.report][1],
+                    mentioned=list(grades[r.report][0])) for r in reports]
 
 
 def grader_record(name: str, judge_model: str | None, targets: Sequence[tuple[Family, Behavior]]) -> dict[str, Any]:

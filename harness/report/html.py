@@ -291,6 +291,9 @@ def sweep_sections(folder: Path) -> list[tuple[str, str]]:
                  + legend()),
                 ("sweep comparison (95% interval, n organisms; ↓ lower is better)",
                  table(leaderboard.compact(board, ci=True), wide=True))]
+    power = sweep_summary.power_table(results)
+    if not power.empty:
+        sections.append((f"power: {sweep_summary.POWER_NOTE}", table(sweep_summary.power_view(power), wide=True)))
     if (folder / "sweep.png").is_file():
         sections.append(("scaling curve", png_bytes((folder / "sweep.png").read_bytes(), "sweep plot")))
     for run, values in zip(results, leaderboard.swept_values(results), strict=True):

@@ -24,6 +24,8 @@ METRICS = ("verbalization", "specificity", "identification", "confession", "hall
 # the share of distinct reports an organism gave.
 POOLED = ("denial", "trigger", "distinct")
 RESULTS_FILE = "metrics.json"
+REGRADED = "metrics_*.json"
+"""A run's results as another grader scores them, beside its own (`harness agreement`)."""
 INTERVAL = ("", "_low", "_high", "_n")
 """A metric column's own value, then its interval and number of units, as column suffixes."""
 FPR = "base/false_positive_rate"
@@ -48,19 +50,26 @@ def swept_values(results: list[RunResults]) -> list[dict[str, str]]:
     return [{k: p.get(k, "") for k in keys} for p in pairs]
 
 
-def load_results(folders: Iterable[Path], progress: bool = False) -> list[RunResults]:
+def regraded_file(grader: str) -> str:
+    """The name of a run's results as `grader` scores them."""
+    return REGRADED.replace("*", grader)
+
+
+def load_results(folders: Iterable[Path], progress: bool = False, regraded: bool = False) -> list[RunResults]:
     """Every run's aggregate results under the given folders (searched recursively, but not inside
     a run's own folder), with the Hydra overrides that made the run when its
-    `.hydra/overrides.yaml` is there (`progress`: a bar over the runs)."""
+    `.hydra/overrides.yaml` is there (`progress`: a bar over the runs); with `regraded`, after each
+    run's own results, its results as other graders score them (`metrics_<grader>.json`)."""
     runs = [p for folder in folders for p in outermost(sorted(Path(folder).rglob(RESULTS_FILE)))]
     out = []
     with progress_bar(runs, "reading runs", progress and len(runs) > 1, unit="run") as bar:
         for path in bar:
-            record = read_results(path)
-            record.path = str(path.parent)
             overrides = path.parent / ".hydra" / "overrides.yaml"
-            record.overrides = read_overrides(overrides) if overrides.is_file() else []
-            out.append(record)
+            made_by = read_overrides(overrides) if overrides.is_file() else []
+            for each in [path, *(sorted(path.parent.glob(REGRADED)) if regraded else [])]:
+                record = read_results(each)
+                record.path, record.overrides = str(path.parent), made_by
+                out.append(record)
     return out
 
 

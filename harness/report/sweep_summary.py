@@ -1,5 +1,6 @@
 """A sweep's summary, from its runs' results: the swept values as columns (`sweep.md`, `.csv`,
-`.json`), the plot of the IA's verbalization against the swept value, and over seeds the seed
+`.json`), each run's IA against its best baseline with what it could have found (`power.md`,
+`.csv`), the plot of the IA's verbalization against the swept value, and over seeds the seed
 summary (`seeds.md`, `.csv`)."""
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from harness.core.config import LoggerConfig
 from harness.core.records import RunResults
 from harness.core.store import write_atomic, write_text
 from harness.measure.metrics import across_seeds
+from harness.measure.power import holm
 from harness.report.leaderboard import (
     FPR,
     METRICS,
     POOLED,
     compact,
+    grader_label,
     id_columns,
     leaderboard,
+    run_id,
     swept_values,
     to_markdown,
     value_columns,
@@ -48,16 +52,57 @@ def sweep_table(results: list[RunResults]) -> pd.DataFrame:
     return df.iloc[order].reset_index(drop=True)
 
 
+def power_table(results: list[RunResults]) -> pd.DataFrame:
+    """Per run, by its swept values (in the sweep table's order): the IA against its best baseline
+    on the held-out organisms (RunResults.headline_power), the paired difference with its 95%
+    interval, the sign-flip p-value and that p Holm-corrected over the sweep's runs, the minimum
+    detectable effect (80% power, 5% two-sided) and the organisms the observed difference would
+    need. Runs without a headline comparison have no row."""
+    rows = [{"run": run_id(r), **values, "baseline": h["baseline"], "n": h["n"], "ia": h["b"],
+             "baseline value": h["a"], "difference": h["difference"], "low": h["low"], "high": h["high"],
+             "p": h["p"], "mde": h["mde"], "needed": h["needed"]}
+            for r, values in zip(results, swept_values(results), strict=True) if (h := r.headline_power)]
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    df.insert(df.columns.get_loc("p") + 1, "p holm", holm([float(p) for p in df.p]))
+    keys = [k for k in swept_values(results)[0] if k in df.columns]
+    order = sorted(range(len(df)), key=lambda i: [_sort_key(str(df.at[i, k])) for k in keys])
+    return df.iloc[order].reset_index(drop=True)
+
+
+POWER_NOTE = ("the IA minus its best baseline per run, paired by organism (95% interval; p: sign flips, p holm: "
+              "Holm-corrected over the runs); mde: the smallest difference the run's organisms could tell from "
+              "zero (80% power, 5% two-sided); needed: the organisms the observed difference would need")
+
+
+def power_view(df: pd.DataFrame) -> pd.DataFrame:
+    """The power table for reading, every value as text: the difference as `+0.49 [+0.30, +0.69]`,
+    p-values to 3 places, rates and the MDE to 2."""
+    def fixed(values, places: int) -> list[str]:
+        return ["" if pd.isna(v) else f"{v:.{places}f}" for v in values]
+
+    return df.drop(columns=["low", "high"]).assign(
+        difference=[f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in zip(df.difference, df.low, df.high,
+                                                                               strict=True)],
+        ia=fixed(df.ia, 2), **{"baseline value": fixed(df["baseline value"], 2), "p holm": fixed(df["p holm"], 3)},
+        p=fixed(df.p, 3), mde=fixed(df.mde, 2), needed=["" if pd.isna(x) else str(int(x)) for x in df.needed])
+
+
 def seed_summary(results: list[RunResults]) -> pd.DataFrame:
-    """For a sweep over `seed` (each seed a whole experiment: split, base model, organisms, IA):
-    every metric's mean over the seeds with a Student t interval (`n` counts seeds), per value of
-    the other swept parameters, route, condition and family. Empty when the seed is not swept."""
+    """For runs that differ in `seed` (each seed a whole experiment: split, base model, organisms,
+    IA): every metric's mean over the seeds with a Student t interval over them, so the spread
+    between seeds is in it (`n` counts seeds), per value of the other swept parameters (and the
+    grader, when the runs' results are graded differently), route, condition and family. Empty
+    when the seed is not swept."""
     swept = swept_values(results)
     if not swept or "seed" not in swept[0]:
         return pd.DataFrame()
+    graders = [grader_label(run) for run in results]
+    differ = len(set(graders)) > 1  # a run's results as two graders score them: never pooled together
     groups: dict[tuple, list[float]] = {}
-    for run, values in zip(results, swept, strict=True):
-        others = tuple((k, v) for k, v in values.items() if k != "seed")
+    for run, values, grader in zip(results, swept, graders, strict=True):
+        others = tuple((k, v) for k, v in values.items() if k != "seed") + ((("grader", grader),) if differ else ())
         for m in run.metrics:
             groups.setdefault((others, m.route, m.condition, m.family, m.metric), []).append(m.value)
     rows = []
@@ -147,7 +192,7 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
-SWEEP_FILES = ("sweep.md", "sweep.csv", "sweep.json", "sweep.png", "seeds.md", "seeds.csv")
+SWEEP_FILES = ("sweep.md", "sweep.csv", "sweep.json", "power.md", "power.csv", "sweep.png", "seeds.md", "seeds.csv")
 """What a sweep's summary writes into the sweep folder."""
 
 
@@ -164,7 +209,7 @@ def write_sweep(results: list[RunResults], folder: Path,
     written = write(df, folder, "sweep")
     png = plot_sweep(df, folder / "sweep.png")
     logged = tracking.log_sweep(logger, folder, df, png) if logger is not None else ""
-    written = [*written, *([png] if png else []), *write_seeds(results, folder)]
+    written = [*written, *write_power(results, folder), *([png] if png else []), *write_seeds(results, folder)]
     manifest.record(folder, [p.name for p in written])
     return df, written, logged
 
@@ -172,10 +217,25 @@ def write_sweep(results: list[RunResults], folder: Path,
 def sweep_text(table: pd.DataFrame, written: list[Path]) -> str:
     """What a sweep prints: its compact table, the seed summary when there is one, the files."""
     text = "verbalization per family, by swept value and condition\n" + to_markdown(compact(table))
+    power = [p for p in written if p.name == "power.md"]
+    if power:
+        text += "\n\n" + power[0].read_text()
     seeds = [p for p in written if p.name == "seeds.md"]
     if seeds:
         text += "\n\nover seeds: mean [95% t interval] of the pooled metrics (n = seeds)\n" + seeds[0].read_text()
     return text + f"\nwritten to {', '.join(map(str, written))}"
+
+
+def write_power(results: list[RunResults], folder: Path) -> list[Path]:
+    """`power.md` (the power table for reading, under its note) and `power.csv` (every column);
+    nothing when no run has a headline comparison."""
+    df = power_table(results)
+    if df.empty:
+        return []
+    md, csv = folder / "power.md", folder / "power.csv"
+    write_text(md, f"{POWER_NOTE}\n{power_view(df).to_markdown(index=False, disable_numparse=True)}\n")
+    write_text(csv, df.to_csv(index=False))
+    return [md, csv]
 
 
 def write_seeds(results: list[RunResults], folder: Path) -> list[Path]:
