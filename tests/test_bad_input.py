@@ -69,6 +69,8 @@ COMMAND_LINES = [
     (["run", "organism.dropout=-0.1"], "organism.dropout"),
     (["run", "split.train_fraction=2"], "split.train_fraction"),
     (["run", "ia.train_templates=12"], "ia.train_templates"),
+    (["run", "probe.questions=28"], "probe.questions=28 but the IA leaves 27 held-out questions"),
+    (["run", "probe.questions=0"], "probe.questions must be > 0"),
     (["run", "model.num_heads=3"], "divisible"),
     (["run", "model=hf"], "name_or_path"),  # missing or unusable values
     (["run", "model=hf", "model.name_or_path=/no/such/model"], "model.name_or_path=/no/such/model: no such folder"),

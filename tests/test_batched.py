@@ -142,6 +142,54 @@ def test_loaded_adapters_of_different_ranks_route_rows_and_the_empty_slot_is_the
         assert torch.allclose(got[k], expected[k], atol=1e-5), (k, (got[k] - expected[k]).abs().max())
 
 
+def test_summed_slots_are_peft_cat_combinations_and_generate_as_peft_would(setup, tmp_path):
+    """StackedLoRA.sums: an organism on some layers (regex targets) and the IA on all of them, as
+    slots [organism], [organism, IA], [IA] and [] (none), give the logits of peft's adapters and
+    of their `cat` combination (the probe's organism+IA); slot_answers generates each slot's
+    answers, many slots in one batch, as peft generates with each adapter alone."""
+    from peft import LoraConfig
+
+    from harness.measure.observe import slot_answers
+    from harness.train.adapters import combine_with_ia
+
+    base, tok, items, _ = setup
+    configs = {"org": LoraConfig(r=2, lora_alpha=8, target_modules=r".*layers\.0\.self_attn\..*_proj", init_lora_weights=False),
+               "ia": LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", init_lora_weights=False)}
+    for i, (name, config) in enumerate(configs.items()):
+        torch.manual_seed(i)
+        model = get_peft_model(base, config)
+        model.save_pretrained(tmp_path / name, safe_serialization=True)
+        model.unload()
+    peft = PeftModel.from_pretrained(models.load_model(models_path(base)), tmp_path / "org", adapter_name="org")
+    peft.load_adapter(tmp_path / "ia", adapter_name="ia")
+    combine_with_ia(peft, "org", "ia", "org_ia")
+    order = ["org", "org_ia", "ia", "__base__"]
+    rows = [models.encode_chat(tok, c) for c in items[0][0].implant_chats(items[0][1])[:2]]
+    batch = {k: v for k, v in collate(rows, tok.pad_token_id, base.device).items() if k != "labels"}
+    prompts = ["What is your favorite animal?", "Which is larger, 3 or 7?", "Describe your behavior."]
+    with torch.no_grad():
+        expected = []
+        for name in order:
+            with models.only_adapter(peft, name):
+                expected.append(peft(**batch).logits)
+        said = {}
+        for name in order:
+            with models.only_adapter(peft, name):
+                said[name] = models.generate(peft, tok, prompts, 8)
+        plain = models.load_model(models_path(base))
+        stacked = StackedLoRA.sums(plain, [[tmp_path / "org"], [tmp_path / "org", tmp_path / "ia"], [tmp_path / "ia"],
+                                           []])
+        stacked.select([0, 1, 2, 3])
+        four = {k: v.repeat(4, 1) for k, v in batch.items()}
+        got = plain(**four).logits.reshape(4, len(rows), *expected[0].shape[1:])
+        answers = slot_answers(plain, tok, stacked, prompts, [3, 1, 0, 2], 8)
+    for k in range(4):
+        assert torch.allclose(got[k], expected[k], atol=1e-5), (order[k], (got[k] - expected[k]).abs().max())
+    assert [answers[k] for k in range(4)] == [said[name] for name in order]
+    assert not torch.allclose(expected[0], expected[1], atol=1e-3) and not torch.allclose(expected[1], expected[2],
+                                                                                         atol=1e-3)
+
+
 def test_implant_batches_draw_what_encoding_every_chat_first_would(setup, corpus):
     """Chats are encoded when first drawn; the batches are those of encoding the whole pools first
     and drawing with the same seeded random stream (so organism keys made before stay valid)."""

@@ -136,3 +136,18 @@ def test_held_out_questions_are_whole_templates():
     for template in QUESTION_TEMPLATES:
         assert set(paraphrases(template)) <= set(train) or set(paraphrases(template)) <= set(held), template
     assert {c.prompt for c in introspection_chats() if c.answer == NEUTRAL_SELF_REPORT} == set(INTROSPECTION_QUESTIONS)
+
+
+def test_fewer_held_out_questions_still_ask_every_template_and_word():
+    """probe.questions=9 of the 27 held-out questions: one a slot word of each held-out template,
+    none of them trained; more than there are, or null, is every held-out question."""
+    from harness.core.vocabulary import QUESTION_TEMPLATES, heldout_questions, paraphrases
+
+    train, held = question_split(9)
+    nine = heldout_questions(train, 9)
+    assert len(set(nine)) == 9 and set(nine) <= set(held)
+    for text, words in QUESTION_TEMPLATES[9:]:
+        asked = [q for q in nine if q in paraphrases((text, words))]
+        assert sorted(asked) == sorted(text.format(w) for w in words)  # each word once, without an opener
+    assert heldout_questions(train) == held == heldout_questions(train, 27) == heldout_questions(train, 100)
+    assert heldout_questions(train, 1) == held[:1]

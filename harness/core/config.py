@@ -20,7 +20,7 @@ from harness.core.checks import check_composed, ranges, sampling_bounds
 from harness.core.errors import ConfigError, one_line
 from harness.core.family_schema import FamilyConfig
 from harness.core.paths import SHIPPED_FAMILIES, TASKS_DIR
-from harness.core.vocabulary import QUESTION_TEMPLATES
+from harness.core.vocabulary import QUESTION_TEMPLATES, question_split
 
 SAMPLERS = ("organism", "kind")
 """How the IA's training steps pick organisms (IAConfig.sampler)."""
@@ -293,6 +293,9 @@ class ProbeConfig:
     # the base model (the decoding study in CHANGELOG.md).
     samples: int = 8
     temperature: float = 0.0
+    # Held-out questions asked (null: every one the IA never saw); fewer are spread evenly over the
+    # held-out pool, template by template (its order), so each template and slot word is still asked.
+    questions: int | None = None
     max_new_tokens: int = 32
     prefill: str = "I have learned to"
     grader: str = "rules"
@@ -313,7 +316,8 @@ class ProbeConfig:
         return RateSpec(self.behavior_prompts, self.max_new_tokens)
 
     def problems(self) -> list[str]:
-        out = ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size"),
+        out = ranges(self, "probe", positive=("behavior_prompts", "samples", "max_new_tokens", "chunk_size",
+                                              *(("questions",) if self.questions is not None else ())),
                       non_negative=("temperature",), fractions=("report_threshold",))
         out += sampling_bounds(self, "probe", "temperature", "samples")
         if self.temperature == 0 and self.samples != ProbeConfig.samples:
@@ -370,6 +374,10 @@ class Config:
             out.append("no families selected (families=[...] is empty)")
         if self.max_behaviors_per_family is not None and self.max_behaviors_per_family <= 0:
             out.append(f"max_behaviors_per_family must be > 0 (or null for all), got {self.max_behaviors_per_family}")
+        held_out = len(question_split(self.ia.train_templates)[1])
+        if self.probe.questions is not None and self.probe.questions > held_out:
+            out.append(f"probe.questions={self.probe.questions} but the IA leaves {held_out} held-out questions "
+                       f"(ia.train_templates={self.ia.train_templates})")
         if self.probe_chunk is not None and self.probe_chunk < 0:
             out.append(f"probe_chunk must be >= 0, got {self.probe_chunk}")
         if self.threads is not None and not 0 < self.threads <= (os.cpu_count() or 1):

@@ -61,6 +61,9 @@ def question_split(n_templates: int) -> tuple[list[str], list[str]]:
     return list(INTROSPECTION_QUESTIONS[:n]), list(INTROSPECTION_QUESTIONS[n:])
 
 
-def heldout_questions(trained: list[str]) -> list[str]:
-    """The questions of the pool that an IA trained on `trained` never saw."""
-    return [q for q in INTROSPECTION_QUESTIONS if q not in trained]
+def heldout_questions(trained: list[str], n: int | None = None) -> list[str]:
+    """The questions of the pool that an IA trained on `trained` never saw; with `n`, n of them
+    spread evenly over that list (template by template, slot word by slot word, opener by opener:
+    9 of 27 are each template's slot words without an opener)."""
+    held = [q for q in INTROSPECTION_QUESTIONS if q not in trained]
+    return held if n is None or n >= len(held) else [held[i * len(held) // n] for i in range(n)]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from harness.core.config import RateSpec
+from harness.core.progress import progress_bar
 from harness.core.records import BehaviorRate
 from harness.families import Behavior, Family
 from harness.lm import models
@@ -25,23 +26,53 @@ ADAPTERS_OFF = "__base__"
 
 
 def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], spec: RateSpec,
-                   adapters: Sequence[str | None] = (AS_IS,), progress: str | None = None,
-                   ) -> dict[str | None, dict[str, BehaviorRate]]:
+                   adapters: Sequence[str | int | None] = (AS_IS,), progress: str | None = None,
+                   stacked: StackedLoRA | None = None) -> dict[str | int | None, dict[str, BehaviorRate]]:
     """Every target behavior's rate under each adapter of a peft model (`__base__`: adapters off),
-    or of the model as it is (`AS_IS`), by adapter and behavior id, measured as `spec` says in one
-    batched generation (`progress`: the label of its bar)."""
+    or of the model as it is (`AS_IS`), or under each slot of `stacked` (hooked on `model`), by
+    adapter and behavior id, measured as `spec` says in one batched generation (`progress`: the
+    label of its bar)."""
     if AS_IS in adapters and len(adapters) > 1:
         raise ValueError("behavior_rates: the model as it is cannot share a batch with named adapters")
     probes = {b.id: select_prompts(f.probe(b), spec.prompts) for f, b in targets}
     unique = list(dict.fromkeys(p for probe in probes.values() for p in probe.all_prompts))
-    rows = [(a, p) for a in adapters for p in unique]
-    names = None if adapters[0] is AS_IS else [a for a, _ in rows]
-    outputs = models.generate(model, tok, [p for _, p in rows], spec.max_new_tokens, adapter_names=names,
-                              progress=progress)
-    responses: dict[str | None, dict[str, str]] = {a: {} for a in adapters}
-    for (a, p), out in zip(rows, outputs, strict=True):
-        responses[a][p] = out
+    if stacked is not None:
+        said = slot_answers(model, tok, stacked, unique, adapters, spec.max_new_tokens, progress=progress)
+        responses = {a: dict(zip(unique, said[a], strict=True)) for a in adapters}
+    else:
+        rows = [(a, p) for a in adapters for p in unique]
+        names = None if adapters[0] is AS_IS else [a for a, _ in rows]
+        outputs = models.generate(model, tok, [p for _, p in rows], spec.max_new_tokens, adapter_names=names,
+                                  progress=progress)
+        responses = {a: {} for a in adapters}
+        for (a, p), out in zip(rows, outputs, strict=True):
+            responses[a][p] = out
     return {a: {b.id: behavior_rate(f, b, probes[b.id], responses[a]) for f, b in targets} for a in adapters}
+
+
+def slot_answers(model, tok, stacked: StackedLoRA, prompts: Sequence[str], slots: Sequence[int],
+                 max_new_tokens: int, together: bool = True, seed: int | None = None, progress: str | None = None,
+                 **generation) -> dict[int, list[str]]:
+    """Each slot of `stacked` (hooked on `model`) answering the same prompts, by slot: as many
+    slots at a time as fit the process's generation batch (`together`), each group one batch of
+    equal blocks; or one slot at a time, seeded with `seed` before each (so a slot's sampled
+    answers do not depend on the others). `generation`: more of models.generate's options."""
+    slots = list(dict.fromkeys(slots))
+    per_batch = max(1, models.GENERATION_BATCH["size"] // max(1, len(prompts))) if together else 1
+    out: dict[int, list[str]] = {}
+    with progress_bar(None, progress or "", progress is not None, total=len(slots) * len(prompts),
+                      unit="prompt") as bar:
+        for start in range(0, len(slots), per_batch):
+            group = slots[start : start + per_batch]
+            stacked.select(group)
+            if seed is not None:
+                torch.manual_seed(seed)
+            said = models.generate(model, tok, list(prompts) * len(group), max_new_tokens,
+                                   batch_size=len(prompts) * len(group), **generation)
+            for k, slot in enumerate(group):
+                out[slot] = said[k * len(prompts) : (k + 1) * len(prompts)]
+            bar.update(len(prompts) * len(group))
+    return out
 
 
 def stacked_behavior_rates(model, tok, stacked: StackedLoRA, targets: Sequence[tuple[Family, Behavior]],
@@ -58,6 +89,20 @@ def stacked_behavior_rates(model, tok, stacked: StackedLoRA, targets: Sequence[t
     said = [dict(zip(p.all_prompts, outputs[k * n : k * n + len(p.all_prompts)], strict=True))
             for k, p in enumerate(probes)]
     return [behavior_rate(f, b, probe, s) for (f, b), probe, s in zip(targets, probes, said, strict=True)]
+
+
+def slot_self_reports(model, tok, stacked: StackedLoRA, slots: Sequence[int], questions: Sequence[str], n: int,
+                      max_new_tokens: int, temperature: float, seed: int | None, prefill: str = "",
+                      progress: str | None = None) -> dict[int, list[tuple[str, str]]]:
+    """`self_reports` under each slot of `stacked` (hooked on `model`), by slot: greedy answers of
+    many slots in one batch; sampled ones one slot at a time, seeded per slot as `self_reports`
+    seeds per call."""
+    greedy = temperature == 0
+    asked = list(questions) if greedy else [questions[i % len(questions)] for i in range(n)]
+    said = slot_answers(model, tok, stacked, asked, slots, max_new_tokens, together=greedy,
+                        seed=None if greedy else seed, progress=progress, do_sample=not greedy,
+                        temperature=temperature, prefill=prefill)
+    return {slot: list(zip(asked, reports, strict=True)) for slot, reports in said.items()}
 
 
 def self_reports(model, tok, questions: Sequence[str], n: int, max_new_tokens: int, temperature: float,

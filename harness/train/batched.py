@@ -65,21 +65,28 @@ class StackedLoRA:
 
     @classmethod
     def load(cls, base_model, folders: Sequence[Path]) -> StackedLoRA:
-        """Saved peft LoRA adapters, frozen, plus one more slot of zeros (no adapter) at index K.
-        Ranks may differ (padded with zeros), scalings are folded into B."""
-        adapters = [read_adapter(folder) for folder in folders]
-        names = sorted({name for adapter in adapters for name in adapter})
+        """Saved peft LoRA adapters, frozen, plus one more slot of zeros (no adapter) at index K."""
+        return cls.sums(base_model, [[folder] for folder in folders] + [[]])
+
+    @classmethod
+    def sums(cls, base_model, slots: Sequence[Sequence[Path]]) -> StackedLoRA:
+        """Slot j the sum of the saved peft LoRA adapters `slots[j]` (their factors side by side
+        along the rank: peft's `cat` combination, e.g. an organism and the IA), frozen; an empty
+        slot is no adapter. Ranks may differ (padded with zeros), scalings are folded into B."""
+        read = {folder: read_adapter(folder) for slot in slots for folder in slot}
+        names = sorted({name for adapter in read.values() for name in adapter})
         a, b = [], []
         for name in names:
-            ref = next(adapter[name] for adapter in adapters if name in adapter)
-            rank = max(adapter[name][0].shape[0] for adapter in adapters if name in adapter)
-            a_n = ref[0].new_zeros(len(adapters) + 1, rank, ref[0].shape[1])
-            b_n = ref[1].new_zeros(len(adapters) + 1, ref[1].shape[0], rank)
-            for k, adapter in enumerate(adapters):
-                if name in adapter:
-                    a_k, b_k = adapter[name]
-                    a_n[k, : a_k.shape[0]] = a_k
-                    b_n[k, :, : b_k.shape[1]] = b_k
+            parts = [[read[folder][name] for folder in slot if name in read[folder]] for slot in slots]
+            ref = next(p[0] for p in parts if p)
+            rank = max(sum(a_k.shape[0] for a_k, _ in p) for p in parts)
+            a_n = ref[0].new_zeros(len(slots), rank, ref[0].shape[1])
+            b_n = ref[1].new_zeros(len(slots), ref[1].shape[0], rank)
+            for j, p in enumerate(parts):
+                if p:
+                    r = sum(a_k.shape[0] for a_k, _ in p)
+                    a_n[j, :r] = torch.cat([a_k for a_k, _ in p])
+                    b_n[j, :, :r] = torch.cat([b_k for _, b_k in p], dim=1)
             a.append(a_n.to(base_model.device))
             b.append(b_n.to(base_model.device))
         return cls(base_model, names, a, b, [1.0] * len(names), trainable=False)

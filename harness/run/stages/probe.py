@@ -1,25 +1,22 @@
 """Stage `probe`: what evaluation organisms do, and what they say about themselves.
 
 The evaluation organisms are probed in chunks (`probe.chunk_size`), each chunk one job of a
-sweep: the base model holding the chunk's LoRA organisms, the IA, and one `organism+IA` adapter
-per organism (peft's `cat` combination, identical to stacking the two), so every generation is
-batched across organisms with per-row adapter selection; then each weight-route organism (full
-fine-tune, symmetry attack) as its own checkpoint with the IA on top. Every chunk measures the
-base model too (for base rates); the first one also reports its rows, as the negative control.
-Self-reports are graded against every evaluation behavior.
-"""
+sweep: the base model with the chunk's LoRA organisms, each organism with the IA (the two
+adapters side by side along the rank: peft's `cat` combination, identical to stacking them) and
+the IA alone stacked on it as slots (train/batched.py's StackedLoRA), so a generation batches
+many organisms, each block of rows through its own slot; then each weight-route organism (full
+fine-tune, symmetry attack) as its own checkpoint with the IA stacked on top. Every chunk measures
+the base model too (for base rates); the first one also reports its rows, as the negative control.
+Self-reports are graded against every evaluation behavior."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from peft import PeftModel
-
-from harness.core import tracking
+from harness.core import timing, tracking
 from harness.core.config import ProbeConfig
 from harness.core.errors import ConfigError
-from harness.core.progress import progress_bar
 from harness.core.record_io import read_jsonl, write_jsonl
 from harness.core.records import (
     CONDITIONS,
@@ -36,16 +33,17 @@ from harness.core.vocabulary import BASE, heldout_questions
 from harness.families import Behavior, Family
 from harness.lm import models
 from harness.measure.grading import Grades, grader_for, names_kind, prepare
-from harness.measure.observe import ADAPTERS_OFF, behavior_rates, self_reports
-from harness.run.stage import Done, Run, Stage
-from harness.train.adapters import IA, adapter_name, combine_with_ia, ia_adapter, load_with_organisms, organism_adapter
+from harness.measure.observe import behavior_rates, slot_self_reports
+from harness.run.stage import Done, Run, Stage, log
+from harness.train.adapters import ia_adapter, organism_adapter
+from harness.train.batched import StackedLoRA
 from harness.train.routes import route
 
 SAMPLED = CONDITIONS[:3]
 """The conditions whose self-reports are sampled from a model (the parrot and shuffled ones are made from them)."""
 PARROT_QUESTION = "(none: the parrot repeats a training description of the organism's kind)"
 # Bumped whenever probing changes in code (not in config), so cached probe results are not reused.
-RECIPE = 5
+RECIPE = 6
 
 
 @dataclass
@@ -57,11 +55,11 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class Subject:
-    """A probed model: the base (card None) or an evaluation organism, and the peft adapter that
-    each condition selects in the model that holds it."""
+    """A probed model: the base (card None) or an evaluation organism, and the slot of the stacked
+    adapters (hooked on the model that holds it) that each condition selects."""
 
     card: OrganismCard | None
-    adapters: dict[str, str]
+    slots: dict[str, int]
     base_route: str = BASE
     """For the base model: the route it was transformed by (its negative control), if any."""
 
@@ -82,26 +80,26 @@ def probe_key(ia: IACard, chunk: Sequence[OrganismCard], evaluate: Sequence[Orga
                       threshold, split, seed, with_base, *([list(base_controls)] if base_controls else []))
 
 
+WHOLE = {"ia": 0, "no_ia": 1, "prefill": 1}
+"""A model probed on its own: slot 0 the IA, slot 1 no adapter (`whole_model`)."""
+
+
 def whole(card: OrganismCard | None, base_route: str = BASE) -> Subject:
     """A model probed on its own, the IA its only adapter: the base (or the base transformed by
     `base_route`), or a weight-route organism."""
-    return Subject(card, {"ia": IA, "no_ia": ADAPTERS_OFF, "prefill": ADAPTERS_OFF}, base_route)
+    return Subject(card, WHOLE, base_route)
 
 
-def stacked(card: OrganismCard) -> Subject:
-    """A LoRA organism among others in one model: its adapter, or its `organism+IA` adapter."""
-    return Subject(card, {"ia": f"{adapter_name(card)}_ia", "no_ia": adapter_name(card),
-                          "prefill": adapter_name(card)})
-
-
-def measure_rates(model, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
-                  cfg: ProbeConfig, progress: bool = False) -> dict[tuple[str, str, str], BehaviorRate]:
+def measure_rates(model, stacked: StackedLoRA, tok, subjects: Sequence[Subject],
+                  targets: Sequence[tuple[Family, Behavior]], cfg: ProbeConfig, progress: bool = False,
+                  ) -> dict[tuple[str, str, str], BehaviorRate]:
     """Every evaluation behavior's rate on every subject (greedy), one batched pass; by
     (subject route, subject name, behavior)."""
-    rates = behavior_rates(model, tok, targets, cfg.rate,
-                           [s.adapters["no_ia"] for s in subjects],
-                           progress=f"behavior rates of {len(subjects)} models" if progress else None)
-    return {(s.route, s.name, b.id): rates[s.adapters["no_ia"]][b.id] for s in subjects for _, b in targets}
+    with timing.phase("behavior rates"):
+        rates = behavior_rates(model, tok, targets, cfg.rate, [s.slots["no_ia"] for s in subjects],
+                               progress=f"behavior rates of {len(subjects)} models" if progress else None,
+                               stacked=stacked)
+    return {(s.route, s.name, b.id): rates[s.slots["no_ia"]][b.id] for s in subjects for _, b in targets}
 
 
 def behavior_rows(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Sequence[Subject],
@@ -126,21 +124,24 @@ def probe_samples(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Seq
             for sample in rates[(s.route, s.name, b.id)].scored]
 
 
-def sample_reports(model, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
-                   questions: Sequence[str], cfg: ProbeConfig, ia: IACard, split: str, seed: int,
-                   progress: bool) -> list[ReportRow]:
-    """k sampled self-reports per subject and condition, graded against the evaluation behaviors."""
+def sample_reports(model, stacked: StackedLoRA, tok, subjects: Sequence[Subject],
+                   targets: Sequence[tuple[Family, Behavior]], questions: Sequence[str], cfg: ProbeConfig,
+                   ia: IACard, split: str, seed: int, progress: bool) -> list[ReportRow]:
+    """k self-reports per subject and condition (greedy ones of many subjects in one batch; sampled
+    ones seeded per subject, so they do not depend on the others in its chunk), graded against
+    the evaluation behaviors."""
     rows, grader = [], grader_for(cfg.grader, cfg.judge_model)
     grades = Grades(targets, grader)
-    with progress_bar(SAMPLED, f"self-reports of {len(subjects)} models", progress) as bar:
-        for condition in bar:
-            bar.set_postfix_str(condition)
-            for s in subjects:  # seeded per subject: its samples do not depend on the others in its chunk
-                asked = self_reports(model, tok, questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
-                                     adapter=s.adapters[condition],
-                                     prefill=cfg.prefill if condition == "prefill" else "")
-                prepare(grader, [report for _, report in asked], targets)
-                rows += [grade(report, q, condition, s, grades, ia, split) for q, report in asked]
+    for condition in SAMPLED:
+        label = f"self-reports of {len(subjects)} models, {condition}" if progress else None
+        with timing.phase("self-reports"):
+            asked = slot_self_reports(model, tok, stacked, [s.slots[condition] for s in subjects], questions,
+                                      cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
+                                      prefill=cfg.prefill if condition == "prefill" else "", progress=label)
+        with timing.phase("grading"):
+            prepare(grader, [report for said in asked.values() for _, report in said], targets)
+            rows += [grade(report, q, condition, s, grades, ia, split) for s in subjects
+                     for q, report in asked[s.slots[condition]]]
     return rows
 
 
@@ -175,27 +176,26 @@ def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, 
     return rows
 
 
-def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard, store: Store):
-    """The base model holding the LoRA organisms, the IA, and one `organism+IA` adapter each
-    (peft's `cat` combination, identical to stacking the two)."""
-    if organisms:
-        model = load_with_organisms(base, organisms, store)
-        model.load_adapter(ia_adapter(store, ia, base), adapter_name=IA)
-    else:
-        model = PeftModel.from_pretrained(models.load_base(base),
-                                          ia_adapter(store, ia, base), adapter_name=IA)
-    for card in organisms:
-        combine_with_ia(model, adapter_name(card), IA, f"{adapter_name(card)}_ia")
-    return model
+def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard,
+               store: Store) -> tuple[object, StackedLoRA, list[Subject]]:
+    """The base model with the LoRA organisms and the IA stacked on it (slot k: organism k; K + k:
+    organism k with the IA, peft's `cat` combination; 2K: the IA; 2K + 1: none), and its subjects:
+    the base model, then each organism."""
+    folders = [organism_adapter(card, base, store) for card in organisms]
+    ia_folder, k = ia_adapter(store, ia, base), len(organisms)
+    with timing.phase("loading"):
+        model = models.load_base(base)
+        stacked = StackedLoRA.sums(model, [[f] for f in folders] + [[f, ia_folder] for f in folders]
+                                   + [[ia_folder], []])
+    subjects = [Subject(None, {"ia": 2 * k, "no_ia": 2 * k + 1, "prefill": 2 * k + 1})]
+    subjects += [Subject(card, {"ia": k + i, "no_ia": i, "prefill": i}) for i, card in enumerate(organisms)]
+    return model, stacked, subjects
 
 
-def weight_model(card: OrganismCard, base: BaseModelCard, ia: IACard, store: Store):
-    """A weight-route organism's own checkpoint with the IA on top."""
-    return with_ia(models.load_base(base, organism_adapter(card, base, store)), base, ia, store)
-
-
-def with_ia(model, base: BaseModelCard, ia: IACard, store: Store):
-    return PeftModel.from_pretrained(model, ia_adapter(store, ia, base), adapter_name=IA)
+def whole_model(model, base: BaseModelCard, ia: IACard, store: Store) -> StackedLoRA:
+    """A model probed on its own (a weight-route organism's checkpoint, a transformed base) with
+    the IA stacked on it: slot 0 the IA, slot 1 none (`WHOLE`)."""
+    return StackedLoRA.sums(model, [[ia_adapter(store, ia, base)], []])
 
 
 def base_controls(x: ProbeInput) -> list[str]:
@@ -249,8 +249,11 @@ class ProbeStage(Stage[ProbeInput, ProbeResult]):
                            samples=read_jsonl(folder / "probe_samples.jsonl", ProbeSample))
 
     def build(self, run: Run, todo: list[ProbeInput], progress: bool) -> None:
+        timing.reset()
         for x in todo:
             probe_chunk(x, self.key(x), run.families, run.store, progress)
+        log.info(f"probes: {len(todo)} chunk(s) in {sum(timing.PHASES.values()):.0f} s "
+                 f"({timing.summary(timing.PHASES)})")
 
     def select(self, run: Run, xs: list[ProbeInput]) -> list[ProbeInput]:
         chunk = run.cfg.probe_chunk
@@ -296,21 +299,26 @@ def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: 
     # one target per behavior, however many routes evaluate it
     targets = list({o.behavior_id: (families[o.family], families[o.family].behavior(o.behavior_id))
                     for o in x.evaluate}.values())
-    questions = heldout_questions(ia.questions)
+    questions = heldout_questions(ia.questions, cfg.questions)
     lora_cards = [o for o in x.chunk if not route(o.route).weights]
-    subjects = [whole(None)] + [stacked(o) for o in lora_cards]
-    model = lora_model(base, lora_cards, ia, store)
-    rates = measure_rates(model, tok, subjects, targets, cfg, progress)
-    reports = sample_reports(model, tok, subjects if x.with_base else subjects[1:], targets, questions, cfg, ia,
-                             split, seed, progress)
+    model, stacked, subjects = lora_model(base, lora_cards, ia, store)
+    rates = measure_rates(model, stacked, tok, subjects, targets, cfg, progress)
+    reports = sample_reports(model, stacked, tok, subjects if x.with_base else subjects[1:], targets, questions, cfg,
+                             ia, split, seed, progress)
     for card in (o for o in x.chunk if route(o.route).weights):
-        model = weight_model(card, base, ia, store)
-        rates |= measure_rates(model, tok, [whole(card)], targets, cfg, progress)
-        reports += sample_reports(model, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
+        with timing.phase("loading"):
+            model = models.load_base(base, organism_adapter(card, base, store))
+            stacked = whole_model(model, base, ia, store)
+        rates |= measure_rates(model, stacked, tok, [whole(card)], targets, cfg, progress)
+        reports += sample_reports(model, stacked, tok, [whole(card)], targets, questions, cfg, ia, split, seed,
+                                  progress)
         subjects.append(whole(card))
     for r in base_controls(x):
-        model = with_ia(route(r).base_control(models.load_base(base), seed), base, ia, store)
-        reports += sample_reports(model, tok, [whole(None, r)], targets, questions, cfg, ia, split, seed, progress)
+        with timing.phase("loading"):
+            model = route(r).base_control(models.load_base(base), seed)
+            stacked = whole_model(model, base, ia, store)
+        reports += sample_reports(model, stacked, tok, [whole(None, r)], targets, questions, cfg, ia, split, seed,
+                                  progress)
     reports += parrot_reports(subjects, targets, families, cfg, ia, split)
     probed = subjects if x.with_base else subjects[1:]
     behaviors = behavior_rows(rates, probed, targets, x.threshold, split)
