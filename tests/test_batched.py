@@ -183,6 +183,13 @@ def test_summed_slots_are_peft_cat_combinations_and_generate_as_peft_would(setup
         four = {k: v.repeat(4, 1) for k, v in batch.items()}
         got = plain(**four).logits.reshape(4, len(rows), *expected[0].shape[1:])
         answers = slot_answers(plain, tok, stacked, prompts, [3, 1, 0, 2], 8)
+        size = models.GENERATION_BATCH["size"]
+        try:  # a batch smaller than a slot's prompts: each slot alone, its prompts in two batches
+            models.set_generation_batch(2)
+            small = slot_answers(plain, tok, stacked, prompts, [0, 1, 2, 3], 8)
+        finally:
+            models.set_generation_batch(size)
+    assert small == answers
     for k in range(4):
         assert torch.allclose(got[k], expected[k], atol=1e-5), (order[k], (got[k] - expected[k]).abs().max())
     assert [answers[k] for k in range(4)] == [said[name] for name in order]

@@ -53,12 +53,13 @@ def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], spec:
 def slot_answers(model, tok, stacked: StackedLoRA, prompts: Sequence[str], slots: Sequence[int],
                  max_new_tokens: int, together: bool = True, seed: int | None = None, progress: str | None = None,
                  **generation) -> dict[int, list[str]]:
-    """Each slot of `stacked` (hooked on `model`) answering the same prompts, by slot: as many
-    slots at a time as fit the process's generation batch (`together`), each group one batch of
-    equal blocks; or one slot at a time, seeded with `seed` before each (so a slot's sampled
-    answers do not depend on the others). `generation`: more of models.generate's options."""
-    slots = list(dict.fromkeys(slots))
-    per_batch = max(1, models.GENERATION_BATCH["size"] // max(1, len(prompts))) if together else 1
+    """Each slot of `stacked` (hooked on `model`) answering the same prompts, by slot, in batches
+    of at most the process's generation batch (`model.generation_batch_size`): as many slots at a
+    time as fit one (`together`), each group one batch of equal blocks, or one slot at a time,
+    seeded with `seed` before each (so a slot's sampled answers do not depend on the others).
+    `generation`: more of models.generate's options."""
+    slots, size = list(dict.fromkeys(slots)), models.GENERATION_BATCH["size"]
+    per_batch = max(1, size // max(1, len(prompts))) if together else 1
     out: dict[int, list[str]] = {}
     with progress_bar(None, progress or "", progress is not None, total=len(slots) * len(prompts),
                       unit="prompt") as bar:
@@ -67,8 +68,9 @@ def slot_answers(model, tok, stacked: StackedLoRA, prompts: Sequence[str], slots
             stacked.select(group)
             if seed is not None:
                 torch.manual_seed(seed)
+            # one slot's prompts may fill several batches (each one block); a group's, one batch
             said = models.generate(model, tok, list(prompts) * len(group), max_new_tokens,
-                                   batch_size=len(prompts) * len(group), **generation)
+                                   batch_size=len(prompts) * len(group) if len(group) > 1 else size, **generation)
             for k, slot in enumerate(group):
                 out[slot] = said[k * len(prompts) : (k + 1) * len(prompts)]
             bar.update(len(prompts) * len(group))
