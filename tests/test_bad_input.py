@@ -71,6 +71,9 @@ COMMAND_LINES = [
     (["run", "ia.train_templates=12"], "ia.train_templates"),
     (["run", "probe.questions=28"], "probe.questions=28 but the IA leaves 27 held-out questions"),
     (["run", "probe.questions=0"], "probe.questions must be > 0"),
+    (["run", "model=smollm2", "model.shipped=nope"], "model.shipped=nope: not a shipped model"),
+    (["run", "model=qwen05", "model.gguf_file=/etc/hostname"], "model.shipped=qwen05 is not used with model.gguf_file"),
+    (["run", "model.shipped=qwen05"], "model.shipped=qwen05 is not used by model.kind=tiny"),
     (["run", "model.num_heads=3"], "divisible"),
     (["run", "model=hf"], "name_or_path"),  # missing or unusable values
     (["run", "model=hf", "model.name_or_path=/no/such/model"], "model.name_or_path=/no/such/model: no such folder"),

@@ -80,7 +80,7 @@ def check(overrides: Sequence[str], multirun: bool = False, writes: bool = True)
         check_model_source(name, what="probe.judge_model")
     for t in typed:
         if t.model.kind == "gguf":
-            gguf_path(t.model.gguf_file)
+            gguf_path(t.model.gguf_file, t.model.shipped)  # installed, its parts whole (joined by the base stage)
     if any(t.logger.mode == "online" for t in typed):
         import wandb
 

