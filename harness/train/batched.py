@@ -87,8 +87,9 @@ class StackedLoRA:
                     r = sum(a_k.shape[0] for a_k, _ in p)
                     a_n[j, :r] = torch.cat([a_k for a_k, _ in p])
                     b_n[j, :, :r] = torch.cat([b_k for _, b_k in p], dim=1)
-            a.append(a_n.to(base_model.device))
-            b.append(b_n.to(base_model.device))
+            device = base_model.get_submodule(name).weight.device  # a model spread over devices: the layer's own
+            a.append(a_n.to(device))
+            b.append(b_n.to(device))
         return cls(base_model, names, a, b, [1.0] * len(names), trainable=False)
 
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -102,7 +103,8 @@ class StackedLoRA:
     def _hook(self, i: int):
         def add_update(_module, inputs, output):
             n, x = len(self.blocks), inputs[0]
-            a, b = self.a[i][self.blocks], self.b[i][self.blocks]
+            blocks = self.blocks if self.blocks.device == self.a[i].device else self.blocks.to(self.a[i].device)
+            a, b = self.a[i][blocks], self.b[i][blocks]
             # factors stay float32 on a bfloat16 base (peft's autocast_adapter_dtype); no-ops in float32
             low = torch.bmm(x.reshape(n, -1, x.shape[-1]).to(a.dtype), a.transpose(1, 2)) * self.scaling[i]
             update = torch.baddbmm(output.reshape(n, -1, output.shape[-1]).to(a.dtype), low, b.transpose(1, 2))
