@@ -46,7 +46,7 @@ def test_the_shipped_gguf_becomes_a_sealed_base_with_its_real_size(smollm2_base,
     assert smollm2_base.name_or_path.startswith(str(smollm2_cache / "base"))
     assert smollm2_base.fingerprint and not list(Store(smollm2_cache).path("base", smollm2_base.key).glob("*.gguf"))
     assert Store(smollm2_cache).verify("base", smollm2_base.key) == []
-    assert pipeline.base_name(smollm2_base) == f"{gguf.SHIPPED["smollm2"].name} (134.5M parameters)"
+    assert pipeline.base_name(smollm2_base) == f"{gguf.SHIPPED['smollm2'].name} (134.5M parameters)"
 
 
 def test_the_imported_base_gives_the_gguf_models_own_logits(smollm2_base):
