@@ -189,7 +189,11 @@ def test_summed_slots_are_peft_cat_combinations_and_generate_as_peft_would(setup
             small = slot_answers(plain, tok, stacked, prompts, [0, 1, 2, 3], 8)
         finally:
             models.set_generation_batch(size)
-    assert small == answers
+    assert small == answers  # one slot alone skips the layers it has no factors on: the same answers
+    stacked.select([0])
+    assert 0 < sum(stacked.idle) < len(stacked.idle)  # the organism's layers only
+    stacked.select([3])
+    assert all(stacked.idle)
     for k in range(4):
         assert torch.allclose(got[k], expected[k], atol=1e-5), (order[k], (got[k] - expected[k]).abs().max())
     assert [answers[k] for k in range(4)] == [said[name] for name in order]

@@ -43,7 +43,11 @@ class StackedLoRA:
         self.k = a[0].shape[0]
         self.a = [torch.nn.Parameter(t, requires_grad=trainable) for t in a]
         self.b = [torch.nn.Parameter(t, requires_grad=trainable) for t in b]
-        self.blocks = torch.arange(self.k, device=a[0].device)
+        # frozen factors: per layer, the adapters that leave it as it is (no factors there), so a batch
+        # of only those skips the layer's update (an organism on the upper layers, under no IA)
+        self.absent = None if trainable else [{j for j in range(self.k) if not (a_i[j].any() and b_i[j].any())}
+                                              for a_i, b_i in zip(a, b, strict=True)]
+        self.select(range(self.k))
         self.hooks = [base_model.get_submodule(name).register_forward_hook(self._hook(i))
                       for i, name in enumerate(names)]
 
@@ -98,10 +102,14 @@ class StackedLoRA:
     def select(self, blocks: Sequence[int]) -> None:
         """Route the next batches' rows: cut into len(blocks) equal blocks, block j through
         adapter blocks[j]."""
-        self.blocks = torch.tensor(list(blocks), device=self.blocks.device)
+        self.blocks = torch.tensor(list(blocks), device=self.a[0].device)
+        chosen = set(self.blocks.tolist())
+        self.idle = [chosen <= absent for absent in self.absent] if self.absent is not None else None
 
     def _hook(self, i: int):
         def add_update(_module, inputs, output):
+            if self.idle is not None and self.idle[i]:
+                return None  # no selected adapter has factors on this layer
             n, x = len(self.blocks), inputs[0]
             blocks = self.blocks if self.blocks.device == self.a[i].device else self.blocks.to(self.a[i].device)
             a, b = self.a[i][blocks], self.b[i][blocks]
