@@ -1,6 +1,7 @@
 """Benchmark: probing 16 organisms three ways, side by side in one run.
 
-  (a) fast probe, as the probe stage runs it: one model, every adapter loaded once, one pass over
+  (a) fast probe, as the probe stage ran it before it stacked the adapters as slots (the real
+      model's section of docs/benchmarks.md): one model, every adapter loaded once, one pass over
       every organism's prompts (organism after organism, `model.generation_batch_size` at once:
       a batch of one adapter runs with only it active, one that spans two with per-row adapters);
   (b) a loop that activates each adapter in turn with `set_adapter` (same batch size);
