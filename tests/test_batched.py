@@ -153,7 +153,8 @@ def test_summed_slots_are_peft_cat_combinations_and_generate_as_peft_would(setup
     from harness.train.adapters import combine_with_ia
 
     base, tok, items, _ = setup
-    configs = {"org": LoraConfig(r=2, lora_alpha=8, target_modules=r".*layers\.0\.self_attn\..*_proj", init_lora_weights=False),
+    configs = {"org": LoraConfig(r=2, lora_alpha=8, target_modules=r".*layers\.0\.self_attn\..*_proj",
+                                 init_lora_weights=False),
                "ia": LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", init_lora_weights=False)}
     for i, (name, config) in enumerate(configs.items()):
         torch.manual_seed(i)

@@ -67,6 +67,19 @@ def test_a_run_graded_by_the_judge(micro_base, tmp_path, families):
         assert r.verbalized == judge(family, family.behavior(r.model), r.report), r
 
 
+def micro_run(tmp_path, behaviors: int):
+    """A seconds-long run on the micro model (two families, `behaviors` a family), graded by the
+    rules: its config and run folder."""
+    cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases]",
+                         f"max_behaviors_per_family={behaviors}", "organism.steps=2", "organism.probe_prompts=4",
+                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
+                         "probe.only_implanted=false", "probe.behavior_prompts=2",
+                         "probe.max_new_tokens=4", "logger=none")
+    run = tmp_path / "run"
+    pipeline.run(replace(cfg, output_dir=str(run)), progress=False)
+    return cfg, run
+
+
 def test_regrading_with_the_rules_gives_back_the_runs_own_grades(micro_base, tmp_path):
     """grading.regrade with the grader that graded the run reproduces every report's grades
     (what it names, identifies, and whether it names its own behavior) against the run's
@@ -76,13 +89,7 @@ def test_regrading_with_the_rules_gives_back_the_runs_own_grades(micro_base, tmp
     from harness.families import build_families
     from harness.measure.grading import regrade, rules
 
-    cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases]",
-                         "max_behaviors_per_family=3", "organism.steps=2", "organism.probe_prompts=4",
-                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
-                         "probe.only_implanted=false", "probe.behavior_prompts=2",
-                         "probe.max_new_tokens=4", "logger=none")
-    run = tmp_path / "run"
-    pipeline.run(replace(cfg, output_dir=str(run)), progress=False)
+    cfg, run = micro_run(tmp_path, behaviors=3)
     reports = read_jsonl(run / "self_reports.jsonl", ReportRow)
     families = build_families(cfg.families, cfg.model.free_text)
     evaluated = json.loads((run / "metrics.json").read_text())["eval_organisms"]
@@ -122,13 +129,7 @@ def test_harness_agreement_on_a_run(micro_base, tmp_path, capsys):
 
     from harness.cli import main
 
-    cfg = compose_config("model=micro", f"cache_dir={tmp_path / 'c'}", "families=[preferences,biases]",
-                         "max_behaviors_per_family=2", "organism.steps=2", "organism.probe_prompts=4",
-                         "organism.max_new_tokens=4", "ia.steps=2", "ia.only_implanted=false",
-                         "probe.only_implanted=false", "probe.behavior_prompts=2",
-                         "probe.max_new_tokens=4", "logger=none")
-    run = tmp_path / "run"
-    pipeline.run(replace(cfg, output_dir=str(run)), progress=False)
+    _, run = micro_run(tmp_path, behaviors=2)
     own = [json.loads(line) for line in (run / "self_reports.jsonl").read_text().splitlines()]
     own = [r for r in own if r["model"] != "base"]
     (run / "metrics_judge.json").write_text("a user's file")
@@ -149,9 +150,9 @@ def test_harness_agreement_on_a_run(micro_base, tmp_path, capsys):
     regraded = json.loads((run / "metrics_judge.json").read_text())
     assert regraded["grader"]["name"] == "judge" and json.loads(rules_results)["grader"]["name"] == "rules"
     assert regraded["run_id"] == json.loads(rules_results)["run_id"]
-    judged = [json.loads(line) for line in (run / "self_reports_judge.jsonl").read_text().splitlines()]
-    assert [(r["model"], r["report"]) for r in judged] == [(r["model"], r["report"]) for r in
-                                                          map(json.loads, (run / "self_reports.jsonl").read_text().splitlines())]
+    judged, graded = ([json.loads(line) for line in (run / name).read_text().splitlines()]
+                      for name in ("self_reports_judge.jsonl", "self_reports.jsonl"))
+    assert [(r["model"], r["report"]) for r in judged] == [(r["model"], r["report"]) for r in graded]
     assert main(["leaderboard", str(run), "--format", "json"]) == 0
     rows = [r for r in json.loads(capsys.readouterr().out)["rows"] if r["condition"] == "ia"]
     assert sorted(r["grader"].split()[0] for r in rows) == ["judge", "rules"]
