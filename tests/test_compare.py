@@ -84,6 +84,24 @@ def test_a_run_compared_with_itself_is_refused(tmp_path, capsys):
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "other")]) == 0
 
 
+def test_runs_on_two_base_models_pair_by_behavior_and_name_their_models(tmp_path, capsys):
+    import json
+
+    for name, k, model in (("small", 1, "SmolLM2 (134.5M parameters)"), ("large", 3, "Qwen (630.2M parameters)")):
+        (tmp_path / name).mkdir()
+        rows = run_rows({o: k for o in ORGANISMS})
+        (tmp_path / name / "self_reports.jsonl").write_text("".join(strict_dumps(r.__dict__) + "\n" for r in rows))
+        (tmp_path / name / "metrics.json").write_text(strict_dumps({"run_id": name, "base_model": model}))
+    runs = [str(tmp_path / "small"), str(tmp_path / "large")]
+    assert cli.main(["compare", *runs]) == 0
+    out = capsys.readouterr().out
+    assert f"A: {runs[0]} (SmolLM2 (134.5M parameters))" in out and f"B: {runs[1]} (Qwen (630.2M parameters))" in out
+    assert "each pair is one behavior both runs held out and scored" in out and "| all | 5 | 0.25 | 0.75 |" in out
+    assert cli.main(["compare", *runs, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["base_models"] == [["SmolLM2 (134.5M parameters)",
+                                                                   "Qwen (630.2M parameters)"]]
+
+
 def test_family_rows_are_corrected_together_and_say_what_they_could_find(tmp_path, capsys):
     import json
 

@@ -154,6 +154,27 @@ def test_sweep_table_has_swept_values_as_columns_in_numeric_order(tmp_path):
     assert sweep_summary.plot_sweep(table, tmp_path / "p.png").stat().st_size > 10_000
 
 
+def test_runs_on_different_base_models_show_them_and_plot_against_parameters(tmp_path):
+    sizes = {"tiny_large": 9_000_000, "tiny": 1_000_000, "tiny_3m": 3_000_000}
+    for i, (model, params) in enumerate(sizes.items()):
+        write_run(tmp_path / str(i), f"ia{i}", 0.2 * (i + 1), ["sweeps=model_size", f"model={model}"], base=f"b{i}",
+                  base_model=f"embedded tiny Llama ({params / 1e6:.1f}M parameters)", base_params=params)
+    table = sweep_summary.sweep_table(leaderboard.load_results([tmp_path]))
+    assert list(table.columns[:5]) == ["run", "model", "base model", "base params", "ia"]
+    assert sweep_summary.swept_columns(table) == ["model"]
+    values = list(dict.fromkeys(table.model))
+    assert sweep_summary.parameter_counts(table, "model", values) == [float(sizes[v]) for v in values]
+    assert "base params" not in leaderboard.compact(table).columns and "base model" in leaderboard.compact(table)
+    assert json.loads(leaderboard.to_json(table))["rows"][0]["base params"] == sizes[values[0]]
+    assert sweep_summary.plot_sweep(table, tmp_path / "p.png").stat().st_size > 10_000
+    # one base model (a sweep of anything else): no base model columns; two sweep values on bases of
+    # one size are no parameter axis
+    one = leaderboard.leaderboard(leaderboard.load_results([tmp_path / "0"]))
+    assert not set(leaderboard.BASE_COLUMNS) & set(one.columns)
+    same = table.assign(**{"base params": 1_000_000})
+    assert sweep_summary.parameter_counts(same, "model", values) == []
+
+
 def test_cli_sweep_and_group(tmp_path, capsys):
     for i, rank in enumerate([1, 4]):
         write_run(tmp_path / "sweep" / str(i), f"ia{i}", 0.2 * (i + 1), [f"ia.rank={rank}"], group="ia_rank")

@@ -19,6 +19,7 @@ examples:
   harness compare RUN_A RUN_B --metric kind --condition no_ia        # another metric, another condition
   harness compare RUN_A RUN_B --format json --correction bh         # every field; Benjamini-Hochberg
   harness compare A_SEED0 B_SEED0 A_SEED1 B_SEED1 A_SEED2 B_SEED2   # pairs pooled, each seed a cluster
+  harness compare outputs/smollm2 outputs/qwen05                     # two base models, paired by behavior
 each row: the organisms both runs scored (n), their mean under A and under B, the mean of the
 per-organism differences B - A with a paired bootstrap 95% interval over organisms, the
 two-sided sign-flip permutation p-value (exact up to 16 organisms) and, for the family rows, the
@@ -28,6 +29,9 @@ power, from the spread of the differences), and the organisms the observed diffe
 with several pairs, the differences of every pair pooled with a cluster-robust t interval and
 p-value (each pair a cluster: the spread between seeds counts) and the MDE at that error
 """
+
+
+ACROSS = "on different base models: each pair is one behavior both runs held out and scored"
 
 
 def report_metrics() -> tuple[str, ...]:
@@ -98,13 +102,21 @@ def command(a: argparse.Namespace) -> int:
         check_pair(run_a, run_b, a.any_grader)
     reports = [tuple(read_jsonl(run / "self_reports.jsonl", ReportRow) for run in pair) for pair in pairs]
     rows = compare_pairs(reports, metric=a.metric, condition=a.condition, route=a.route, correction=a.correction)
+    bases = {run: recorded(run).get("base_model", "") for run in a.runs}
+    across = len(set(bases.values())) > 1  # organisms of different base models: paired by behavior
     if a.format == "json":
         print(strict_dumps({"metric": a.metric, "condition": a.condition, "route": a.route, "correction": a.correction,
-                            "pairs": [[str(x), str(y)] for x, y in pairs], "rows": [asdict(r) for r in rows]},
+                            "pairs": [[str(x), str(y)] for x, y in pairs],
+                            "base_models": [[bases[x], bases[y]] for x, y in pairs], "rows": [asdict(r) for r in rows]},
                            indent=2))
         return 0
+
+    def named(run: Path) -> str:
+        return f"{run} ({bases[run] or 'base model not recorded'})" if across else str(run)
+
     print(f"{a.metric} under {a.condition} ({a.route} organisms), B minus A"
-          + "".join(f"\n  A: {x}\n  B: {y}" for x, y in pairs) + "\n")
+          + "".join(f"\n  A: {named(x)}\n  B: {named(y)}" for x, y in pairs)
+          + (f"\n  {ACROSS}" if across else "") + "\n")
     print(f"| family | n | A | B | B - A [95% CI] | p | p ({a.correction}) | MDE | n needed |\n"
           "|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for r in rows:

@@ -373,6 +373,8 @@ class RunResults:
     """When the run started (ISO 8601, UTC)."""
     base_model: str = ""
     """The base model: `tiny (1.0M parameters)` or a Hugging Face name or path."""
+    base_params: int = 0
+    """The base model's parameter count (0 in results written before it was recorded)."""
     seed: int | None = None
     """The experiment's seed (split, organisms, IA)."""
     wandb: str = ""

@@ -124,6 +124,16 @@ def grader_label(run: RunResults) -> str:
     return f"{run.grader.get('name', '')} {str(run.grader.get('version', ''))[:8]}".strip()
 
 
+BASE_COLUMNS = ("base model", "base params")
+"""The leaderboard's columns for runs on different base models: its name, its parameter count."""
+
+
+def base_columns(run: RunResults) -> dict[str, Any]:
+    """A run's base model as leaderboard columns: its name (its store key where results name none)
+    and its parameter count (None where results do not record it)."""
+    return dict(zip(BASE_COLUMNS, (run.base_model or run.base[:8], run.base_params or None), strict=True))
+
+
 def column(m: MetricRow) -> str | None:
     """The leaderboard column of a metric row: `{family}/{metric}`, the pooled denial and trigger
     rates, the base model's false-positive rate; None for a row the table does not show."""
@@ -146,6 +156,7 @@ def leaderboard(results: list[RunResults]) -> pd.DataFrame:
     rows = []
     graders = [grader_label(run) for run in results]
     differ = len(set(graders)) > 1  # then which grader made each row is a column
+    bases = len({run.base_model or run.base for run in results}) > 1  # then the base model is a column too
     for run, values, grader in zip(results, swept_values(results), graders, strict=True):
         by_condition: dict[tuple[str, str], dict] = {}
         for m in run.metrics:
@@ -153,7 +164,8 @@ def leaderboard(results: list[RunResults]) -> pd.DataFrame:
             if name is None:
                 continue
             row = by_condition.setdefault((m.route, m.condition), {
-                "run": run_id(run), **values, **({"grader": grader} if differ else {}), "ia": run.ia[:8],
+                "run": run_id(run), **values, **(base_columns(run) if bases else {}),
+                **({"grader": grader} if differ else {}), "ia": run.ia[:8],
                 "split": run.split, "route": m.route, "condition": m.condition})
             row |= {name: m.value, f"{name}_low": m.low, f"{name}_high": m.high, f"{name}_n": m.n}
         rows += by_condition.values()
@@ -173,7 +185,8 @@ def value_columns(df: pd.DataFrame) -> list[str]:
 
 
 def id_columns(df: pd.DataFrame) -> list[str]:
-    """The run id, the swept values, IA, split, route and condition."""
+    """The run id, the swept values (and the base model and grader where runs differ in them), IA,
+    split, route and condition."""
     return [c for c in df.columns if "/" not in c]
 
 
@@ -181,7 +194,7 @@ def compact(df: pd.DataFrame, ci: bool = False, metric: str = "verbalization") -
     """The columns a reader looks at first: the run, its swept values and condition, then
     `metric` per family and the pooled figures; with `ci`, each as `value [low, high] n=N`.
     Headers of metrics where lower is better end in an arrow."""
-    keep = [c for c in id_columns(df) if c not in ("ia", "split")]
+    keep = [c for c in id_columns(df) if c not in ("ia", "split", "base params")]
     shown = [c for c in value_columns(df) if c.endswith(f"/{metric}")
              or c in (*(f"all/{m}" for m in (*METRICS, *POOLED)), FPR)]
     out = df[keep].copy()
@@ -239,7 +252,7 @@ def to_json(df: pd.DataFrame) -> str:
         return int(v) if count else v
 
     columns = value_columns(df)
-    rows = [{**{c: number(df.at[i, c]) for c in id_columns(df)},
+    rows = [{**{c: number(df.at[i, c], count=c == "base params") for c in id_columns(df)},
              **{c: {k: number(df.at[i, c + s], count=k == "n")
                     for k, s in zip(("value", "low", "high", "n"), INTERVAL, strict=True)}
                 for c in columns}} for i in df.index]

@@ -15,6 +15,7 @@ from harness.core.store import write_atomic, write_text
 from harness.measure.metrics import across_seeds
 from harness.measure.power import holm
 from harness.report.leaderboard import (
+    BASE_COLUMNS,
     FPR,
     METRICS,
     POOLED,
@@ -39,7 +40,7 @@ def _sort_key(value: str) -> tuple:
 
 
 def swept_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in id_columns(df) if c not in ("run", "ia", "split", "route", "condition")]
+    return [c for c in id_columns(df) if c not in ("run", "ia", "split", "route", "condition", *BASE_COLUMNS)]
 
 
 def sweep_table(results: list[RunResults]) -> pd.DataFrame:
@@ -146,10 +147,24 @@ def positions(values: list[str]) -> tuple[list[float], bool]:
     return [float(v) if v not in ("null", "") else numbers[-1] * step for v in values], True
 
 
+def parameter_counts(df: pd.DataFrame, x: str, values: list[str]) -> list[float]:
+    """x positions for a sweep over base models: each swept value's base model parameter count,
+    when every value has one base model with a known count and no two share one (`model=tiny,
+    tiny_3m,tiny_large`); [] otherwise (the swept values are then the axis)."""
+    if "base params" not in df.columns:
+        return []
+    counts = [set(df.loc[df[x] == v, "base params"]) for v in values]
+    if any(len(c) != 1 or pd.isna(next(iter(c))) for c in counts):
+        return []
+    sizes = [float(next(iter(c))) for c in counts]
+    return sizes if len(set(sizes)) == len(sizes) else []
+
+
 def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
     """Verbalization against the swept parameter with 95% intervals: by condition, and per family
-    under the IA; a log axis where the values are powers. Only for a sweep over one parameter (a
-    scaling curve); returns None otherwise."""
+    under the IA; a log axis where the values are powers, or the base models' parameter counts for a
+    sweep over base models. Only for a sweep over one parameter (a scaling curve); returns None
+    otherwise."""
     swept = swept_columns(df)
     if len(swept) != 1:
         return None
@@ -161,7 +176,10 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
 
     x = swept[0]
     values = list(dict.fromkeys(df[x]))
-    xs, log = positions(values)
+    sizes = parameter_counts(df, x, values)
+    xs, log = (sizes, True) if sizes else positions(values)
+    ticks = [f"{v}\n{p / 1e6:.1f}M" for v, p in zip(values, sizes, strict=True)] if sizes else [
+        "all" if v in ("null", "") else v for v in values]
     at = dict(zip(values, xs, strict=True))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
 
@@ -179,8 +197,8 @@ def plot_sweep(df: pd.DataFrame, path: Path) -> Path | None:
         if log:
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xticks(xs, ["all" if v in ("null", "") else v for v in values])
-        ax.set_xlabel(x + (" (log scale)" if log else ""))
+        ax.set_xticks(xs, ticks)
+        ax.set_xlabel((f"{x}: base model parameters" if sizes else x) + (" (log scale)" if log else ""))
         ax.set_title(title)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
