@@ -37,6 +37,8 @@ def test_harness_run_smoke(smoke_run):
     assert "all/verbalization" in board.columns and "base/false_positive_rate" in board.columns
     results = json.loads((out / "metrics.json").read_text())
     assert len(results["eval_organisms"]) == 3 and results["split"] == "heldout_behaviors"
+    (base_card,) = [json.loads(p.read_text()) for p in (cache / "base").glob("*/card.json")]
+    assert results["base_params"] == base_card["n_params"] > 0  # the leaderboard's parameter axis
     # on record: the grader and its version, the decoding, the headline's paired comparison
     assert results["grader"]["name"] == "rules" and len(results["grader"]["version"]) == 16
     assert set(results["decoding"]) >= {"temperature", "max_new_tokens"}
