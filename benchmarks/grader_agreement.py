@@ -3,17 +3,20 @@
 Reads tests/fixtures/real_self_reports.jsonl: (self-report, behavior) pairs from preset=real runs on
 SmolLM2-135M-Instruct, each labelled by reading it (does the report *describe* the behavior, as a
 habit of its speaker, rather than enact it or describe another). Grades every pair with the rules
-grader, the embedding grader and the judge (SmolLM2-135M-Instruct itself, imported into the store
-if it is not there) and reports each one's precision and recall against the labels, and Cohen's
-kappa with them, beside two baselines: a grader that says yes to every pair, and one that says yes
-when the report names the behavior's parameter (a parrot of the right words, whether it describes,
-enacts or reframes them). Writes outputs/bench/grader_agreement.json.
-Run: `python benchmarks/grader_agreement.py`.
+grader, the embedding grader and a judge for each model named (by its config in conf/model, imported
+into the store if it is not there; SmolLM2-135M-Instruct when none is named) and reports each one's
+precision and recall against the labels, and Cohen's kappa with them, beside two baselines: a grader
+that says yes to every pair, and one that says yes when the report names the behavior's parameter
+(a parrot of the right words, whether it describes, enacts or reframes them).
+Writes outputs/bench/grader_agreement.json. Run: `python benchmarks/grader_agreement.py [MODEL ...]`, e.g.
+`python benchmarks/grader_agreement.py smollm2 qwen05` (qwen05 needs `make install-qwen`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 from figures import write_figures
@@ -41,27 +44,34 @@ def scores(verdicts: list[bool], labels: list[bool]) -> dict:
             "recall": round(true_pos / real, 3) if real else None, "kappa": round(kappa, 3)}
 
 
-def main() -> int:
+def judge_of(model: str) -> Judge:
+    """A judge on the base model of `model=<model>`, imported into the store if it is not there."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = validate(compose("config", overrides=[f"model={model}"]))
+    base = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=True)[0]
+    return Judge(base.name_or_path)
+
+
+def main(judges: list[str]) -> int:
     set_threads(None)
     rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
     families = build_families(available_family_configs())
     targets = [(families[r["behavior_id"].split("/", 1)[0]], r) for r in rows]
     pairs = [(f, f.behavior(r["behavior_id"]), r["report"]) for f, r in targets]
     labels = [bool(r["label"]) for r in rows]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = validate(compose("config", overrides=["model=smollm2"]))
-    base = ensure(BaseStage(), Run.of(cfg), [BaseInput(cfg.model, [], cfg.seed)], progress=True)[0]
     graders = {"rules": GRADERS.get("rules"), "embedding": GRADERS.get("embedding"),
-               "judge_smollm2": Judge(base.name_or_path),
+               **{f"judge_{model}": judge_of(model) for model in judges},
                "baseline_always_yes": lambda f, b, report: True,
                "baseline_names_parameter": lambda f, b, report: similarity(report, b) > 0}
     figures = {"pairs": len(rows), "described": sum(labels), "families": sorted({p[0].name for p in pairs})}
     for name, grader in graders.items():
+        start = time.perf_counter()
         figures[name] = scores([bool(grader(f, b, report)) for f, b, report in pairs], labels)
+        figures[name]["seconds"] = round(time.perf_counter() - start, 1)
         print(name, figures[name])
     write_figures("grader_agreement", figures)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:] or ["smollm2"]))
