@@ -5,7 +5,7 @@ store, as the organisms stage makes them (the base model's own answers, base rat
 batches of `organism.batch_organisms`, implant checks, saving), and tables each phase's wall time
 beside its FLOP floor: the tokens it ran forward (counted by the harness) times the FLOPs a token
 costs (2 x parameters to read or generate one; 3 x parameters to train on one with LoRA on the upper
-half, whose backward stops half-way), at the machine's measured bfloat16 matmul peak. Organisms an
+half, whose backward stops half-way), at the machine's measured matmul peak in the weights' dtype. Organisms an
 hour are over the stage's whole time (the base model's import into the store is timed apart).
 Writes outputs/bench/organism_phases_bench.json.
 
@@ -24,6 +24,7 @@ from hydra import compose, initialize_config_dir
 
 from harness.core import timing
 from harness.core.paths import CONF_DIR
+from harness.lm.models import resolve_dtype
 from harness.run.dag import validate
 from harness.run.stage import Run, ensure
 from harness.run.stages.base_model import BaseInput, BaseStage
@@ -40,10 +41,11 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. organism.batch_organisms=4")
     args = parser.parse_args()
     threads = set_threads(None)
-    peak = matmul_flops(2048, 2048, 2048, 10, torch.bfloat16)
     with tempfile.TemporaryDirectory() as store, initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = validate(compose("config", overrides=["preset=real", f"max_behaviors_per_family={args.per_family}",
                                                     f"cache_dir={store}", "logger=none", *args.overrides]))
+        dtype = resolve_dtype(cfg.model.dtype)
+        peak = matmul_flops(2048, 2048, 2048, 10, getattr(torch, dtype))
         run = Run.of(cfg)
         start = time.perf_counter()
         base = ensure(BaseStage(), run, [BaseInput(cfg.model, [], cfg.seed)])
@@ -60,7 +62,7 @@ def main() -> int:
                "tokens": timing.TOKENS.get(name, 0), "flop_floor_seconds": floor(name)}
               for name, s in sorted(timing.PHASES.items(), key=lambda kv: -kv[1])]
     figures = {"cores": cores(), "threads": threads, "model": "SmolLM2-135M-Instruct", "params": params,
-               "matmul_gflops_bfloat16": round(peak / 1e9), "overrides": args.overrides,
+               "dtype": dtype, "matmul_gflops": round(peak / 1e9), "overrides": args.overrides,
                "batch_organisms": cfg.organism.batch_organisms, "organisms": len(cards),
                "implanted": sum(c.check.implanted for c in cards),
                "mean_strength": round(sum(c.check.strength for c in cards) / len(cards), 3),
