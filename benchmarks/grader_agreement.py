@@ -5,9 +5,11 @@ SmolLM2-135M-Instruct, each labelled by reading it (does the report *describe* t
 habit of its speaker, rather than enact it or describe another). Grades every pair with the rules
 grader, the embedding grader and a judge for each model named (by its config in conf/model, imported
 into the store if it is not there; SmolLM2-135M-Instruct when none is named) and reports each one's
-precision and recall against the labels, and Cohen's kappa with them, beside two baselines: a grader
-that says yes to every pair, and one that says yes when the report names the behavior's parameter
-(a parrot of the right words, whether it describes, enacts or reframes them).
+precision and recall against the labels, Cohen's kappa with them and its agreement with the rules
+grader (for a judge, also the AUROC of its yes-minus-no logit margin: how it ranks the pairs,
+wherever its threshold lies), beside two baselines: a grader that says yes to every pair, and one
+that says yes when the report names the behavior's parameter (a parrot of the right words, whether
+it describes, enacts or reframes them).
 Writes outputs/bench/grader_agreement.json. Run: `python benchmarks/grader_agreement.py [MODEL ...]`, e.g.
 `python benchmarks/grader_agreement.py smollm2 qwen05` (qwen05 needs `make install-qwen`).
 """
@@ -18,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from statistics import fmean
 
 from figures import write_figures
 from hydra import compose, initialize_config_dir
@@ -26,7 +29,7 @@ from harness.core.paths import CONF_DIR
 from harness.families import available_family_configs, build_families
 from harness.measure.grading import GRADERS, similarity
 from harness.measure.judge import Judge
-from harness.measure.metrics import agreement
+from harness.measure.metrics import agreement, auroc
 from harness.run.dag import validate
 from harness.run.stage import Run, ensure
 from harness.run.stages.base_model import BaseInput, BaseStage
@@ -64,10 +67,21 @@ def main(judges: list[str]) -> int:
                "baseline_always_yes": lambda f, b, report: True,
                "baseline_names_parameter": lambda f, b, report: similarity(report, b) > 0}
     figures = {"pairs": len(rows), "described": sum(labels), "families": sorted({p[0].name for p in pairs})}
+    rules = [bool(graders["rules"](f, b, report)) for f, b, report in pairs]
     for name, grader in graders.items():
         start = time.perf_counter()
-        figures[name] = scores([bool(grader(f, b, report)) for f, b, report in pairs], labels)
-        figures[name]["seconds"] = round(time.perf_counter() - start, 1)
+        verdicts = [bool(grader(f, b, report)) for f, b, report in pairs]
+        figures[name] = {**scores(verdicts, labels), "seconds": round(time.perf_counter() - start, 1)}
+        with_rules = agreement(verdicts, rules)
+        figures[name] |= {"agreement_with_rules": round(with_rules["agreement"], 3),
+                          "kappa_with_rules": round(with_rules["kappa"], 3)}
+        if isinstance(grader, Judge):  # how it ranks the pairs, wherever its yes/no threshold lies
+            margins = [grader.margin(f, b, report) for f, b, report in pairs]
+            described = [m for m, y in zip(margins, labels, strict=True) if y]
+            other = [m for m, y in zip(margins, labels, strict=True) if not y]
+            figures[name] |= {"auroc": round(auroc(margins, labels), 3),
+                              "mean_margin_described": round(fmean(described), 3),
+                              "mean_margin_not_described": round(fmean(other), 3)}
         print(name, figures[name])
     write_figures("grader_agreement", figures)
     return 0

@@ -71,6 +71,24 @@ def test_hf_loading_options_reach_the_model(micro_base, tmp_path):
         compose_config("model=hf", "model.name_or_path=x", "model.dtype=int8")
 
 
+def test_bfloat16_weights_on_a_cpu_without_its_matmul_instructions_are_warned_of(monkeypatch):
+    """preset=real's bfloat16 on a CPU without AVX512-BF16 or AMX: a warning that names the fix; none in
+    float32, on the tiny model, or where the CPU has the instructions."""
+    import torch
+
+    real = compose_config("preset=real").model
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for unit in ("avx512_bf16", "amx_tile"):
+        monkeypatch.setattr(torch.cpu, f"_is_{unit}_supported", lambda: False, raising=False)
+    assert not models.cpu_multiplies_bfloat16()
+    assert "add model.dtype=float32" in models.slow_dtype(real)
+    assert models.slow_dtype(replace(real, dtype="float32")) is None
+    assert models.slow_dtype(replace(real, dtype="auto")) is None  # float32 on a CPU
+    assert models.slow_dtype(compose_config().model) is None  # the tiny model is float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert models.cpu_multiplies_bfloat16() and models.slow_dtype(real) is None
+
+
 def test_a_real_models_neutral_mix_is_its_own_answers(micro_base):
     from harness.core.vocabulary import Chat
     from harness.train.routes import own_answers

@@ -28,6 +28,8 @@ def test_a_verdict_is_the_judges_next_token_yes_against_no(judge, families):
     with torch.no_grad():
         logits = judge.model(**judge.tok([prompt], return_tensors="pt", add_special_tokens=False)).logits[0, -1]
     assert verdict == bool(logits[judge.yes].max() > logits[judge.no].max())
+    margin = (logits[judge.yes].max() - logits[judge.no].max()).item()
+    assert judge.margin(family, behavior, report) == pytest.approx(margin, abs=1e-4)
     assert judge.yes and judge.no and not set(judge.yes) & set(judge.no)
 
 
@@ -46,7 +48,7 @@ def test_pairs_are_asked_in_batches_and_once(judge, families):
         assert len(calls) == 3, "a question asked twice"
     finally:
         hook.remove()
-    assert all(pair_key(r, b.descriptions[0]) in judge.verdicts for r in reports for _, b in targets)
+    assert all(pair_key(r, b.descriptions[0]) in judge.margins for r in reports for _, b in targets)
 
 
 def test_a_run_graded_by_the_judge(micro_base, tmp_path, families):
@@ -107,6 +109,17 @@ def test_regrading_with_the_rules_gives_back_the_runs_own_grades(micro_base, tmp
     assert all(r.identified == (r.model if i % 2 else other[r.model].id) for i, r in enumerate(graded))
     never = regrade(reports, candidates, lambda _f, _b, _r: False)
     assert not any(r.verbalized or r.mentioned for r in never)
+
+
+def test_auroc_is_the_chance_a_positive_outranks_a_negative():
+    from harness.measure.metrics import auroc
+
+    assert auroc([3.0, 2.0, 1.0, 0.0], [True, True, False, False]) == 1.0
+    assert auroc([0.0, 1.0, 2.0, 3.0], [True, True, False, False]) == 0.0
+    assert auroc([1.0, 1.0, 1.0], [True, False, False]) == 0.5  # ties count half: a constant score ranks nothing
+    assert auroc([2.0, 0.0, 1.0, 3.0], [True, False, True, False]) == 0.5  # 2 of 4 (positive, negative) pairs
+    with pytest.raises(ValueError, match="both"):
+        auroc([1.0, 2.0], [True, True])
 
 
 def test_agreement_counts_and_kappa():

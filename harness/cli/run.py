@@ -62,6 +62,7 @@ def hydra_run(cfg: DictConfig) -> float | None:
     the objective, the IA's verbalization rate of the held-out organisms (None for a sweep's
     fan-out job, or NaN when none was scored)."""
     from harness.core.tracking import headline
+    from harness.lm.models import slow_dtype
     from harness.report import leaderboard
     from harness.run import pipeline
     from harness.run.dag import validate
@@ -71,6 +72,8 @@ def hydra_run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     typed.output_dir = hydra_cfg.runtime.output_dir
     set_threads(typed.threads)
+    if note := slow_dtype(typed.model):
+        logging.getLogger("harness").warning(f"harness: warning: {note}")
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     if in_sweep:  # one line per job on the console (the sweep prints its table once); cli.log keeps every line
         quiet_console()

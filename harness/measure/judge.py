@@ -2,7 +2,8 @@
 yes/no question, "does this report describe the same specific behavior as ...?".
 
 The verdict is the judge's next token after the question: yes when its best "yes" token scores
-above its best "no" token (one forward pass, no sampling). Questions are asked in batches, and
+above its best "no" token (one forward pass, no sampling); the margin between the two is kept, so
+how well a judge ranks pairs can be measured apart from where its threshold lies. Questions are asked in batches, and
 each verdict is kept by a hash of (report, description) for the life of the process, so a report
 graded against many behaviors, or seen again, costs one question each.
 """
@@ -40,12 +41,16 @@ class Judge:
         self.model = models.load_model(name_or_path)
         self.yes, self.no = first_tokens(self.tok, YES), first_tokens(self.tok, NO)
         self.batch_size = batch_size
-        self.verdicts: dict[str, bool] = {}
+        self.margins: dict[str, float] = {}
+        """Each pair's best "yes" logit minus its best "no" logit: yes when above 0."""
 
     def __call__(self, family: Family, behavior: Behavior, report: str) -> bool:
+        return self.margin(family, behavior, report) > 0
+
+    def margin(self, family: Family, behavior: Behavior, report: str) -> float:
         description = behavior.descriptions[0]
         self.ask([(report, description)])
-        return self.verdicts[pair_key(report, description)]
+        return self.margins[pair_key(report, description)]
 
     def prepare(self, reports: Sequence[str], targets: Sequence[tuple[Family, Behavior]]) -> None:
         """Ask about every (report, behavior) pair at once, in batches, before they are graded."""
@@ -54,14 +59,14 @@ class Judge:
     @torch.no_grad()
     def ask(self, pairs: Sequence[tuple[str, str]]) -> None:
         keyed = {pair_key(*p): p for p in pairs}
-        todo = [(key, p) for key, p in keyed.items() if key not in self.verdicts]
+        todo = [(key, p) for key, p in keyed.items() if key not in self.margins]
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             prompts = [models.prompt_text(self.tok, QUESTION.format(report=r, description=d)) for _, (r, d) in chunk]
             enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
             last = self.model(**enc).logits[:, -1].float()  # left padding: the next token of every row
-            yes = last[:, self.yes].max(dim=1).values > last[:, self.no].max(dim=1).values
-            self.verdicts.update((key, bool(v)) for (key, _), v in zip(chunk, yes.tolist(), strict=True))
+            margin = last[:, self.yes].max(dim=1).values - last[:, self.no].max(dim=1).values
+            self.margins.update((key, m) for (key, _), m in zip(chunk, margin.tolist(), strict=True))
 
 
 @cache

@@ -369,6 +369,18 @@ def metric_row(split: str, condition: str, family: str, metric: str, e: Estimate
                      high=e.high, n=e.n, route=route, unit=e.unit)
 
 
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """The area under the ROC curve of a graded score against yes/no labels: the chance that a
+    random positive scores above a random negative (ties count half). 0.5 is a score that ranks
+    nothing, whatever threshold a grader puts on it; 1.0 ranks every positive first."""
+    positives = [s for s, y in zip(scores, labels, strict=True) if y]
+    negatives = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not positives or not negatives:
+        raise ValueError("auroc needs both positive and negative labels")
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
 def agreement(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
     """How often two graders' verdicts on the same pairs agree: the raw fraction, Cohen's kappa
     (agreement beyond what their yes-rates give by chance; NaN when chance agreement is 1), and
