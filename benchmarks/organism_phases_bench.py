@@ -66,7 +66,7 @@ def main() -> int:
                "batch_organisms": cfg.organism.batch_organisms, "organisms": len(cards),
                "implanted": sum(c.check.implanted for c in cards),
                "mean_strength": round(sum(c.check.strength for c in cards) / len(cards), 3),
-               "strengths": {c.behavior_id: round(c.check.strength, 3) for c in cards},
+               "strengths": {f"{c.behavior_id} ({c.route})": round(c.check.strength, 3) for c in cards},
                "base_import_seconds": round(imported, 1),
                "stage_seconds": round(seconds, 1), "seconds_per_organism": round(seconds / len(cards), 1),
                "organisms_per_hour": round(3600 * len(cards) / seconds), "phases": phases}
