@@ -5,7 +5,8 @@ store, as the organisms stage makes them (the base model's own answers, base rat
 batches of `organism.batch_organisms`, implant checks, saving), and tables each phase's wall time
 beside its FLOP floor: the tokens it ran forward (counted by the harness) times the FLOPs a token
 costs (2 x parameters to read or generate one; 3 x parameters to train on one with LoRA on the upper
-half, whose backward stops half-way), at the machine's measured matmul peak in the weights' dtype. Organisms an
+half, whose backward stops half-way), at the machine's measured matmul peak in the weights' dtype.
+Organisms an
 hour are over the stage's whole time (the base model's import into the store is timed apart).
 Writes outputs/bench/organism_phases_bench.json.
 

@@ -116,9 +116,8 @@ def slow_dtype(cfg: ModelConfig) -> str | None:
     """A one-line warning when a real model's weights would be bfloat16 on a CPU without bfloat16
     matmul instructions: PyTorch then multiplies them on a path about 140x slower than float32
     (0.87 against 123 GFLOP/s, 1024 x 1024 matmuls on 2 AVX2 cores; docs/real-models.md). None otherwise."""
-    if cfg.kind == "tiny" or resolve_dtype(cfg.dtype) != "bfloat16" or torch.cuda.is_available():
-        return None
-    if cpu_multiplies_bfloat16():
+    if cfg.kind == "tiny" or resolve_dtype(cfg.dtype) != "bfloat16" or torch.cuda.is_available() \
+            or cpu_multiplies_bfloat16():
         return None
     return ("model.dtype=bfloat16 on a CPU without bfloat16 matmul instructions (AVX512-BF16 or AMX): every "
             "matmul runs about 140x slower than in float32 here; add model.dtype=float32")

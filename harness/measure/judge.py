@@ -2,10 +2,10 @@
 yes/no question, "does this report describe the same specific behavior as ...?".
 
 The verdict is the judge's next token after the question: yes when its best "yes" token scores
-above its best "no" token (one forward pass, no sampling); the margin between the two is kept, so
-how well a judge ranks pairs can be measured apart from where its threshold lies. Questions are asked in batches, and
-each verdict is kept by a hash of (report, description) for the life of the process, so a report
-graded against many behaviors, or seen again, costs one question each.
+above its best "no" token (one forward pass, no sampling). The margin between the two is kept, so
+how well a judge ranks pairs can be measured apart from where its threshold lies. Questions are
+asked in batches, and each margin is kept by a hash of (report, description) for the life of the
+process, so a report graded against many behaviors, or seen again, costs one question each.
 """
 
 from __future__ import annotations
