@@ -6,8 +6,7 @@ batches of `organism.batch_organisms`, implant checks, saving), and tables each 
 beside its FLOP floor: the tokens it ran forward (counted by the harness) times the FLOPs a token
 costs (2 x parameters to read or generate one; 3 x parameters to train on one with LoRA on the upper
 half, whose backward stops half-way), at the machine's measured matmul peak in the weights' dtype.
-Organisms an
-hour are over the stage's whole time (the base model's import into the store is timed apart).
+Organisms an hour are over the stage's whole time (the base model's import into the store is timed apart).
 Writes outputs/bench/organism_phases_bench.json.
 
 Run: `make bench`, or `python benchmarks/organism_phases_bench.py [--per-family N] [overrides...]`.
