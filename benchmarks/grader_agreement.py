@@ -6,10 +6,10 @@ habit of its speaker, rather than enact it or describe another). Grades every pa
 grader, the embedding grader and a judge for each model named (by its config in conf/model, imported
 into the store if it is not there; SmolLM2-135M-Instruct when none is named) and reports each one's
 precision and recall against the labels, Cohen's kappa with them and its agreement with the rules
-grader (for a judge, also the AUROC of its yes-minus-no logit margin: how it ranks the pairs,
-wherever its threshold lies), beside two baselines: a grader that says yes to every pair, and one
-that says yes when the report names the behavior's parameter (a parrot of the right words, whether
-it describes, enacts or reframes them).
+grader, and the AUROC of how it ranks the pairs (a judge's by its yes-minus-no logit margin,
+wherever its threshold lies; any other's by its verdicts), beside two baselines: a grader that
+says yes to every pair, and one that says yes when the report names the behavior's parameter (a
+parrot of the right words, whether it describes, enacts or reframes them).
 Writes outputs/bench/grader_agreement.json. Run: `python benchmarks/grader_agreement.py [MODEL ...]`, e.g.
 `python benchmarks/grader_agreement.py smollm2 qwen05` (qwen05 needs `make install-qwen`).
 """
@@ -25,6 +25,7 @@ from statistics import fmean
 from figures import write_figures
 from hydra import compose, initialize_config_dir
 
+from harness.cli.compose import group_options
 from harness.core.paths import CONF_DIR
 from harness.families import available_family_configs, build_families
 from harness.measure.grading import GRADERS, similarity
@@ -56,6 +57,10 @@ def judge_of(model: str) -> Judge:
 
 
 def main(judges: list[str]) -> int:
+    if unknown := [m for m in judges if m not in group_options("model")]:
+        print(f"grader_agreement: error: no model config {', '.join(unknown)} "
+              f"(one of: {', '.join(group_options('model'))})", file=sys.stderr)
+        return 2
     set_threads(None)
     rows = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
     families = build_families(available_family_configs())
@@ -75,12 +80,13 @@ def main(judges: list[str]) -> int:
         with_rules = agreement(verdicts, rules)
         figures[name] |= {"agreement_with_rules": round(with_rules["agreement"], 3),
                           "kappa_with_rules": round(with_rules["kappa"], 3)}
-        if isinstance(grader, Judge):  # how it ranks the pairs, wherever its yes/no threshold lies
-            margins = [grader.margin(f, b, report) for f, b, report in pairs]
-            described = [m for m, y in zip(margins, labels, strict=True) if y]
-            other = [m for m, y in zip(margins, labels, strict=True) if not y]
-            figures[name] |= {"auroc": round(auroc(margins, labels), 3),
-                              "mean_margin_described": round(fmean(described), 3),
+        # how it ranks the pairs: a judge by its margin, wherever its threshold lies; any other by its verdicts
+        ranks = [grader.margin(f, b, report) for f, b, report in pairs] if isinstance(grader, Judge) else verdicts
+        figures[name]["auroc"] = round(auroc([float(r) for r in ranks], labels), 3)
+        if isinstance(grader, Judge):
+            described = [m for m, y in zip(ranks, labels, strict=True) if y]
+            other = [m for m, y in zip(ranks, labels, strict=True) if not y]
+            figures[name] |= {"mean_margin_described": round(fmean(described), 3),
                               "mean_margin_not_described": round(fmean(other), 3)}
         print(name, figures[name])
     write_figures("grader_agreement", figures)
