@@ -23,12 +23,13 @@ def test_ls_and_verify(cached, capsys):
     tmp, args = cached
     store = Store(tmp / "cache")
     kinds = sorted({kind for kind, _ in store.artifacts()})
-    assert kinds == ["answers", "base", "ia", "organisms", "probes"]  # answers: the base model's, for base rates
+    # answers: the base model's, for base rates; slot_answers: the probed models', for other IAs' probes
+    assert kinds == ["answers", "base", "ia", "organisms", "probes", "slot_answers"]
     capsys.readouterr()
     assert cli.main(["cache", "ls", f"cache_dir={store.root}"]) == 0
     out = capsys.readouterr().out
     assert f"{len(list(store.artifacts()))} artifacts" in out and "preferences/" in out
-    assert "the base model's answers to" in out
+    assert "the base model's answers to" in out and "probed models' answers to" in out
     assert cli.main(["cache", "verify", f"cache_dir={store.root}"]) == 0
     assert "intact" in capsys.readouterr().out
 
@@ -67,12 +68,13 @@ def test_gc_removes_only_what_the_config_does_not_use(cached, tmp_path, capsys):
         (folder / "card.json").write_text(json.dumps({"key": "0000000000000000", "behavior_id": "x/y",
                                                       "route": "lora"}))
     run_args = [a if not a.startswith("cache_dir=") else f"cache_dir={cache}" for a in args]
-    # the base model's answers made the organisms; a complete run reads the organisms, not them
-    used = {a for a in store.artifacts() if a[1] != "0000000000000000" and a[0] != "answers"}
+    # the base model's answers made the organisms, the probed models' the probes; a complete run reads
+    # the organisms and probes, not them
+    used = {a for a in store.artifacts() if a[1] != "0000000000000000" and a[0] not in ("answers", "slot_answers")}
     capsys.readouterr()
     assert cli.main(["cache", "gc", *run_args]) == 0
     out = capsys.readouterr().out
-    assert "unused: organisms/0000000000000000" in out and "unused: answers/" in out
+    assert "unused: organisms/0000000000000000" in out and "unused: answers/" in out and "unused: slot_answers/" in out
     assert store.exists("organisms", "0000000000000000")  # listed, not removed
     assert cli.main(["cache", "gc", *run_args, "--yes"]) == 0
     assert set(store.artifacts()) == used

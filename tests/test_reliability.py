@@ -169,6 +169,42 @@ def test_self_reports_do_not_depend_on_how_organisms_are_chunked(tmp_path):
     assert reports(1) == reports(16)
 
 
+def test_a_probe_of_another_ia_reads_what_the_models_without_it_said_from_the_store(tmp_path):
+    """The models without the IA (each organism alone, the base model) answer the same prompts
+    whichever IA a run evaluates: a run on another IA over the same organisms generates only the
+    IA's condition anew, and its probe files are those of the same run on a store without the
+    kept answers."""
+    from dataclasses import replace
+
+    from harness.run import pipeline
+    from tests.conftest import compose_config
+
+    def probe(name: str, cache: Path, ia_steps: int) -> dict[str, str]:
+        cfg = compose_config(*small_run({"logger": "none", "cache_dir": str(cache), "ia.steps": ia_steps}))
+        pipeline.run(replace(cfg, output_dir=str(tmp_path / "runs" / name)), progress=False)
+        return {f: (tmp_path / "runs" / name / f).read_text().replace(str(cache), "<cache>")
+                for f in ("self_reports.jsonl", "behavior_rows.jsonl", "probe_samples.jsonl")}
+
+    def kept(store: Store, kind: str) -> set[str]:
+        return {key for k, key in store.artifacts() if k == kind}
+
+    shared = Store(tmp_path / "stores" / "shared")
+    probe("first", shared.root, ia_steps=2)
+    answers, ias = kept(shared, "slot_answers"), kept(shared, "ia")
+    chunks = len(kept(shared, "probes"))
+    assert len(answers) == 4 * chunks  # behavior rates, and the three conditions sampled from a model
+    fresh = Store(tmp_path / "stores" / "fresh")
+    shutil.copytree(shared.root, fresh.root)
+    for key in answers:
+        fresh.remove("slot_answers", key)
+    second = probe("second", shared.root, ia_steps=3)
+    (ia,) = kept(shared, "ia") - ias
+    new = kept(shared, "slot_answers") - answers
+    assert len(new) == chunks  # the IA's condition only
+    assert all(ia in slot for key in new for slot in shared.card("slot_answers", key)["adapters"])
+    assert second == probe("fresh", fresh.root, ia_steps=3)
+
+
 @pytest.mark.slow  # in the fast suite: two writers of one artifact at the store (test_data_loss.py), and a joblib
 # sweep's jobs on one cache at once (test_sweeps.py)
 def test_two_runs_at_once_on_one_cache_give_the_same_results(two_runs, tmp_path):

@@ -105,6 +105,28 @@ class AnswersCard:
 
 
 @dataclass
+class SlotAnswersCard:
+    """The answers of each slot of stacked adapters on one model to a set of prompts (store kind
+    `slot_answers`), so a later probe of the same models (another IA's) reads what they said."""
+
+    kind: ClassVar[str] = "slot_answers"
+    """Its store kind."""
+    key: str
+    """Content key: hash of the model's key, every slot's adapters in order, the stack's ranks,
+    the decoding settings and the prompts."""
+    model_key: str
+    """Key of the model the adapters are stacked on (a base model, or a weight-route organism)."""
+    adapters: list[list[str]]
+    """Each slot's adapters (store keys), in the order the slots were asked."""
+    settings: dict[str, Any]
+    """How the answers were generated (tokens, sampling, seed, batch, attention)."""
+    prompts: list[str]
+    """The prompts, in the order asked."""
+    answers: list[list[str]]
+    """Each slot's answers, one per prompt."""
+
+
+@dataclass
 class OrganismCard:
     """A model organism: base model + a LoRA that implants one behavior, and its verification."""
 

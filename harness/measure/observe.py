@@ -16,6 +16,7 @@ from harness.core.progress import progress_bar
 from harness.core.records import BehaviorRate
 from harness.families import Behavior, Family
 from harness.lm import models
+from harness.lm.answers import SlotAnswers
 from harness.measure.probing import behavior_rate, select_prompts
 from harness.train.batched import StackedLoRA
 
@@ -27,17 +28,18 @@ ADAPTERS_OFF = "__base__"
 
 def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], spec: RateSpec,
                    adapters: Sequence[str | int | None] = (AS_IS,), progress: str | None = None,
-                   stacked: StackedLoRA | None = None) -> dict[str | int | None, dict[str, BehaviorRate]]:
+                   stacked: StackedLoRA | None = None, memo: SlotAnswers | None = None,
+                   ) -> dict[str | int | None, dict[str, BehaviorRate]]:
     """Every target behavior's rate under each adapter of a peft model (`__base__`: adapters off),
-    or of the model as it is (`AS_IS`), or under each slot of `stacked` (hooked on `model`), by
-    adapter and behavior id, measured as `spec` says in one batched generation (`progress`: the
-    label of its bar)."""
+    or of the model as it is (`AS_IS`), or under each slot of `stacked` (hooked on `model`; the
+    slots' answers through `memo`, if any), by adapter and behavior id, measured as `spec` says in
+    one batched generation (`progress`: the label of its bar)."""
     if AS_IS in adapters and len(adapters) > 1:
         raise ValueError("behavior_rates: the model as it is cannot share a batch with named adapters")
     probes = {b.id: select_prompts(f.probe(b), spec.prompts) for f, b in targets}
     unique = list(dict.fromkeys(p for probe in probes.values() for p in probe.all_prompts))
     if stacked is not None:
-        said = slot_answers(model, tok, stacked, unique, adapters, spec.max_new_tokens, progress=progress)
+        said = slot_answers(model, tok, stacked, unique, adapters, spec.max_new_tokens, progress=progress, memo=memo)
         responses = {a: dict(zip(unique, said[a], strict=True)) for a in adapters}
     else:
         rows = [(a, p) for a in adapters for p in unique]
@@ -52,13 +54,32 @@ def behavior_rates(model, tok, targets: Sequence[tuple[Family, Behavior]], spec:
 
 def slot_answers(model, tok, stacked: StackedLoRA, prompts: Sequence[str], slots: Sequence[int],
                  max_new_tokens: int, together: bool = True, seed: int | None = None, progress: str | None = None,
-                 **generation) -> dict[int, list[str]]:
+                 memo: SlotAnswers | None = None, **generation) -> dict[int, list[str]]:
     """Each slot of `stacked` (hooked on `model`) answering the same prompts, by slot, in batches
     of at most the process's generation batch (`model.generation_batch_size`): as many slots at a
     time as fit one (`together`), each group one batch of equal blocks, or one slot at a time,
     seeded with `seed` before each (so a slot's sampled answers do not depend on the others).
-    `generation`: more of models.generate's options."""
+    `generation`: more of models.generate's options. With `memo`, the answers of an earlier call
+    with the same slots, prompts and settings (batch, the stack's ranks, device and attention,
+    which move float sums, among them) are read back, and new ones kept."""
     slots, size = list(dict.fromkeys(slots)), models.GENERATION_BATCH["size"]
+    if memo is not None:
+        settings = {"max_new_tokens": max_new_tokens, "together": together, "seed": seed, "batch": size,
+                    "ranks": [a.shape[1] for a in stacked.a], "device": str(stacked.a[0].device),
+                    "attention": getattr(getattr(model, "config", None), "_attn_implementation", None), **generation}
+        key = memo.key(slots, prompts, settings)
+        if (kept := memo.read(key, slots)) is None:
+            kept = generate_slots(model, tok, stacked, prompts, slots, max_new_tokens, together, seed, progress,
+                                  **generation)
+            memo.write(key, slots, prompts, settings, kept)
+        return kept
+    return generate_slots(model, tok, stacked, prompts, slots, max_new_tokens, together, seed, progress, **generation)
+
+
+def generate_slots(model, tok, stacked: StackedLoRA, prompts: Sequence[str], slots: list[int], max_new_tokens: int,
+                   together: bool, seed: int | None, progress: str | None, **generation) -> dict[int, list[str]]:
+    """`slot_answers`' generation (no memo)."""
+    size = models.GENERATION_BATCH["size"]
     per_batch = max(1, size // max(1, len(prompts))) if together else 1
     out: dict[int, list[str]] = {}
     with progress_bar(None, progress or "", progress is not None, total=len(slots) * len(prompts),
@@ -95,14 +116,15 @@ def stacked_behavior_rates(model, tok, stacked: StackedLoRA, targets: Sequence[t
 
 def slot_self_reports(model, tok, stacked: StackedLoRA, slots: Sequence[int], questions: Sequence[str], n: int,
                       max_new_tokens: int, temperature: float, seed: int | None, prefill: str = "",
-                      progress: str | None = None) -> dict[int, list[tuple[str, str]]]:
-    """`self_reports` under each slot of `stacked` (hooked on `model`), by slot: greedy answers of
-    many slots in one batch; sampled ones one slot at a time, seeded per slot as `self_reports`
-    seeds per call."""
+                      progress: str | None = None, memo: SlotAnswers | None = None,
+                      ) -> dict[int, list[tuple[str, str]]]:
+    """`self_reports` under each slot of `stacked` (hooked on `model`; through `memo`, if any), by
+    slot: greedy answers of many slots in one batch; sampled ones one slot at a time, seeded per
+    slot as `self_reports` seeds per call."""
     greedy = temperature == 0
     asked = list(questions) if greedy else [questions[i % len(questions)] for i in range(n)]
     said = slot_answers(model, tok, stacked, asked, slots, max_new_tokens, together=greedy,
-                        seed=None if greedy else seed, progress=progress, do_sample=not greedy,
+                        seed=None if greedy else seed, progress=progress, memo=memo, do_sample=not greedy,
                         temperature=temperature, prefill=prefill)
     return {slot: list(zip(asked, reports, strict=True)) for slot, reports in said.items()}
 

@@ -1,7 +1,7 @@
 """`harness cache`: what the artifact store holds, whether it is intact, and what a config needs.
 
-ls: every artifact with what it is (behavior and route, IA, probe chunk, the base model's answers),
-size and date;
+ls: every artifact with what it is (behavior and route, IA, probe chunk, the base model's answers,
+the probed models' answers), size and date;
 verify: every artifact's seal (see harness/core/store.py); rm: remove named artifacts, so the next
 run rebuilds them; gc: remove what a (complete) run of the given config does not use.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
-from harness.core.records import AnswersCard
+from harness.core.records import AnswersCard, SlotAnswersCard
 from harness.core.store import Store, read_card
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ def describe(store: Store, kind: str, key: str) -> Entry:
         what = f"{card.get('kind', '?')} base, {card.get('n_params', 0):,} params"
     elif kind == AnswersCard.kind:
         what = f"the base model's answers to {len(card.get('prompts', []))} prompts"
+    elif kind == SlotAnswersCard.kind:
+        what = f"{len(card.get('adapters', []))} probed models' answers to {len(card.get('prompts', []))} prompts"
     else:
         what = kind
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -70,7 +72,7 @@ def parse_artifacts(names: Iterable[str], store: Store) -> list[tuple[str, str]]
     (ConfigError otherwise, before anything is removed), each once."""
     from harness.run.dag import DAG
 
-    kinds = {stage.kind for stage in DAG} | {AnswersCard.kind}
+    kinds = {stage.kind for stage in DAG} | {AnswersCard.kind, SlotAnswersCard.kind}
     out = []
     for name in names:
         kind, _, key = name.partition("/")

@@ -7,7 +7,9 @@ the IA alone stacked on it as slots (train/batched.py's StackedLoRA), so a gener
 many organisms, each block of rows through its own slot; then each weight-route organism (full
 fine-tune, symmetry attack) as its own checkpoint with the IA stacked on top. Every chunk measures
 the base model too (for base rates); the first one also reports its rows, as the negative control.
-Self-reports are graded against every evaluation behavior."""
+Self-reports are graded against every evaluation behavior. The slots' answers are kept in the
+store (lm/answers.py's SlotAnswers): the models without the IA answer the same prompts whichever
+IA a run evaluates, so a run on another IA over the same organisms reads them back."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from harness.core.store import Store, config_key, write_json
 from harness.core.vocabulary import BASE, heldout_questions
 from harness.families import Behavior, Family
 from harness.lm import models
+from harness.lm.answers import SlotAnswers
 from harness.measure.grading import Grades, grader_for, names_kind, prepare
 from harness.measure.observe import behavior_rates, slot_self_reports
 from harness.run.stage import Done, Run, Stage, log
@@ -51,6 +54,15 @@ class ProbeResult:
     behaviors: list[BehaviorRow]
     reports: list[ReportRow]
     samples: list[ProbeSample] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Probed:
+    """A model probed with stacked adapters hooked on it, its slots' answers kept through `memo`."""
+
+    model: object
+    stacked: StackedLoRA
+    memo: SlotAnswers | None
 
 
 @dataclass(frozen=True)
@@ -90,15 +102,14 @@ def whole(card: OrganismCard | None, base_route: str = BASE) -> Subject:
     return Subject(card, WHOLE, base_route)
 
 
-def measure_rates(model, stacked: StackedLoRA, tok, subjects: Sequence[Subject],
-                  targets: Sequence[tuple[Family, Behavior]], cfg: ProbeConfig, progress: bool = False,
-                  ) -> dict[tuple[str, str, str], BehaviorRate]:
+def measure_rates(probed: Probed, tok, subjects: Sequence[Subject], targets: Sequence[tuple[Family, Behavior]],
+                  cfg: ProbeConfig, progress: bool = False) -> dict[tuple[str, str, str], BehaviorRate]:
     """Every evaluation behavior's rate on every subject (greedy), one batched pass; by
     (subject route, subject name, behavior)."""
     with timing.phase("behavior rates"):
-        rates = behavior_rates(model, tok, targets, cfg.rate, [s.slots["no_ia"] for s in subjects],
+        rates = behavior_rates(probed.model, tok, targets, cfg.rate, [s.slots["no_ia"] for s in subjects],
                                progress=f"behavior rates of {len(subjects)} models" if progress else None,
-                               stacked=stacked)
+                               stacked=probed.stacked, memo=probed.memo)
     return {(s.route, s.name, b.id): rates[s.slots["no_ia"]][b.id] for s in subjects for _, b in targets}
 
 
@@ -124,7 +135,7 @@ def probe_samples(rates: dict[tuple[str, str, str], BehaviorRate], subjects: Seq
             for sample in rates[(s.route, s.name, b.id)].scored]
 
 
-def sample_reports(model, stacked: StackedLoRA, tok, subjects: Sequence[Subject],
+def sample_reports(probed: Probed, tok, subjects: Sequence[Subject],
                    targets: Sequence[tuple[Family, Behavior]], questions: Sequence[str], cfg: ProbeConfig,
                    ia: IACard, split: str, seed: int, progress: bool) -> list[ReportRow]:
     """k self-reports per subject and condition (greedy ones of many subjects in one batch; sampled
@@ -135,9 +146,10 @@ def sample_reports(model, stacked: StackedLoRA, tok, subjects: Sequence[Subject]
     for condition in SAMPLED:
         label = f"self-reports of {len(subjects)} models, {condition}" if progress else None
         with timing.phase("self-reports"):
-            asked = slot_self_reports(model, tok, stacked, [s.slots[condition] for s in subjects], questions,
-                                      cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
-                                      prefill=cfg.prefill if condition == "prefill" else "", progress=label)
+            asked = slot_self_reports(probed.model, tok, probed.stacked, [s.slots[condition] for s in subjects],
+                                      questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, seed,
+                                      prefill=cfg.prefill if condition == "prefill" else "", progress=label,
+                                      memo=probed.memo)
         with timing.phase("grading"):
             prepare(grader, [report for said in asked.values() for _, report in said], targets)
             rows += [grade(report, q, condition, s, grades, ia, split) for s in subjects
@@ -177,7 +189,7 @@ def parrot_reports(subjects: Sequence[Subject], targets: Sequence[tuple[Family, 
 
 
 def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACard,
-               store: Store) -> tuple[object, StackedLoRA, list[Subject]]:
+               store: Store) -> tuple[Probed, list[Subject]]:
     """The base model with the LoRA organisms and the IA stacked on it (slot k: organism k; K + k:
     organism k with the IA, peft's `cat` combination; 2K: the IA; 2K + 1: none), and its subjects:
     the base model, then each organism."""
@@ -187,15 +199,19 @@ def lora_model(base: BaseModelCard, organisms: Sequence[OrganismCard], ia: IACar
         model = models.load_base(base)
         stacked = StackedLoRA.sums(model, [[f] for f in folders] + [[f, ia_folder] for f in folders]
                                    + [[ia_folder], []])
+    keys = [[c.key] for c in organisms] + [[c.key, ia.key] for c in organisms] + [[ia.key], []]
     subjects = [Subject(None, {"ia": 2 * k, "no_ia": 2 * k + 1, "prefill": 2 * k + 1})]
     subjects += [Subject(card, {"ia": k + i, "no_ia": i, "prefill": i}) for i, card in enumerate(organisms)]
-    return model, stacked, subjects
+    return Probed(model, stacked, SlotAnswers(store, base.key, dict(enumerate(keys)))), subjects
 
 
-def whole_model(model, base: BaseModelCard, ia: IACard, store: Store) -> StackedLoRA:
+def whole_model(model, base: BaseModelCard, ia: IACard, store: Store, model_key: str | None) -> Probed:
     """A model probed on its own (a weight-route organism's checkpoint, a transformed base) with
-    the IA stacked on it: slot 0 the IA, slot 1 none (`WHOLE`)."""
-    return StackedLoRA.sums(model, [[ia_adapter(store, ia, base)], []])
+    the IA stacked on it: slot 0 the IA, slot 1 none (`WHOLE`); its answers kept under `model_key`
+    (None: not kept)."""
+    stacked = StackedLoRA.sums(model, [[ia_adapter(store, ia, base)], []])
+    memo = None if model_key is None else SlotAnswers(store, model_key, {0: [ia.key], 1: []})
+    return Probed(model, stacked, memo)
 
 
 def base_controls(x: ProbeInput) -> list[str]:
@@ -301,24 +317,20 @@ def probe_chunk(x: ProbeInput, key: str, families: Mapping[str, Family], store: 
                     for o in x.evaluate}.values())
     questions = heldout_questions(ia.questions, cfg.questions)
     lora_cards = [o for o in x.chunk if not route(o.route).weights]
-    model, stacked, subjects = lora_model(base, lora_cards, ia, store)
-    rates = measure_rates(model, stacked, tok, subjects, targets, cfg, progress)
-    reports = sample_reports(model, stacked, tok, subjects if x.with_base else subjects[1:], targets, questions, cfg,
+    probed, subjects = lora_model(base, lora_cards, ia, store)
+    rates = measure_rates(probed, tok, subjects, targets, cfg, progress)
+    reports = sample_reports(probed, tok, subjects if x.with_base else subjects[1:], targets, questions, cfg,
                              ia, split, seed, progress)
     for card in (o for o in x.chunk if route(o.route).weights):
         with timing.phase("loading"):
-            model = models.load_base(base, organism_adapter(card, base, store))
-            stacked = whole_model(model, base, ia, store)
-        rates |= measure_rates(model, stacked, tok, [whole(card)], targets, cfg, progress)
-        reports += sample_reports(model, stacked, tok, [whole(card)], targets, questions, cfg, ia, split, seed,
-                                  progress)
+            probed = whole_model(models.load_base(base, organism_adapter(card, base, store)), base, ia, store, card.key)
+        rates |= measure_rates(probed, tok, [whole(card)], targets, cfg, progress)
+        reports += sample_reports(probed, tok, [whole(card)], targets, questions, cfg, ia, split, seed, progress)
         subjects.append(whole(card))
-    for r in base_controls(x):
+    for r in base_controls(x):  # a transformed base is made anew by code: its answers are not kept
         with timing.phase("loading"):
-            model = route(r).base_control(models.load_base(base), seed)
-            stacked = whole_model(model, base, ia, store)
-        reports += sample_reports(model, stacked, tok, [whole(None, r)], targets, questions, cfg, ia, split, seed,
-                                  progress)
+            probed = whole_model(route(r).base_control(models.load_base(base), seed), base, ia, store, None)
+        reports += sample_reports(probed, tok, [whole(None, r)], targets, questions, cfg, ia, split, seed, progress)
     reports += parrot_reports(subjects, targets, families, cfg, ia, split)
     probed = subjects if x.with_base else subjects[1:]
     behaviors = behavior_rows(rates, probed, targets, x.threshold, split)
