@@ -1,4 +1,4 @@
-"""Benchmark: where a real-model organism's time goes (`preset=real`, SmolLM2-135M-Instruct).
+"""Benchmark: where a real-model organism's time goes (`preset=real`: SmolLM2-135M-Instruct, or `model=...`).
 
 Makes organisms of every family of `preset=real` (2 a family unless `--per-family N`) into a fresh
 store, as the organisms stage makes them (the base model's own answers, base rates, LoRA steps in
@@ -26,6 +26,7 @@ from harness.core import timing
 from harness.core.paths import CONF_DIR
 from harness.lm.models import resolve_dtype
 from harness.run.dag import validate
+from harness.run.pipeline import base_name
 from harness.run.stage import Run, ensure
 from harness.run.stages.base_model import BaseInput, BaseStage
 from harness.run.stages.organisms import OrganismsStage
@@ -61,7 +62,7 @@ def main() -> int:
     phases = [{"phase": name, "seconds": round(s, 1), "share": round(s / seconds, 3),
                "tokens": timing.TOKENS.get(name, 0), "flop_floor_seconds": floor(name)}
               for name, s in sorted(timing.PHASES.items(), key=lambda kv: -kv[1])]
-    figures = {"cores": cores(), "threads": threads, "model": "SmolLM2-135M-Instruct", "params": params,
+    figures = {"cores": cores(), "threads": threads, "model": base_name(base[0]), "params": params,
                "dtype": dtype, "matmul_gflops": round(peak / 1e9), "overrides": args.overrides,
                "batch_organisms": cfg.organism.batch_organisms, "organisms": len(cards),
                "implanted": sum(c.check.implanted for c in cards),
