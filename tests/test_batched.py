@@ -142,6 +142,45 @@ def test_loaded_adapters_of_different_ranks_route_rows_and_the_empty_slot_is_the
         assert torch.allclose(got[k], expected[k], atol=1e-5), (k, (got[k] - expected[k]).abs().max())
 
 
+def test_slot_answers_are_kept_by_slots_prompts_and_settings(setup, tmp_path, monkeypatch):
+    """slot_answers through a memo: the first call generates and keeps what it would generate
+    without one; the same call reads it back; other slots, an order of them, a token budget or a
+    generation batch is another key and generates."""
+    from peft import LoraConfig
+
+    from harness.core.store import Store
+    from harness.lm.answers import SlotAnswers
+    from harness.measure import observe
+
+    base, tok, _, _ = setup
+    torch.manual_seed(0)
+    peft = get_peft_model(base, LoraConfig(r=2, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "org", safe_serialization=True)
+    peft.unload()
+    plain = models.load_model(models_path(base))
+    stacked = StackedLoRA.sums(plain, [[tmp_path / "org"], []])
+    memo = SlotAnswers(Store(tmp_path / "store"), "base", {0: ["org"], 1: []})
+    prompts = ["What is your favorite animal?", "Which is larger, 3 or 7?"]
+    with torch.no_grad():
+        first = observe.slot_answers(plain, tok, stacked, prompts, [0, 1], 6, memo=memo)
+        assert first == observe.slot_answers(plain, tok, stacked, prompts, [0, 1], 6)
+        assert first[0] != first[1]
+
+        def generated(*_args, **_kwargs):
+            raise AssertionError("generated")
+
+        monkeypatch.setattr(observe, "generate_slots", generated)
+        assert observe.slot_answers(plain, tok, stacked, prompts, [0, 1], 6, memo=memo) == first
+        size = models.GENERATION_BATCH["size"]
+        for slots, tokens, batch in (([1, 0], 6, size), ([0], 6, size), ([0, 1], 7, size), ([0, 1], 6, 1)):
+            try:
+                models.set_generation_batch(batch)
+                with pytest.raises(AssertionError, match="generated"):
+                    observe.slot_answers(plain, tok, stacked, prompts, slots, tokens, memo=memo)
+            finally:
+                models.set_generation_batch(size)
+
+
 def test_summed_slots_are_peft_cat_combinations_and_generate_as_peft_would(setup, tmp_path):
     """StackedLoRA.sums: an organism on some layers (regex targets) and the IA on all of them, as
     slots [organism], [organism, IA], [IA] and [] (none), give the logits of peft's adapters and
