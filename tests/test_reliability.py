@@ -173,14 +173,15 @@ def test_a_probe_of_another_ia_reads_what_the_models_without_it_said_from_the_st
     """The models without the IA (each organism alone, the base model) answer the same prompts
     whichever IA a run evaluates: a run on another IA over the same organisms generates only the
     IA's condition anew, and its probe files are those of the same run on a store without the
-    kept answers."""
+    kept answers; the same run with another grader generates nothing."""
     from dataclasses import replace
 
     from harness.run import pipeline
     from tests.conftest import compose_config
 
-    def probe(name: str, cache: Path, ia_steps: int) -> dict[str, str]:
-        cfg = compose_config(*small_run({"logger": "none", "cache_dir": str(cache), "ia.steps": ia_steps}))
+    def probe(name: str, cache: Path, ia_steps: int, grader: str = "rules") -> dict[str, str]:
+        cfg = compose_config(*small_run({"logger": "none", "cache_dir": str(cache), "ia.steps": ia_steps,
+                                         "probe.grader": grader}))
         pipeline.run(replace(cfg, output_dir=str(tmp_path / "runs" / name)), progress=False)
         return {f: (tmp_path / "runs" / name / f).read_text().replace(str(cache), "<cache>")
                 for f in ("self_reports.jsonl", "behavior_rows.jsonl", "probe_samples.jsonl")}
@@ -203,6 +204,8 @@ def test_a_probe_of_another_ia_reads_what_the_models_without_it_said_from_the_st
     assert len(new) == chunks  # the IA's condition only
     assert all(ia in slot for key in new for slot in shared.card("slot_answers", key)["adapters"])
     assert second == probe("fresh", fresh.root, ia_steps=3)
+    probe("regraded", shared.root, ia_steps=3, grader="embedding")  # the same models: nothing generated
+    assert kept(shared, "slot_answers") == answers | new
 
 
 @pytest.mark.slow  # in the fast suite: two writers of one artifact at the store (test_data_loss.py), and a joblib
