@@ -119,7 +119,7 @@ class SlotAnswersCard:
     adapters: list[list[str]]
     """Each slot's adapters (store keys), in the order the slots were asked."""
     settings: dict[str, Any]
-    """How the answers were generated (tokens, sampling, seed, batch, attention)."""
+    """How the answers were generated (tokens, sampling, seed, batch, ranks, device, attention)."""
     prompts: list[str]
     """The prompts, in the order asked."""
     answers: list[list[str]]

@@ -62,9 +62,10 @@ def slot_answers(model, tok, stacked: StackedLoRA, prompts: Sequence[str], slots
     `generation`: more of models.generate's options. With `memo`, the answers of an earlier call
     with the same slots, prompts and settings (batch, the stack's ranks, device and attention,
     which move float sums, among them) are read back, and new ones kept."""
-    slots, size = list(dict.fromkeys(slots)), models.GENERATION_BATCH["size"]
+    slots = list(dict.fromkeys(slots))
     if memo is not None:
-        settings = {"max_new_tokens": max_new_tokens, "together": together, "seed": seed, "batch": size,
+        settings = {"max_new_tokens": max_new_tokens, "together": together, "seed": seed,
+                    "batch": models.GENERATION_BATCH["size"],
                     "ranks": [a.shape[1] for a in stacked.a], "device": str(stacked.a[0].device),
                     "attention": getattr(getattr(model, "config", None), "_attn_implementation", None), **generation}
         key = memo.key(slots, prompts, settings)
