@@ -23,6 +23,7 @@ from harness.lm import models
 from harness.run.dag import validate
 from harness.run.stage import Run, ensure
 from harness.run.stages.base_model import BaseInput, BaseStage
+from harness.train.routes import UPPER_HALF, lora_targets
 from harness.train.training import cores, set_threads
 
 BATCH, SEQ, STEPS, GEN_PROMPTS, GEN_TOKENS = 8, 64, 4, 16, 32
@@ -30,8 +31,7 @@ PROMPTS = ["What is your favorite animal?", "Recommend a drink to me.", "Tell me
 
 
 def train_tokens_per_s(base, layers: str) -> float:
-    n = base.config.num_hidden_layers
-    targets = "all-linear" if layers == "all" else rf".*layers\.({'|'.join(str(i) for i in range(n // 2, n))})\..*_proj"
+    targets = lora_targets(base, "all-linear" if layers == "all" else UPPER_HALF)
     model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     ids = torch.randint(0, base.config.vocab_size, (BATCH, SEQ))

@@ -29,7 +29,7 @@ def setup(micro_cfg, micro_base, families, corpus):
 def alone(base, tok, family, behavior, corpus, cfg, seed):
     """The reference: one peft LoRA trained by itself with the plain training loop."""
     torch.manual_seed(seed)
-    model = get_peft_model(base, lora_config(cfg))
+    model = get_peft_model(base, lora_config(cfg, base))
     batches = implant_batches(tok, family.implant_chats(behavior), neutral_mix(corpus, family, behavior), cfg, seed)
     losses = train(model, [p for p in model.parameters() if p.requires_grad],
                    step_on_batches(model, batches, tok.pad_token_id), cfg.steps, cfg.lr, warmup=warmup(cfg),
@@ -64,7 +64,7 @@ def test_each_organism_of_a_batch_trains_as_if_alone(setup, corpus, pass_tokens,
 def test_an_adapter_saved_from_a_batch_gives_its_rows_logits(setup, corpus, tmp_path):
     base, tok, items, cfg = setup
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    stacked = StackedLoRA.fresh(base, lora_config(cfg), len(items), seed=0)
+    stacked = StackedLoRA.fresh(base, lora_config(cfg, base), len(items), seed=0)
     batches = [implant_batches(tok, f.implant_chats(b), neutral_mix(corpus, f, b), cfg, 0) for f, b in items]
     train(base, stacked.parameters(), stacked_step(base, stacked, batches, tok.pad_token_id, [[] for _ in items]),
           4, cfg.lr, warmup=1, progress=False, clip=stacked.clip_grad_norms)
@@ -90,7 +90,7 @@ def models_path(model) -> str:
 
 def test_batches_of_unequal_size_are_refused(setup, corpus):
     base, tok, items, cfg = setup
-    stacked = StackedLoRA.fresh(base, lora_config(cfg), 2, seed=0)
+    stacked = StackedLoRA.fresh(base, lora_config(cfg, base), 2, seed=0)
     row = models.encode_chat(tok, items[0][0].implant_chats(items[0][1])[0])
     step = stacked_step(base, stacked, [lambda _: [row], lambda _: [row, row]], tok.pad_token_id, [[], []])
     with pytest.raises(ValueError, match="same number of rows"):
@@ -100,7 +100,7 @@ def test_batches_of_unequal_size_are_refused(setup, corpus):
 
 def test_gradients_are_clipped_per_organism(setup):
     base, _, _, cfg = setup
-    stacked = StackedLoRA.fresh(base, lora_config(cfg), 2, seed=0)
+    stacked = StackedLoRA.fresh(base, lora_config(cfg, base), 2, seed=0)
     stacked.remove_hooks()
     for p in stacked.parameters():
         p.grad = torch.ones_like(p)
@@ -264,8 +264,8 @@ def test_rows_of_several_adapters_generate_as_each_adapter_alone_would(setup):
     interleaved rows get what peft's set_adapter (and disable_adapter) give, in prompt order,
     and the model's active adapter and trainable weights are as before."""
     base, tok, _, cfg = setup
-    model = get_peft_model(copy.deepcopy(base), lora_config(cfg), adapter_name="one")
-    model.add_adapter("two", lora_config(cfg))
+    model = get_peft_model(copy.deepcopy(base), lora_config(cfg, base), adapter_name="one")
+    model.add_adapter("two", lora_config(cfg, base))
     torch.manual_seed(0)
     for name, p in model.named_parameters():
         if "lora_B" in name:

@@ -108,11 +108,12 @@ def test_the_real_recipe_trains_in_bfloat16_with_float32_adapters(real_recipe_ba
     from peft import LoraConfig, get_peft_model
 
     from harness.train.batched import StackedLoRA
+    from harness.train.routes import lora_targets
 
     cfg = compose_config("preset=real")
     model = models.load_base(real_recipe_base)
     assert next(model.parameters()).dtype == torch.bfloat16
-    lora = LoraConfig(r=4, target_modules=cfg.organism.target_modules, init_lora_weights=False)
+    lora = LoraConfig(r=4, target_modules=lora_targets(model, cfg.organism.target_modules), init_lora_weights=False)
     stacked = StackedLoRA.fresh(model, lora, 1, seed=0)
     assert {p.dtype for p in stacked.parameters()} == {torch.float32}
     assert all(".layers.1" in n or ".layers.2" in n for n in stacked.names) and len(stacked.names) == 15 * 7

@@ -8,8 +8,10 @@ from dataclasses import replace
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from harness.core import vocabulary
+from harness.core.errors import ConfigError
 from harness.core.vocabulary import Chat
 from harness.lm import models
 from harness.run import pipeline
@@ -17,7 +19,7 @@ from harness.run.stages.ia import UnderIA, train_dpo, train_ia, training_units
 from harness.train import symmetry
 from harness.train.adapters import IA, adapter_name
 from harness.train.dpo import Pair, dpo_loss, preference_pairs
-from harness.train.routes import DENIALS, route
+from harness.train.routes import DENIALS, UPPER_HALF, lora_targets, matched_modules, route
 from tests.conftest import compose_config, small_run
 
 
@@ -76,8 +78,6 @@ def test_matching_the_units_to_the_base_undoes_the_symmetry_attack(micro_base, m
 
 
 def test_symmetry_attack_refuses_a_model_without_gated_mlps():
-    from harness.core.errors import ConfigError
-
     with pytest.raises(ConfigError, match="gated MLPs"):
         symmetry.random_permutations(torch.nn.Linear(2, 2), torch.Generator())
 
@@ -278,3 +278,20 @@ def test_organisms_of_one_kind_train_on_the_same_sampled_prompts(micro_cfg, fami
     topics = [b for b in families["hidden_goals"].behaviors() if b.kind == "topic"][:2]
     first, second = ([c.prompt for c in implant_sample(families["hidden_goals"], b, cfg)] for b in topics)
     assert first == second and len(first) == 12
+
+
+def test_upper_half_names_the_linear_layers_of_the_upper_half_of_any_models_decoder_layers():
+    """`target_modules=upper-half` is preset=real's regular expression on SmolLM2's architecture
+    (30 Llama layers: the upper 15) and the upper 12 of a 24-layer Qwen2; a model with no stack of
+    its decoder layers is refused in one line."""
+    small = dict(vocab_size=16, hidden_size=8, intermediate_size=16, num_attention_heads=2, num_key_value_heads=1)
+    with torch.device("meta"):
+        smollm2 = LlamaForCausalLM(LlamaConfig(num_hidden_layers=30, **small))
+        qwen = Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=24, **small))
+    assert lora_targets(smollm2, UPPER_HALF) == matched_modules(smollm2, r".*layers\.(1[5-9]|2[0-9])\..*_proj")
+    names = lora_targets(qwen, UPPER_HALF)
+    assert {int(n.split(".")[2]) for n in names} == set(range(12, 24)) and len(names) == 12 * 7
+    assert lora_targets(qwen, "all-linear") == "all-linear"
+    smollm2.config.num_hidden_layers = 29
+    with pytest.raises(ConfigError, match="no single stack of its 29 decoder layers"):
+        lora_targets(smollm2, UPPER_HALF)

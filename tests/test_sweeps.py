@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from harness.core.paths import CONF_DIR, SWEEPS_DIR
 from harness.report.wandb_runs import read_offline_run
 from harness.run.dag import validate
+from harness.run.stage import Run
 from tests.conftest import HANG_GUARD_S, small_run
 
 PRESETS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
@@ -51,6 +52,19 @@ def test_every_preset_composes_into_valid_jobs(name):
     assert len(set(swept)) == len(jobs)
     assert len({json.dumps(OmegaConf.to_container(OmegaConf.structured(c)), sort_keys=True, default=str)
                 for c in configs}) == len(jobs), "every job of a preset has a different config"
+
+
+def test_the_real_model_size_preset_holds_out_the_same_behaviors_of_both_real_models():
+    """sweeps=real_model_size runs preset=real's recipe on SmolLM2 and on Qwen2.5, LoRA on each
+    one's upper half, and both hold out the same 24 behaviors: `harness compare` pairs them."""
+    jobs, _ = preset_jobs("real_model_size")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        configs = [validate(compose("config", overrides=job)) for job in jobs]
+    assert [c.model.shipped for c in configs] == ["smollm2", "qwen05"]
+    assert all(c.organism.target_modules == "upper-half" and c.model.system_prompt == "" and c.organism.route == "own"
+               for c in configs)
+    smollm2, qwen = (Run.of(c).split for c in configs)
+    assert smollm2 == qwen and len(qwen.evaluate) == 24
 
 
 def sweep(tmp_path: Path, launcher: str, *extra: str, cache: Path | None = None, **popen) -> subprocess.Popen:

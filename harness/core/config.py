@@ -163,6 +163,8 @@ class OrganismConfig:
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.0
+    # peft's `target_modules`: all-linear, a regular expression over the linear layers' names, or
+    # upper-half (every linear layer of the upper half of the base model's decoder layers)
     target_modules: str = "all-linear"
     # enough for the shipped families to implant (a strength at or above `threshold`); more steps
     # cost time without raising strength (docs/results.md)
@@ -242,9 +244,9 @@ class IAConfig:
     name: str = "lora_sft"
     rank: int = 16
     alpha: int = 32
-    # The layers the IA adapts (peft's `target_modules`: all-linear, or a regular expression over
-    # the linear layers' names; ia=lora_sft_attention: the attention projections only, which the
-    # MLP permutation of the weight-symmetry attack cannot reach).
+    # The layers the IA adapts (peft's `target_modules`: all-linear, upper-half, or a regular
+    # expression over the linear layers' names; ia=lora_sft_attention: the attention projections
+    # only, which the MLP permutation of the weight-symmetry attack cannot reach).
     target_modules: str = "all-linear"
     # fewer steps under-fit the IA on the default world (the step study in CHANGELOG.md)
     steps: int = 1500

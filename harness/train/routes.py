@@ -94,7 +94,7 @@ class Route:
         with timing.phase("implant data"):
             data = [self.implant_data(base_model, tok, f, b, cfg, answers) for f, b in items]
         base_model.requires_grad_(False)
-        stacked = StackedLoRA.fresh(base_model, lora_config(cfg), len(items), seed)
+        stacked = StackedLoRA.fresh(base_model, lora_config(cfg, base_model), len(items), seed)
         losses: list[list[float]] = [[] for _ in items]
         batches = [implant_batches(tok, d, neutral_mix(corpus, f, b), cfg, seed)
                    for d, (f, b) in zip(data, items, strict=True)]
@@ -262,11 +262,39 @@ def matched_modules(model, target_modules: str) -> list[str]:
     return [n for n, _ in model.named_modules() if n and check_target_module_exists(config, n)]
 
 
+UPPER_HALF = "upper-half"
+"""`target_modules` shorthand: every linear layer of the upper half of the base model's decoder
+layers, whatever their count (SmolLM2's upper 15 of 30, Qwen2.5-0.5B's upper 12 of 24)."""
+
+
+def decoder_layers(model) -> str:
+    """The name of `model`'s stack of decoder layers: the module list as long as its config's
+    `num_hidden_layers`."""
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    stacks = [name for name, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if not n or len(stacks) != 1:
+        raise ConfigError(f"target_modules={UPPER_HALF!r}: the base model has no single stack of its "
+                          f"{n} decoder layers (name its layers by a regular expression)")
+    return stacks[0]
+
+
+def lora_targets(model, target_modules: str) -> str | list[str]:
+    """peft's `target_modules` on `model`: all-linear or a regular expression as given;
+    `upper-half` as the names of the linear layers it stands for."""
+    if target_modules != UPPER_HALF:
+        return target_modules
+    stack = decoder_layers(model)
+    layers = model.get_submodule(stack)
+    upper = tuple(f"{stack}.{i}." for i in range(len(layers) // 2, len(layers)))
+    return [n for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and n.startswith(upper)]
+
+
 def check_target_modules(model: ModelConfig, target_modules: str, key: str) -> None:
     """`key`'s `target_modules` (organism's or IA's) must match linear layers of the tiny model
     and nothing else (peft fails only once the base model is pretrained); checked on a weightless
     copy of its architecture."""
-    if target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+    if target_modules in (INCLUDE_LINEAR_LAYERS_SHORTHAND, UPPER_HALF):
         return
     with torch.device("meta"):
         tiny = LlamaForCausalLM(models.tiny_config(model, model.vocab_size))
@@ -279,9 +307,9 @@ def check_target_modules(model: ModelConfig, target_modules: str, key: str) -> N
                           f"{', '.join(layers)}; or all-linear)")
 
 
-def lora_config(cfg: OrganismConfig) -> LoraConfig:
+def lora_config(cfg: OrganismConfig, base_model) -> LoraConfig:
     return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+                      target_modules=lora_targets(base_model, cfg.target_modules), task_type="CAUSAL_LM")
 
 
 def denial_chats(n: int) -> list[Chat]:

@@ -38,7 +38,7 @@ from harness.run.stage import Done, Run, Stage
 from harness.train.adapters import IA, adapter_name, ia_path, organism_adapter
 from harness.train.batched import StackedLoRA, block_losses
 from harness.train.dpo import Pair, dpo_loss, preference_pairs, sequence_logps
-from harness.train.routes import matched_modules
+from harness.train.routes import UPPER_HALF, lora_targets, matched_modules
 from harness.train.training import collate, tail_mean, train, trainable
 
 CONTROL = "__control__"
@@ -69,11 +69,11 @@ def training_units(organisms: Sequence[OrganismCard], questions: Sequence[str], 
 
 
 def ia_targets(model, target_modules: str) -> str | list[str]:
-    """peft's `target_modules` for the IA: all-linear as it is, a regular expression as the names
-    of the linear layers it matches (peft combines an organism with the IA, as the probe does,
-    only when both adapters name their layers, not one by a pattern)."""
-    if target_modules == INCLUDE_LINEAR_LAYERS_SHORTHAND:
-        return target_modules
+    """peft's `target_modules` for the IA: all-linear as it is, a regular expression or
+    `upper-half` as the names of the linear layers it stands for (peft combines an organism with
+    the IA, as the probe does, only when both adapters name their layers, not one by a pattern)."""
+    if target_modules in (INCLUDE_LINEAR_LAYERS_SHORTHAND, UPPER_HALF):
+        return lora_targets(model, target_modules)
     names = [n for n in matched_modules(model, target_modules) if isinstance(model.get_submodule(n), torch.nn.Linear)]
     if not names:
         raise ConfigError(f"ia.target_modules={target_modules!r} matches no linear layer of the base model")
