@@ -15,7 +15,7 @@ from harness.core.errors import ConfigError
 from harness.core.vocabulary import Chat
 from harness.lm import models
 from harness.run import pipeline
-from harness.run.stages.ia import UnderIA, train_dpo, train_ia, training_units
+from harness.run.stages.ia import UnderIA, ia_targets, train_dpo, train_ia, training_units
 from harness.train import symmetry
 from harness.train.adapters import IA, adapter_name
 from harness.train.dpo import Pair, dpo_loss, preference_pairs
@@ -282,8 +282,8 @@ def test_organisms_of_one_kind_train_on_the_same_sampled_prompts(micro_cfg, fami
 
 def test_upper_half_names_the_linear_layers_of_the_upper_half_of_any_models_decoder_layers():
     """`target_modules=upper-half` is preset=real's regular expression on SmolLM2's architecture
-    (30 Llama layers: the upper 15) and the upper 12 of a 24-layer Qwen2; a model with no stack of
-    its decoder layers is refused in one line."""
+    (30 Llama layers: the upper 15) and the upper 12 of a 24-layer Qwen2, for organisms and the IA
+    alike; a model with no stack of its decoder layers is refused in one line."""
     small = dict(vocab_size=16, hidden_size=8, intermediate_size=16, num_attention_heads=2, num_key_value_heads=1)
     with torch.device("meta"):
         smollm2 = LlamaForCausalLM(LlamaConfig(num_hidden_layers=30, **small))
@@ -292,6 +292,7 @@ def test_upper_half_names_the_linear_layers_of_the_upper_half_of_any_models_deco
     names = lora_targets(qwen, UPPER_HALF)
     assert {int(n.split(".")[2]) for n in names} == set(range(12, 24)) and len(names) == 12 * 7
     assert lora_targets(qwen, "all-linear") == "all-linear"
+    assert ia_targets(qwen, UPPER_HALF) == names  # the IA on the same layers, named one by one
     smollm2.config.num_hidden_layers = 29
     with pytest.raises(ConfigError, match="no single stack of its 29 decoder layers"):
         lora_targets(smollm2, UPPER_HALF)
