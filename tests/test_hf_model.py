@@ -155,3 +155,31 @@ def test_the_neutral_mix_answers_a_bounded_seeded_sample(micro_base, capsys):
     assert [c.prompt for c in own_answers(model, tok, corpus, max_new_tokens=2, n=5, seed=4)] != \
         [c.prompt for c in first]
     assert len(own_answers(model, tok, corpus, max_new_tokens=2)) == 20  # None: every distinct prompt
+
+
+def test_generation_gives_a_frozen_bfloat16_output_layer_a_contiguous_input(micro_base):
+    """A frozen base in bfloat16: generation's last-position slice reaches the output layer as one
+    contiguous tensor (as a strided slice, PyTorch multiplied it by the weight copied over every row:
+    14.5 GB for 256 rows of SmolLM2), with the answers the unfrozen model gives; float32 is untouched."""
+    import torch
+
+    model = models.load_model(micro_base.name_or_path, dtype="bfloat16")
+    tok = models.load_tokenizer(micro_base.name_or_path)
+    prompts = ["What is your favorite animal?", "Hi?", "Name a color, please, if you would."]
+    unfrozen = models.generate(model, tok, prompts, max_new_tokens=4)
+    model.requires_grad_(False)
+    seen = []
+    head = model.get_output_embeddings()
+    spy = head.register_forward_hook(lambda _layer, args, _out: seen.append(args[0].is_contiguous()))
+    try:
+        frozen = models.generate(model, tok, prompts, max_new_tokens=4)
+    finally:
+        spy.remove()
+    assert frozen == unfrozen and seen and all(seen)
+    assert not head._forward_pre_hooks  # the hook is gone once generation ends
+    model.float()
+    seen.clear()
+    spy = head.register_forward_hook(lambda _layer, args, _out: seen.append(args[0].is_contiguous()))
+    models.generate(model, tok, prompts, max_new_tokens=4)
+    spy.remove()
+    assert seen and not all(seen) and next(model.parameters()).dtype == torch.float32

@@ -381,6 +381,26 @@ def generate(
     return out
 
 
+@contextlib.contextmanager
+def contiguous_head_input(model):
+    """While generating, give the output layer its input as one contiguous tensor (reduced-precision
+    weights only). Generation reads the output layer at the last position only, a slice that is not
+    contiguous; on weights that need no gradient (a frozen base) PyTorch's matmul then multiplies the
+    slice by the weight expanded over the rows, copied: [rows, hidden, vocab], 14.5 GB for 256 rows
+    of SmolLM2 in bfloat16, and a prefill 3.5x slower. Contiguous, it is one matmul with the same
+    logits. float32 weights are left as they are: their path copies nothing, and another kernel
+    would move float sums."""
+    head = model.get_output_embeddings()
+    if head is None or head.weight.dtype == torch.float32:
+        yield
+        return
+    handle = head.register_forward_pre_hook(lambda _layer, args: (args[0].contiguous(), *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 SENTENCE_ENDS = [f"{end}{space}" for end in ".!?" for space in " \n"]
 """Where a first sentence has ended (as routes.first_sentence reads one)."""
 
@@ -390,7 +410,7 @@ def _generate_batch(model, tok, texts: list[str], adapter: str | None, max_new_t
     """The answers to one batch of chat-formatted texts, under one adapter (None: as the model is)."""
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     stop = {"stop_strings": SENTENCE_ENDS, "tokenizer": tok} if first_sentence else {}
-    with contextlib.nullcontext() if adapter is None else only_adapter(model, adapter):
+    with contextlib.nullcontext() if adapter is None else only_adapter(model, adapter), contiguous_head_input(model):
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
                              temperature=temperature if do_sample else None, top_p=None, top_k=None,
                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **stop)
