@@ -160,7 +160,7 @@ def test_the_neutral_mix_answers_a_bounded_seeded_sample(micro_base, capsys):
 def test_generation_gives_a_frozen_bfloat16_output_layer_a_contiguous_input(micro_base):
     """A frozen base in bfloat16: generation's last-position slice reaches the output layer as one
     contiguous tensor (as a strided slice, PyTorch multiplied it by the weight copied over every row:
-    14.5 GB for 256 rows of SmolLM2), with the answers the unfrozen model gives; float32 is untouched."""
+    a 14.9 GB peak for 256 rows of SmolLM2), with the answers the unfrozen model gives; float32 is untouched."""
     import torch
 
     model = models.load_model(micro_base.name_or_path, dtype="bfloat16")
