@@ -166,20 +166,21 @@ def test_generation_gives_a_frozen_bfloat16_output_layer_a_contiguous_input(micr
     model = models.load_model(micro_base.name_or_path, dtype="bfloat16")
     tok = models.load_tokenizer(micro_base.name_or_path)
     prompts = ["What is your favorite animal?", "Hi?", "Name a color, please, if you would."]
+    head = model.get_output_embeddings()
+
+    def generate_seeing_head_inputs() -> tuple[list[str], list[bool]]:
+        seen = []
+        spy = head.register_forward_hook(lambda _layer, args, _out: seen.append(args[0].is_contiguous()))
+        try:
+            return models.generate(model, tok, prompts, max_new_tokens=4), seen
+        finally:
+            spy.remove()
+
     unfrozen = models.generate(model, tok, prompts, max_new_tokens=4)
     model.requires_grad_(False)
-    seen = []
-    head = model.get_output_embeddings()
-    spy = head.register_forward_hook(lambda _layer, args, _out: seen.append(args[0].is_contiguous()))
-    try:
-        frozen = models.generate(model, tok, prompts, max_new_tokens=4)
-    finally:
-        spy.remove()
-    assert frozen == unfrozen and seen and all(seen)
+    frozen, contiguous = generate_seeing_head_inputs()
+    assert frozen == unfrozen and contiguous and all(contiguous)
     assert not head._forward_pre_hooks  # the hook is gone once generation ends
     model.float()
-    seen.clear()
-    spy = head.register_forward_hook(lambda _layer, args, _out: seen.append(args[0].is_contiguous()))
-    models.generate(model, tok, prompts, max_new_tokens=4)
-    spy.remove()
-    assert seen and not all(seen) and next(model.parameters()).dtype == torch.float32
+    _, contiguous = generate_seeing_head_inputs()
+    assert contiguous and not all(contiguous) and next(model.parameters()).dtype == torch.float32
